@@ -1,0 +1,60 @@
+# agentsync_fleet — set-up, tests, demo and benchmarks on a fresh Debian/Ubuntu machine.
+# Every target installs what it needs first: apt packages (as root, or with sudo) and the venv.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+BIN     = $(VENV)/bin
+APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_ROOT ?= $(HOME)/.local/share/agentsync/sandbox
+
+.PHONY: setup system-deps venv test lint demo demo-down bench clean
+
+setup: system-deps venv
+
+# Install the system tools the sandbox fleet and the tests use, only when something is missing.
+system-deps:
+	@missing=""; \
+	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages (missing:$$missing)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required")'
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check agentsync_fleet tests bench tasks.py
+
+test: setup lint
+	$(BIN)/pytest -q
+
+demo: setup
+	$(BIN)/agentsync sandbox.up --root $(DEMO_ROOT)
+	$(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml || true
+	@echo
+	@echo "The sandbox fleet keeps running; try: $(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml"
+	@echo "Stop it with: make demo-down"
+
+demo-down: setup
+	$(BIN)/agentsync sandbox.down --root $(DEMO_ROOT)
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,5 @@
+"""`python -m agentsync_fleet` is the `agentsync` command."""
+
+from .cli import main
+
+main()

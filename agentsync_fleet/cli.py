@@ -1,0 +1,120 @@
+"""The command line: Invoke tasks for `inv` (via tasks.py) and the `agentsync` program.
+
+Thin by design: each task turns its flags into a `FleetArgs`, imports its
+command module lazily (so `--help` and `--list` never import paramiko), runs
+it, and turns the result into an exit status. A `FleetError` (a problem the
+user can fix) is printed without a traceback; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from invoke import Collection, Exit, Program, task
+
+from . import __version__
+from .commands import FleetArgs
+
+FLEET_HELP = {
+    "inventory": "inventory file (default: $AGENTSYNC_INVENTORY, else inventory/fleet.yaml)",
+    "hosts": "comma-separated host names to limit the run to (default: all)",
+    "json": "print a machine-readable JSON report on stdout (and nothing else there)",
+    "workers": "how many hosts to work on at once (default 0: one per host, at most 32)",
+}
+
+
+def _guarded(body: Callable[..., int]) -> Callable[..., int]:
+    """Map a command's return value to the exit status; print FleetErrors without a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        from .errors import FleetError, InventoryError, UsageError
+
+        try:
+            code = body(c, *args, **kwargs)
+        except (InventoryError, UsageError) as exc:
+            from .output import error
+
+            error(str(exc))
+            raise Exit(code=2) from None
+        except FleetError as exc:
+            from .output import error
+
+            error(str(exc))
+            raise Exit(code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        if code:
+            raise Exit(code=code)
+        return 0
+
+    return wrapper
+
+
+def fleet_task(help: dict[str, str] | None = None, **kwargs):  # noqa: A002 - Invoke's own keyword
+    """@task with the shared fleet flags documented, no auto short flags, and error handling."""
+
+    def decorate(body):
+        params = body.__code__.co_varnames[: body.__code__.co_argcount]
+        shared = {k: v for k, v in FLEET_HELP.items() if k in params}
+        return task(help={**shared, **(help or {})}, auto_shortflags=False, **kwargs)(_guarded(body))
+
+    return decorate
+
+
+@fleet_task(help={"no_fetch": "skip `git fetch` (faster; ahead/behind then use the last fetched state)"})
+def health(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False):
+    """Deploy gate: reachability, repo state, guard processes, disk, load, GPU and ZeroTier per host."""
+    from .commands import health as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+
+
+@fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
+def trust(c, host, inventory=None, yes=False, json=False):
+    """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
+    from .commands import trust as command
+
+    return command.run(FleetArgs(inventory, None, json), host, yes=yes)
+
+
+@fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
+            name="up")
+def sandbox_up(c, root=None):
+    """Start the practice fleet (laptop + cloud + gpu: real sshd hosts on loopback) and write its inventory."""
+    from .commands import sandbox as command
+
+    return command.up(root)
+
+
+@fleet_task(help={"root": "where the sandbox lives"}, name="down")
+def sandbox_down(c, root=None):
+    """Stop the practice fleet and remove its files."""
+    from .commands import sandbox as command
+
+    return command.down(root)
+
+
+def build_collection() -> Collection:
+    ns = Collection()
+    for item in (health, trust):
+        ns.add_task(item)
+    ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
+    return ns
+
+
+ns = build_collection()
+program = Program(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
+
+
+def main() -> None:
+    try:
+        program.run()
+    except BrokenPipeError:  # `agentsync --help | head`: the reader left; not an error worth a traceback
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -1,0 +1,52 @@
+"""One module per command; `cli.py` only parses arguments and calls `run` here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    """The options every fleet task shares, as typed on the command line."""
+
+    inventory: str | None = None
+    hosts: str | None = None
+    json: bool = False
+    workers: str | int | None = None
+
+    def load(self):
+        """The validated inventory (raises InventoryError with every problem)."""
+        from .. import inventory
+
+        return inventory.load(self.inventory)
+
+    def selected(self, inv) -> list:
+        """Hosts named by --hosts (comma-separated), in sync order; all hosts if none given."""
+        names = [n.strip() for n in (self.hosts or "").split(",") if n.strip()]
+        unknown = [n for n in names if n not in inv.hosts]
+        if unknown:
+            raise UsageError(f"--hosts names {', '.join(repr(n) for n in unknown)}, not in {inv.path}",
+                             hint=f"hosts defined there: {', '.join(inv.order)}")
+        return inv.select(names)
+
+    def worker_limit(self, inv) -> int | None:
+        value = self.workers if self.workers not in (None, "", 0) else inv.settings["defaults"].get("workers")
+        if value is None:
+            return None
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            count = 0
+        if count < 1:
+            raise UsageError(f"--workers expects a whole number of at least 1, got {value!r}")
+        return count
+
+
+def state_dir(inv=None) -> str:
+    """Where agentsync keeps its own files (journal, locks, caches) on the controller."""
+    configured = (inv.settings.get("state_dir") if inv is not None else None) or os.environ.get(
+        "AGENTSYNC_STATE_DIR")
+    return os.path.expanduser(configured or "~/.local/state/agentsync")

@@ -1,0 +1,53 @@
+"""`trust HOST`: add a host's key to known_hosts on purpose, after showing its fingerprint.
+
+Never replaces a key that changed: that is exactly the case a person must
+look into first (the old line is removed by hand, then `trust` is run again).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import FleetError, UsageError
+from . import FleetArgs
+
+
+def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
+    from ..connection import Connector, append_known_host, read_host_key, trust_file
+    from ..output import console
+
+    inv = args.load()
+    if host_name not in inv.hosts:
+        raise UsageError(f"no host '{host_name}' in {inv.path}", hint=f"hosts: {', '.join(inv.order)}")
+    host = inv.hosts[host_name]
+    if host.local:
+        raise UsageError(f"host '{host_name}' is local: true; there is no host key to trust")
+    connector = Connector(inv)
+    try:
+        presented = read_host_key(connector, host)
+    finally:
+        connector.close_all()
+    out = console(stderr=args.json)
+    name = presented.endpoint.known_hosts_entry_name
+    out.print(f"{host_name} ({name}) presents {presented.key_type} key [bold]{presented.fingerprint}[/]")
+    if presented.status == "known":
+        out.print("[green]already trusted[/]: known_hosts has this exact key; nothing to do.")
+        return 0
+    if presented.status == "changed":
+        raise FleetError(
+            f"known_hosts holds a DIFFERENT key for {name} ({presented.known_fingerprint}); not replacing it",
+            host=host_name, hint=f"if the host was really reinstalled, run `ssh-keygen -R '{name}'` "
+                                 f"(add -f FILE for a UserKnownHostsFile), then `agentsync trust {host_name}` again")
+    target = trust_file(presented.endpoint)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not trusting a key without confirmation",
+                             hint="compare the fingerprint with the host's owner (ssh-keygen -lf on the host), "
+                                  "then rerun with --yes")
+        answer = input(f"Trust this key and add it to {target}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            out.print("not trusted; nothing changed.")
+            return 1
+    append_known_host(target, presented)
+    out.print(f"[green]trusted[/]: added {name} {presented.key_type} to {target}")
+    return 0

@@ -1,0 +1,127 @@
+"""`health`: probe every host in parallel and judge the deploy gate.
+
+Collecting (I/O through a `Connector`) and judging (`gate_failures`, pure) are
+kept apart so the gate's rules can be read and tested on their own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .connection import Connector
+from .errors import CommandTimeout, FleetError, HostUnreachable
+from .models import Host, Inventory
+from .pool import run_each
+from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
+
+
+@dataclass(frozen=True)
+class HostHealth:
+    """Everything `health` learned about one host, and whether it passes the gate."""
+
+    host: str
+    target: str
+    reachable: bool
+    reason: str = ""  # why unreachable: dns, refused, timeout, auth, host key unknown/changed...
+    error: str = ""
+    hint: str = ""
+    fingerprint: str = ""
+    latency_ms: float | None = None
+    repo: RepoState | None = None
+    processes: tuple[ProcessInfo, ...] = ()
+    system: SystemState | None = None
+    zerotier: ToolState | None = None
+    gpu: ToolState | None = None
+    failures: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    hosts: tuple[HostHealth, ...]
+    duration_s: float
+    inventory: str = ""
+    fetched: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(h.passed for h in self.hosts)
+
+
+def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
+    """Why this host may not be deployed to right now (empty list: it may)."""
+    if repo is None:
+        return ["not probed"]
+    if not repo.present:
+        return [f"repo {host.repo}: {repo.error}"]
+    failures = []
+    if repo.in_progress:
+        failures.append(f"{', '.join(repo.in_progress)} in progress")
+    if repo.branch != host.branch:
+        failures.append(f"on branch '{repo.branch}', inventory expects '{host.branch}'")
+    if repo.dirty:
+        failures.append(f"{repo.dirty} uncommitted/untracked file(s)")
+    if fetch and host.git_access and not repo.fetched:
+        failures.append(f"git fetch failed: {repo.fetch_error or 'unknown error'}")
+    if not repo.upstream:
+        failures.append(f"no {host.remote}/{host.branch} to compare with")
+    elif repo.behind:
+        kind = "diverged from" if repo.ahead else "behind"
+        failures.append(f"{kind} {repo.upstream} ({repo.ahead} ahead, {repo.behind} behind)")
+    return failures
+
+
+def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
+    warnings = []
+    if zerotier and zerotier.status != "ok":
+        warnings.append(f"zerotier {zerotier.status}: {zerotier.detail}")
+    if gpu and gpu.status not in ("ok",):
+        warnings.append(f"gpu {gpu.status}: {gpu.detail}")
+    return warnings
+
+
+def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHealth:
+    """Connect (or reuse the connection) and run the batched probe; never raises for host trouble."""
+    start = time.monotonic()
+    try:
+        session = connector.session(host)
+        result = session.run("sh -s", stdin=health_script(host, fetch and host.git_access),
+                             timeout=host.command_timeout)
+    except HostUnreachable as exc:
+        return HostHealth(host.name, host.target, False, exc.reason, exc.message, exc.hint or "",
+                          getattr(exc, "fingerprint", ""), failures=(f"unreachable: {exc.message}",),
+                          duration_s=time.monotonic() - start)
+    except (CommandTimeout, FleetError) as exc:
+        return HostHealth(host.name, host.target, True, "", exc.message, exc.hint or "",
+                          failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
+    parts = parse_health_output(host, result.stdout)
+    failures = gate_failures(host, parts["repo"], fetch)
+    if not parts["complete"]:
+        failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
+    latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None
+    return HostHealth(
+        host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
+        processes=parts["processes"], system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
+        failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
+        duration_s=time.monotonic() - start,
+    )
+
+
+def check_fleet(inventory: Inventory, hosts: list[Host], connector: Connector, fetch: bool = True,
+                workers: int | None = None) -> HealthReport:
+    start = time.monotonic()
+    results = run_each(hosts, lambda h: probe_host(connector, h, fetch), workers)
+    rows = []
+    for host, value in results.items():
+        if isinstance(value, Exception):  # a bug, already printed by the pool
+            value = HostHealth(host.name, host.target, False, "internal error", repr(value),
+                               failures=("internal error",))
+        rows.append(value)
+    return HealthReport(tuple(rows), time.monotonic() - start, str(inventory.path), fetch)

@@ -1,0 +1,107 @@
+"""Immutable values shared by every layer: hosts, command results, reports.
+
+Nothing here does I/O; these are the nouns the planner, the executor and the
+renderer pass between each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Production processes on a host, and the files they must not see change under them."""
+
+    processes: tuple[str, ...] = ()
+    critical_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorktreeSpec:
+    """A `git worktree` on a host kept in step with another branch (e.g. main)."""
+
+    path: str
+    branch: str
+    merge: str | None = None
+    strategy: str = "merge"  # merge | rebase
+    push: bool = False
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine of the fleet, as the inventory describes it."""
+
+    name: str
+    repo: str
+    branch: str = "main"
+    remote: str = "origin"
+    local: bool = False
+    ssh: str | None = None
+    guard: Guard = field(default_factory=Guard)
+    zerotier: str | None = None
+    gpu: bool = False
+    push: bool = True
+    slow: bool = False
+    git_access: bool = True
+    worktrees: tuple[WorktreeSpec, ...] = ()
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+
+    @property
+    def target(self) -> str:
+        """What to show a person for this host: `local` or its ssh target."""
+        return "local" if self.local else (self.ssh or self.name)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory: hosts in sync order plus fleet-wide settings."""
+
+    path: Path
+    hosts: dict[str, Host]
+    order: tuple[str, ...]
+    ssh_config: Path | None = None
+    sha256: str = ""
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def select(self, names: list[str] | None) -> list[Host]:
+        """Hosts in sync order, limited to `names` when given."""
+        if not names:
+            return [self.hosts[n] for n in self.order]
+        return [self.hosts[n] for n in self.order if n in set(names)]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did on one host."""
+
+    host: str
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 12) -> str:
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and paths to plain JSON types."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: to_jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

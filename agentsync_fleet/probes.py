@@ -1,0 +1,305 @@
+"""Health probes: one batched shell script per host, and pure parsers of its output.
+
+The script is sent on stdin to `sh -s`, so the whole probe costs one remote
+round trip and no probe text (e.g. a guard pattern) shows up in a process's
+command line, where `pgrep -f` would match the probe itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .models import Host
+from .shell import join, path_arg, section, split_sections
+
+GIT_ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
+IN_PROGRESS = {
+    "rebase-merge": "rebase", "rebase-apply": "rebase (am)", "MERGE_HEAD": "merge",
+    "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
+}
+GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
+
+
+@dataclass(frozen=True)
+class RepoState:
+    present: bool
+    error: str = ""
+    branch: str = ""
+    head: str = ""
+    upstream: str = ""
+    ahead: int | None = None
+    behind: int | None = None
+    dirty: int = 0
+    dirty_files: tuple[str, ...] = ()
+    stashes: int = 0
+    in_progress: tuple[str, ...] = ()
+    fetched: bool = False
+    fetch_error: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pattern: str
+    pid: int
+    uptime_s: int
+    command: str
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    utilization_pct: float | None
+    temperature_c: float | None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str
+    used_memory_mb: float | None
+
+
+@dataclass(frozen=True)
+class ToolState:
+    """State from an optional tool (zerotier-cli, nvidia-smi): `unavailable` when not installed."""
+
+    status: str  # ok | unavailable | error | missing-network | not-ok
+    detail: str = ""
+    gpus: tuple[GpuInfo, ...] = ()
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class SystemState:
+    disk_free_bytes: int | None = None
+    disk_use_pct: int | None = None
+    load: tuple[float, float, float] | None = None
+    cpus: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the script
+
+
+def git(host: Host, *args: str) -> str:
+    """A git command line in the host's repo, with prompts disabled."""
+    return f"{GIT_ENV} git -C {path_arg(host.repo)} " + join(list(args))
+
+
+def repo_probe(host: Host, fetch: bool) -> list[str]:
+    ref = f"refs/remotes/{host.remote}/{host.branch}"
+    lines = [
+        section("repo"),
+        f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
+        "elif ! git rev-parse --git-dir >/dev/null 2>&1; then echo 'error not-a-repo'",
+        "else",
+    ]
+    if fetch:
+        lines += [
+            f"  err=$({GIT_ENV} git fetch --quiet {join([host.remote, host.branch])} 2>&1); rc=$?",
+            "  echo \"fetch $rc\"; [ $rc -eq 0 ] || printf 'fetch_error %s\\n' \"$(printf '%s' \"$err\" | tail -n 2"
+            " | tr '\\n' ' ')\"",
+        ]
+    lines += [
+        "  echo \"branch $(git symbolic-ref --quiet --short HEAD || echo '(detached)')\"",
+        "  echo \"head $(git rev-parse --verify --quiet HEAD)\"",
+        f"  if git rev-parse --verify --quiet {join([ref])} >/dev/null; then",
+        f"    echo \"upstream {host.remote}/{host.branch}\"",
+        f"    echo \"counts $(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null)\"",
+        "  fi",
+        "  git -c core.quotepath=off status --porcelain=v1 2>/dev/null | sed 's/^/dirty /'",
+        "  echo \"stashes $(git rev-list --walk-reflogs --count refs/stash 2>/dev/null || echo 0)\"",
+        "  for d in " + " ".join(IN_PROGRESS) + "; do",
+        "    [ -e \"$(git rev-parse --git-path \"$d\")\" ] && echo \"progress $d\"",
+        "  done",
+        "fi",
+        "cd / 2>/dev/null",
+    ]
+    return lines
+
+
+def guard_probe(host: Host) -> list[str]:
+    lines = [section("guard")]
+    for index, pattern in enumerate(host.guard.processes):
+        lines.append(f"for pid in $(pgrep -f -- {join([pattern])}); do ps -o pid=,etimes=,args= -p \"$pid\" "
+                     f"| sed 's/^/{index} /'; done")
+    return lines
+
+
+def system_probe(host: Host) -> list[str]:
+    return [
+        section("system"),
+        f"d={path_arg(host.repo)}; [ -e \"$d\" ] || d=/",
+        "df -Pk \"$d\" 2>/dev/null | tail -n 1 | sed 's/^/df /'",
+        "[ -r /proc/loadavg ] && sed 's/^/load /' /proc/loadavg",
+        "echo \"cpus $(nproc 2>/dev/null || echo '')\"",
+    ]
+
+
+def tools_probe(host: Host) -> list[str]:
+    lines: list[str] = []
+    if host.zerotier:
+        lines += [
+            section("zerotier"),
+            "if command -v zerotier-cli >/dev/null 2>&1; then zerotier-cli listnetworks 2>&1; echo \"rc $?\"; "
+            "else echo unavailable; fi",
+        ]
+    if host.gpu:
+        lines += [
+            section("gpu"),
+            f"if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi --query-gpu={GPU_QUERY} "
+            "--format=csv,noheader,nounits 2>&1; echo \"rc $?\"; else echo unavailable; fi",
+            section("gpu_apps"),
+            "command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-compute-apps=pid,process_name,used_memory"
+            " --format=csv,noheader,nounits 2>/dev/null",
+        ]
+    return lines
+
+
+def health_script(host: Host, fetch: bool = True) -> str:
+    """The whole health probe for one host, as one POSIX sh script."""
+    lines = repo_probe(host, fetch) + guard_probe(host) + system_probe(host) + tools_probe(host)
+    lines.append(section("end"))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    out = []
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        out.append((key, value))
+    return out
+
+
+def parse_repo(text: str) -> RepoState:
+    values: dict[str, str] = {}
+    dirty: list[str] = []
+    progress: list[str] = []
+    for key, value in _pairs(text):
+        if key == "dirty":
+            dirty.append(value[3:] if len(value) > 3 else value)
+        elif key == "progress":
+            progress.append(IN_PROGRESS.get(value, value))
+        else:
+            values[key] = value
+    if "error" in values:
+        reason = {"missing": "repo directory does not exist", "not-a-repo": "directory is not a git repository"}
+        return RepoState(present=False, error=reason.get(values["error"], values["error"]))
+    ahead = behind = None
+    counts = values.get("counts", "").split()
+    if len(counts) == 2 and all(c.isdigit() for c in counts):
+        ahead, behind = int(counts[0]), int(counts[1])
+    return RepoState(
+        present=True, branch=values.get("branch", ""), head=values.get("head", ""),
+        upstream=values.get("upstream", ""), ahead=ahead, behind=behind, dirty=len(dirty),
+        dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes")) or 0, in_progress=tuple(progress),
+        fetched=values.get("fetch") == "0", fetch_error=values.get("fetch_error", "").strip(),
+    )
+
+
+def parse_guard(text: str, patterns: tuple[str, ...]) -> tuple[ProcessInfo, ...]:
+    found = []
+    for line in text.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) < 4 or not all(p.isdigit() for p in parts[:3]):
+            continue
+        index, pid, uptime = int(parts[0]), int(parts[1]), int(parts[2])
+        if index < len(patterns):
+            found.append(ProcessInfo(patterns[index], pid, uptime, " ".join(parts[3:])))
+    return tuple(found)
+
+
+def parse_system(text: str) -> SystemState:
+    free = use = cpus = None
+    load = None
+    for key, value in _pairs(text):
+        fields = value.split()
+        if key == "df" and len(fields) >= 5:
+            free = _int(fields[3]) * 1024 if _int(fields[3]) is not None else None
+            use = _int(fields[4].rstrip("%"))
+        elif key == "load" and len(fields) >= 3:
+            try:
+                load = (float(fields[0]), float(fields[1]), float(fields[2]))
+            except ValueError:
+                load = None
+        elif key == "cpus":
+            cpus = _int(value.strip())
+    return SystemState(disk_free_bytes=free, disk_use_pct=use, load=load, cpus=cpus)
+
+
+def parse_zerotier(text: str, network: str) -> ToolState:
+    """`zerotier-cli listnetworks`: `200 listnetworks <nwid> <name> <mac> <status> <type> <dev> <ips>`."""
+    body = text.strip()
+    if body == "unavailable":
+        return ToolState("unavailable", "zerotier-cli is not installed on this host")
+    rc = re.search(r"^rc (\d+)$", body, re.M)
+    if rc and rc.group(1) != "0":
+        return ToolState("error", _first_line(body))
+    for line in body.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == "200" and fields[1] == "listnetworks" and fields[2].lower() == network.lower():
+            status = fields[5]
+            name = fields[3]
+            ips = fields[8] if len(fields) > 8 else ""
+            state = "ok" if status == "OK" else "not-ok"
+            return ToolState(state, f"{name} {status} {ips}".strip())
+    return ToolState("missing-network", f"network {network} is not joined on this host")
+
+
+def parse_gpu(text: str, apps: str = "") -> ToolState:
+    body = text.strip()
+    if body == "unavailable":
+        return ToolState("unavailable", "nvidia-smi is not installed on this host")
+    rc = re.search(r"^rc (\d+)$", body, re.M)
+    lines = [line for line in body.splitlines() if not re.match(r"^rc \d+$", line)]
+    if rc and rc.group(1) != "0":
+        return ToolState("error", _first_line("\n".join(lines)) or f"nvidia-smi exited {rc.group(1)}")
+    gpus = []
+    for line in lines:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) >= 5:
+            gpus.append(GpuInfo(cells[0], _float(cells[1]), _float(cells[2]), _float(cells[3]), _float(cells[4])))
+    procs = []
+    for line in apps.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) >= 3 and cells[0].isdigit():
+            procs.append(GpuProcess(int(cells[0]), cells[1], _float(cells[2])))
+    return ToolState("ok", f"{len(gpus)} GPU(s)", gpus=tuple(gpus), processes=tuple(procs))
+
+
+def parse_health_output(host: Host, output: str) -> dict:
+    """Split a health script's output into parsed parts; missing parts mean the script died early."""
+    parts = split_sections(output)
+    result = {
+        "complete": "end" in parts,
+        "repo": parse_repo(parts.get("repo", "")) if "repo" in parts else RepoState(False, "probe did not run"),
+        "processes": parse_guard(parts.get("guard", ""), host.guard.processes),
+        "system": parse_system(parts.get("system", "")),
+        "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
+        "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,
+    }
+    return result
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None  # nvidia-smi prints "[N/A]" or "[Not Supported]"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -1,0 +1,307 @@
+"""A fleet of real OpenSSH servers on this machine, for rehearsals, demos and tests.
+
+Each sandbox host is `/usr/sbin/sshd -D` on its own loopback address
+(127.0.x.y), inside its own PID and mount namespace (`unshare`), so it has its
+own process table and its own disk: the host's directory is bind-mounted on
+`MOUNT_POINT` inside its namespace only. Nothing here fakes SSH.
+
+Facts that shaped this module:
+* sshd as root needs /run/sshd (privilege separation directory).
+* Root's ~/.bashrc may run `pyenv init` (~100 ms per remote command); an
+  empty file is bound over it inside each namespace, and PATH comes from sshd's
+  `SetEnv`.
+* To stop a host we signal the namespace's init (sshd itself), not the
+  `unshare` wrapper: when init dies the kernel ends every process in the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import FleetError
+
+SSHD = "/usr/sbin/sshd"
+MOUNT_POINT = "/srv/agentsync"
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class SandboxHost:
+    """One sshd host: where it listens, its disk on the controller, and its namespace init pid."""
+
+    name: str
+    address: str
+    port: int
+    dir: str
+    env: dict[str, str] = field(default_factory=dict)
+    etc_hosts: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None  # sshd = init of the host's PID namespace, as seen from the controller
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(self.dir) / "bin"
+
+    def path(self, relative: str = "") -> Path:
+        """A path inside the host (as it sees it under MOUNT_POINT), from the controller's side."""
+        rel = relative[len(MOUNT_POINT):].lstrip("/") if relative.startswith(MOUNT_POINT) else relative
+        return Path(self.dir) / "disk" / rel
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def require_tools() -> None:
+    missing = [tool for tool in (SSHD, "unshare", "ssh-keygen", "git") if not shutil.which(tool)]
+    if missing:
+        raise FleetError(f"the sandbox needs {', '.join(missing)}",
+                         hint="run `make setup` (installs openssh-server, rsync and git with apt)")
+    if os.geteuid() != 0:
+        raise FleetError("the sandbox needs root (it creates PID and mount namespaces)",
+                         hint="run it as root or with sudo")
+
+
+class Sandbox:
+    """Creates, starts and stops sandbox hosts under one directory; state survives in sandbox.json."""
+
+    def __init__(self, root: str | Path, subnet: int = 77):
+        self.root = Path(root).resolve()
+        self.subnet = subnet  # hosts get 127.<subnet>.0.<n>
+        self.hosts: dict[str, SandboxHost] = {}
+        self._load_state()
+
+    # ---------------------------------------------------------------- paths
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "keys" / "client_ed25519"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    def _state_file(self) -> Path:
+        return self.root / "sandbox.json"
+
+    def _load_state(self) -> None:
+        if self._state_file().is_file():
+            data = json.loads(self._state_file().read_text())
+            self.hosts = {name: SandboxHost(**h) for name, h in data["hosts"].items()}
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = {"hosts": {name: asdict(h) for name, h in self.hosts.items()}}
+        self._state_file().write_text(json.dumps(data, indent=2))
+
+    # ---------------------------------------------------------------- creation
+
+    def add_host(self, name: str, env: dict[str, str] | None = None, etc_hosts: dict[str, str] | None = None,
+                 port: int | None = None) -> SandboxHost:
+        """Create a host's disk, host key and sshd_config (does not start it)."""
+        require_tools()
+        self._ensure_client_key()
+        address = f"127.{self.subnet}.0.{len(self.hosts) + 2}"
+        host_dir = self.root / "hosts" / name
+        for sub in ("disk", "bin", "etc"):
+            (host_dir / sub).mkdir(parents=True, exist_ok=True)
+        key = host_dir / "etc" / "ssh_host_ed25519_key"
+        if not key.exists():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(key)])
+        host = SandboxHost(name, address, port or free_port(address), str(host_dir), dict(env or {}),
+                           dict(etc_hosts or {}))
+        self.hosts[name] = host
+        self._write_sshd_config(host)
+        self.save()
+        return host
+
+    def _ensure_client_key(self) -> None:
+        if not self.client_key.exists():
+            self.client_key.parent.mkdir(parents=True, exist_ok=True)
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "agentsync-sandbox", "-f",
+                  str(self.client_key)])
+
+    def _write_sshd_config(self, host: SandboxHost) -> None:
+        env = {"PATH": f"{host.bin_dir}:{BASE_PATH}", **host.env}
+        etc = Path(host.dir) / "etc"
+        lines = [
+            f"ListenAddress {host.address}:{host.port}",
+            f"HostKey {etc / 'ssh_host_ed25519_key'}",
+            f"AuthorizedKeysFile {self.client_key}.pub",
+            "PidFile none", "UsePAM no", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "StrictModes no", "UseDNS no", "PrintMotd no", "PrintLastLog no",
+            "MaxStartups 500", "MaxSessions 200", "LogLevel VERBOSE", "Subsystem sftp internal-sftp",
+            "AllowTcpForwarding yes",
+            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()),
+        ]
+        (etc / "sshd_config").write_text("\n".join(lines) + "\n")
+        if host.etc_hosts:
+            text = "127.0.0.1 localhost\n" + "".join(f"{ip} {n}\n" for n, ip in host.etc_hosts.items())
+            (etc / "hosts").write_text(text)
+
+    def set_env(self, name: str, **env: str) -> None:
+        """Change a host's environment (takes effect for new sessions after a restart)."""
+        host = self.hosts[name]
+        host.env.update(env)
+        self._write_sshd_config(host)
+        self.save()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, name: str, wait: float = 10.0) -> SandboxHost:
+        host = self.hosts[name]
+        if host.pid and _alive(host.pid):
+            return host
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        Path(MOUNT_POINT).mkdir(parents=True, exist_ok=True)
+        etc = Path(host.dir) / "etc"
+        binds = [f"mount --bind {Path(host.dir) / 'disk'} {MOUNT_POINT}"]
+        bashrc = Path.home() / ".bashrc"
+        if bashrc.exists():
+            binds.append(f"mount --bind /dev/null {bashrc}")
+        if (etc / "hosts").exists():
+            binds.append(f"mount --bind {etc / 'hosts'} /etc/hosts")
+        inner = " && ".join(binds + [f"exec {SSHD} -D -e -f {etc / 'sshd_config'}"])
+        log = open(Path(host.dir) / "sshd.log", "ab")
+        wrapper = subprocess.Popen(
+            ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "sh", "-c", inner],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        host.pid = _namespace_init(wrapper.pid, wait)
+        self._wait_listening(host, wait)
+        self.save()
+        return host
+
+    def _wait_listening(self, host: SandboxHost, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host.address, host.port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return
+            except OSError:
+                pass
+            if host.pid and not _alive(host.pid):
+                break
+            time.sleep(0.02)
+        log = (Path(host.dir) / "sshd.log").read_text(errors="replace")[-800:]
+        raise FleetError(f"sandbox host {host.name} did not start on {host.address}:{host.port}\n{log}")
+
+    def kill(self, name: str) -> None:
+        """Pull the plug: SIGKILL the namespace's init, which ends every process on that host."""
+        self._signal(name, signal.SIGKILL)
+
+    def stop(self, name: str) -> None:
+        self._signal(name, signal.SIGTERM)
+
+    def _signal(self, name: str, sig: int) -> None:
+        host = self.hosts[name]
+        if host.pid and _alive(host.pid):
+            os.kill(host.pid, sig)
+            deadline = time.monotonic() + 5
+            while _alive(host.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        host.pid = None
+        self.save()
+
+    def start_all(self) -> None:
+        for name in self.hosts:
+            self.start(name)
+        self.write_client_files()
+
+    def stop_all(self) -> None:
+        for name in self.hosts:
+            self.stop(name)
+
+    def destroy(self) -> None:
+        self.stop_all()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ---------------------------------------------------------------- client side
+
+    def write_client_files(self, dest: Path | None = None, untrusted: tuple[str, ...] = (),
+                           replaced_keys: dict[str, str] | None = None,
+                           extra: dict[str, tuple[str, int]] | None = None) -> tuple[Path, Path]:
+        """Write an ssh_config (one alias per host) and a known_hosts beside it; return both paths.
+
+        `untrusted` hosts get no known_hosts line; `replaced_keys` maps a host to
+        another public key line ("type base64") to put there instead (a
+        changed key); `extra` adds aliases for addresses that are not sandbox
+        hosts (a dead port, a silent listener).
+        """
+        dest = dest or self.root
+        config_path, known_path = dest / "ssh_config", dest / "known_hosts"
+        config, known = [], []
+        targets = {h.name: (h.address, h.port) for h in self.hosts.values()} | dict(extra or {})
+        for name, (address, port) in targets.items():
+            config += [f"Host {name}", f"  HostName {address}", f"  Port {port}", "  User root",
+                       f"  IdentityFile {self.client_key}", "  IdentitiesOnly yes",
+                       f"  UserKnownHostsFile {known_path}", "  StrictHostKeyChecking yes",
+                       "  BatchMode yes", "  ConnectTimeout 10", ""]
+            if name in self.hosts and name not in untrusted:
+                key = (replaced_keys or {}).get(name) or self.host_public_key(name)
+                known.append(f"[{address}]:{port} {key}")
+        config_path.write_text("\n".join(config))
+        known_path.write_text("\n".join(known) + "\n")
+        return config_path, known_path
+
+    def host_public_key(self, name: str) -> str:
+        """The host's public key as "type base64"."""
+        pub = (Path(self.hosts[name].dir) / "etc" / "ssh_host_ed25519_key.pub").read_text().split()
+        return f"{pub[0]} {pub[1]}"
+
+    def ssh_argv(self, name: str, command: str) -> list[str]:
+        """Run a command on a host with OpenSSH's own client (used to set hosts up, independently of us)."""
+        return ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", name, command]
+
+    def ssh(self, name: str, command: str, check: bool = True, timeout: float = 30) -> str:
+        proc = subprocess.run(self.ssh_argv(name, command), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise FleetError(f"sandbox ssh {name} {command!r} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start_process(self, name: str, command: str) -> None:
+        """Start a long-running process on a host, detached from the SSH session."""
+        self.ssh(name, f"cd {MOUNT_POINT} && (setsid nohup {command} >/dev/null 2>&1 </dev/null &)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _namespace_init(wrapper_pid: int, wait: float) -> int:
+    """The pid (in our namespace) of the child `unshare --fork` made: init of the new PID namespace."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{wrapper_pid}/task/{wrapper_pid}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.005)
+    raise FleetError("sandbox: unshare did not start its child")
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True)

@@ -1,0 +1,116 @@
+"""The inventory's keys, as data: what each accepts and how to explain a mistake.
+
+`inventory.py` walks a loaded YAML document against these specs. Adding a key
+to the inventory means adding a `Field` here (and a line in the README).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Check = Callable[[Any], "str | None"]
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SSH_TARGET = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One inventory key: accepted YAML types, a human description, and optional checks."""
+
+    types: tuple[type, ...]
+    expected: str
+    required: bool = False
+    choices: tuple[Any, ...] = ()
+    check: Check | None = None
+    keys: dict[str, Field] | None = None  # for mappings: the allowed sub-keys
+    items: Field | None = None  # for lists: the spec of each item
+    hint: str = ""
+
+
+def git_ref_problem(value: str) -> str | None:
+    """Why `value` is not a usable branch name (git check-ref-format rules), or None."""
+    bad = (
+        not value or value.startswith(("-", "/", ".")) or value.endswith(("/", ".", ".lock"))
+        or ".." in value or "//" in value or "@{" in value or value == "@"
+        or any(c in value for c in " ~^:?*[\\") or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
+    return "is not a valid git branch name" if bad else None
+
+
+def ssh_target_problem(value: str) -> str | None:
+    if not SSH_TARGET.match(value):
+        return "is not an ssh_config alias, user@host or user@host:port (letters, digits, '._-' only)"
+    port = value.rsplit(":", 1)[1] if re.search(r":\d+$", value) else None
+    if port is not None and not 0 < int(port) < 65536:
+        return f"has port {port}, outside 1-65535"
+    return None
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def nonempty(value: Any) -> str | None:
+    return None if len(value) > 0 else "must not be empty"
+
+
+def text(expected: str = "a string", **kw: Any) -> Field:
+    return Field((str,), expected, check=kw.pop("check", nonempty), **kw)
+
+
+BOOL = Field((bool,), "true or false")
+SECONDS = Field((int, float), "a number of seconds", check=positive)
+BRANCH = text("a git branch name", check=git_ref_problem)
+PATH = text("a path (absolute, ~/…, or relative to the repo)")
+STRINGS = Field((list,), "a list of strings", items=text())
+
+GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
+    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)", items=text()),
+    "critical_files": Field((list,), "a list of paths relative to the repo", items=PATH),
+})
+
+WORKTREE = Field((dict,), "a mapping with path, branch, merge, strategy, push", keys={
+    "path": Field((str,), "the worktree's path", required=True, check=nonempty),
+    "branch": Field((str,), "the worktree's branch", required=True, check=git_ref_problem),
+    "merge": BRANCH,
+    "strategy": Field((str,), "merge or rebase", choices=("merge", "rebase")),
+    "push": BOOL,
+})
+
+HOST_KEYS: dict[str, Field] = {
+    "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
+    "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
+    "repo": Field((str,), "the path of the git checkout on that host", required=True, check=nonempty,
+                  hint="e.g. repo: ~/crpbot or repo: /root/crpbot"),
+    "branch": BRANCH,
+    "remote": text("a git remote name, e.g. origin", check=git_ref_problem),
+    "guard": GUARD,
+    "zerotier": Field((str,), "a 16-hex-digit ZeroTier network id",
+                      check=lambda v: None if re.fullmatch(r"[0-9a-fA-F]{16}", v) else "is not 16 hex digits"),
+    "gpu": BOOL,
+    "push": Field((bool,), "true or false", hint="push: false marks a review-only host that never pushes"),
+    "slow": BOOL,
+    "git_access": BOOL,
+    "worktrees": Field((list,), "a list of worktree mappings", items=WORKTREE),
+    "connect_timeout": SECONDS,
+    "command_timeout": SECONDS,
+}
+
+DEFAULT_KEYS: dict[str, Field] = {
+    "branch": BRANCH,
+    "remote": HOST_KEYS["remote"],
+    "connect_timeout": SECONDS,
+    "command_timeout": SECONDS,
+    "workers": Field((int,), "a whole number of parallel hosts", check=positive),
+}
+
+TOP_KEYS: dict[str, Field] = {
+    "ssh_config": PATH,
+    "defaults": Field((dict,), "a mapping", keys=DEFAULT_KEYS),
+    "order": Field((list,), "a list of host names", items=text("a host name")),
+    "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
+}

@@ -1,0 +1,177 @@
+"""Fixtures: a real fleet of OpenSSH servers (one PID + mount namespace each) and fresh git repos.
+
+The sshd hosts live for the whole session; every test gets a fresh bare
+origin, fresh checkouts on every host and its own ssh_config/known_hosts, so
+tests cannot leak state into each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
+from agentsync_fleet.sandbox_fleet import (
+    NVIDIA_SMI,
+    ZEROTIER_CLI,
+    ZEROTIER_NETWORK,
+    clone,
+    git,
+    install_tool,
+    make_origin,
+)
+
+REPO = f"{MOUNT_POINT}/crpbot"
+AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+
+
+class SilentListener:
+    """Accepts TCP connections and never says a word: a host that hangs before the SSH banner."""
+
+    def __init__(self, address: str):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, 0))
+        self.sock.listen(50)
+        self.address, self.port = self.sock.getsockname()
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=91)
+    box.add_host("cloud")
+    box.add_host("gpu")
+    box.add_host("jump", etc_hosts={"inner.fleet": "127.91.0.5"})
+    box.add_host("inner")  # 127.91.0.5: reached through jump by a name only jump can resolve
+    box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    assert box.hosts["inner"].address == "127.91.0.5"
+    install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
+    install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
+    box.start_all()
+    yield box
+    box.destroy()
+
+
+@pytest.fixture(scope="session")
+def silent_listener():
+    return SilentListener("127.91.0.200")
+
+
+@pytest.fixture(scope="session")
+def other_key(tmp_path_factory) -> str:
+    """A host key that belongs to no sandbox host (to fake a changed key)."""
+    path = tmp_path_factory.mktemp("otherkey") / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    parts = path.with_suffix(".pub").read_text().split()
+    return f"{parts[0]} {parts[1]}"
+
+
+class Fleet:
+    """One test's world: origin, checkouts, inventory, and ways to poke at each host."""
+
+    def __init__(self, sandbox: Sandbox, root: Path, listener: SilentListener):
+        self.sandbox = sandbox
+        self.root = root
+        self.listener = listener
+        self.origin = make_origin(root)
+        self.laptop_repo = clone(self.origin, root / "laptop" / "crpbot", "laptop")
+        for name in ("cloud", "gpu", "inner", "nocli"):
+            disk = sandbox.hosts[name].path()
+            for child in disk.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            clone(self.origin, sandbox.hosts[name].path("crpbot"), name)
+        self.write_ssh_files()
+
+    def write_ssh_files(self, untrusted: tuple[str, ...] = (), replaced_keys: dict[str, str] | None = None) -> None:
+        extra = {"down": ("127.91.0.201", 9), "hang": (self.listener.address, self.listener.port)}
+        self.ssh_config, self.known_hosts = self.sandbox.write_client_files(
+            self.root, untrusted=untrusted, replaced_keys=replaced_keys, extra=extra)
+        inner = self.sandbox.hosts["inner"]
+        with self.ssh_config.open("a") as handle:
+            handle.write(f"\nHost inner-via-jump\n  HostName inner.fleet\n  Port {inner.port}\n  User root\n"
+                         f"  ProxyJump jump\n  IdentityFile {self.sandbox.client_key}\n  IdentitiesOnly yes\n"
+                         f"  UserKnownHostsFile {self.known_hosts}\n")
+        with self.known_hosts.open("a") as handle:
+            handle.write(f"[inner.fleet]:{inner.port} {self.sandbox.host_public_key('inner')}\n")
+
+    def repo(self, host: str) -> Path:
+        """A host's checkout, seen from the controller (its disk is a directory here)."""
+        return self.laptop_repo if host == "laptop" else self.sandbox.hosts[host].path("crpbot")
+
+    def git(self, host: str, *args: str) -> str:
+        return git(self.repo(host), *args)
+
+    def commit(self, host: str, path: str, text: str, message: str) -> str:
+        file = self.repo(host) / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+        self.git(host, "add", path)
+        self.git(host, "commit", "-q", "-m", message)
+        return self.git(host, "rev-parse", "HEAD")
+
+    def head(self, host: str) -> str:
+        return self.git(host, "rev-parse", "HEAD")
+
+    def origin_head(self, branch: str = "main") -> str:
+        return git(self.origin, "rev-parse", branch)
+
+    def host_spec(self, name: str, **settings) -> dict:
+        if name == "laptop":
+            spec = {"local": True, "repo": str(self.laptop_repo)}
+        else:
+            spec = {"ssh": name, "repo": REPO}
+        spec.update(settings)
+        return spec
+
+    def inventory(self, hosts: dict[str, dict] | None = None, **top) -> Path:
+        """Write an inventory for this test; `hosts` maps name → extra settings (None: defaults)."""
+        hosts = hosts if hosts is not None else {"laptop": {}, "cloud": {}, "gpu": {}}
+        data = {"ssh_config": str(self.ssh_config),
+                "defaults": {"branch": "main", "connect_timeout": 3, "command_timeout": 30},
+                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()}}
+        data.update(top)
+        path = self.root / "fleet.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def agentsync(self, *args: str, inventory: Path | None = None, timeout: float = 120,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run the real CLI in a subprocess, as a user would."""
+        argv = [*AGENTSYNC, *args]
+        if inventory is not None:
+            argv += ["--inventory", str(inventory)]
+        full_env = {**os.environ, "AGENTSYNC_STATE_DIR": str(self.root / "state"), "COLUMNS": "200",
+                    **(env or {})}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+    def start_process(self, host: str, command: str) -> None:
+        self.sandbox.start_process(host, command)
+
+    def stop_processes(self, host: str, pattern: str) -> None:
+        self.sandbox.ssh(host, f"pkill -f {pattern} || true", check=False)
+
+
+@pytest.fixture
+def fleet(sandbox, silent_listener, tmp_path):
+    world = Fleet(sandbox, tmp_path, silent_listener)
+    yield world
+    for name in ("cloud", "gpu"):
+        sandbox.ssh(name, "pkill -f 'agentsync-test-proc' || true", check=False)
