@@ -67,7 +67,7 @@ def test_wrong_types_missing_repo_and_bad_values_are_all_reported_together(tmp_p
             ssh: gpu
         """)
     assert "7 problems" in text  # both hosts lack repo:
-    assert "key 'connect_timeout': expected a number of seconds, found the text 'soon'" in text
+    assert "key 'defaults.connect_timeout': expected a number of seconds, found the text 'soon'" in text
     assert "key 'ssh'" in text and "not an ssh_config alias" in text
     assert "key 'branch'" in text and "not a valid git branch name" in text
     assert "key 'gpu': expected true or false" in text
