@@ -45,9 +45,12 @@ test: setup lint
 
 demo: setup
 	$(BIN)/agentsync sandbox.up --root $(DEMO_ROOT)
-	$(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml || true
+	@echo; echo "== sync-all: publish both commits, converge every host, merge main into the gpu worktree =="
+	$(BIN)/agentsync sync-all --inventory $(DEMO_ROOT)/fleet.yaml
+	@echo; echo "== health: the deploy gate =="
+	$(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml
 	@echo
-	@echo "The sandbox fleet keeps running; try: $(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml"
+	@echo "The sandbox fleet keeps running. Try: export AGENTSYNC_INVENTORY=$(DEMO_ROOT)/fleet.yaml; $(BIN)/agentsync --list"
 	@echo "Stop it with: make demo-down"
 
 demo-down: setup

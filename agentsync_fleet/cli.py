@@ -58,8 +58,8 @@ def fleet_task(help: dict[str, str] | None = None, **kwargs):  # noqa: A002 - In
 
     def decorate(body):
         params = body.__code__.co_varnames[: body.__code__.co_argcount]
-        shared = {k: v for k, v in FLEET_HELP.items() if k in params}
-        return task(help={**shared, **(help or {})}, auto_shortflags=False, **kwargs)(_guarded(body))
+        texts = {k: v for k, v in {**FLEET_HELP, **(help or {})}.items() if k in params}
+        return task(help=texts, auto_shortflags=False, **kwargs)(_guarded(body))
 
     return decorate
 
@@ -70,6 +70,57 @@ def health(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False)
     from .commands import health as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+
+
+@fleet_task(help={"no_fetch": "skip `git fetch`"})
+def status(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False):
+    """Per host: ahead of / behind origin and uncommitted files (read-only)."""
+    from .commands import status as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+
+
+SYNC_HELP = {
+    "dry_run": "print the plan (stages, hosts, exact commands) and change nothing",
+    "strict": "abort everything if any host is unreachable (default: skip it and go on)",
+    "allow_running": "change guard.critical_files even while a guard process runs",
+}
+
+
+@fleet_task(help=SYNC_HELP, name="sync-all")
+def sync_all(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, strict=False,
+             allow_running=False):
+    """Bring every checkout to the same commit: preflight, publish, converge, worktrees; never loses work."""
+    from .commands import sync as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, strict=strict,
+                       allow_running=allow_running)
+
+
+@fleet_task(help=SYNC_HELP)
+def plan(c, inventory=None, hosts=None, json=False, workers=0, strict=False):
+    """Show what sync-all would do, command by command, without changing anything (= sync-all --dry-run)."""
+    from .commands import sync as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=True, strict=strict)
+
+
+@fleet_task(help=SYNC_HELP)
+def pull(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, allow_running=False):
+    """Bring hosts onto origin's branch (the converge stage alone), keeping uncommitted work."""
+    from .commands import sync as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+                       only_stages=("converge",))
+
+
+@fleet_task(help=SYNC_HELP)
+def push(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, allow_running=False):
+    """Publish hosts' local commits to origin, one host at a time in order (the publish stage alone)."""
+    from .commands import sync as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+                       only_stages=("publish",))
 
 
 @fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
@@ -99,7 +150,7 @@ def sandbox_down(c, root=None):
 
 def build_collection() -> Collection:
     ns = Collection()
-    for item in (health, trust):
+    for item in (health, status, sync_all, plan, pull, push, trust):
         ns.add_task(item)
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
     return ns

@@ -114,9 +114,20 @@ def build(root: str | Path, subnet: int = 77) -> tuple[Sandbox, Path]:
     for name in ("cloud", "gpu"):
         clone(origin, sandbox.hosts[name].path(PROJECT), name)
     sandbox.start_process("cloud", f"python3 {MOUNT_POINT}/{PROJECT}/apps/runtime/v7_runtime.py")
+    seed_work(sandbox, laptop_repo)
     inventory = sandbox.root / "fleet.yaml"
     inventory.write_text(yaml.safe_dump(inventory_data(sandbox, laptop_repo), sort_keys=False))
     return sandbox, inventory
+
+
+def seed_work(sandbox: Sandbox, laptop_repo: Path) -> None:
+    """Unpushed work on two hosts, as a day of work leaves it, so sync-all has something to do."""
+    cloud = sandbox.hosts["cloud"].path(PROJECT)
+    (cloud / "strategies" / "mean_reversion.py").write_text("LOOKBACK = 48  # written by an agent on cloud\n")
+    git(cloud, "add", "strategies/mean_reversion.py")
+    git(cloud, "commit", "-q", "-m", "Add mean-reversion strategy (agent on cloud)")
+    (laptop_repo / "README.md").write_text(SEED_FILES["README.md"] + "\nRun `agentsync health` before a deploy.\n")
+    git(laptop_repo, "commit", "-q", "-am", "Document the deploy gate (laptop)")
 
 
 def inventory_data(sandbox: Sandbox, laptop_repo: Path) -> dict:

@@ -21,8 +21,11 @@ def up(root: str | None) -> int:
     out.print(f"[green]sandbox fleet up[/] under {sandbox.root}")
     for host in sandbox.hosts.values():
         out.print(f"  {host.name:<7} sshd on {host.address}:{host.port} (pid {host.pid}, own PID + mount namespace)")
-    out.print(f"  laptop  this machine (local: true)\ninventory: {inventory}")
-    out.print(f"try: [bold]agentsync health --inventory {inventory}[/]  (or export AGENTSYNC_INVENTORY={inventory})")
+    out.print("  laptop  this machine (local: true)")
+    out.print("unpushed work waiting: 1 commit on laptop, 1 on cloud; cloud runs a pretend v7_runtime")
+    out.print(f"inventory: {inventory}")
+    out.print(f"next: [bold]agentsync sync-all --inventory {inventory}[/]  (or export AGENTSYNC_INVENTORY={inventory})",
+              soft_wrap=True)
     return 0
 
 

@@ -33,13 +33,13 @@ def error(message: str) -> None:
     """A user-facing error on stderr, no traceback."""
     from rich.markup import escape
 
-    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def warn(message: str) -> None:
     from rich.markup import escape
 
-    console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}")
+    console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def human_bytes(value: float | None) -> str:

@@ -1,0 +1,41 @@
+"""`status`: per host, how far it is ahead of / behind origin and how many files are uncommitted."""
+
+from __future__ import annotations
+
+from . import FleetArgs
+
+
+def rows(report) -> list[dict]:
+    out = []
+    for h in report.hosts:
+        repo = h.repo
+        out.append({
+            "host": h.host, "reachable": h.reachable, "error": h.error,
+            "branch": repo.branch if repo else "", "head": repo.head if repo else "",
+            "ahead": repo.ahead if repo else None, "behind": repo.behind if repo else None,
+            "uncommitted": repo.dirty if repo else None, "stashes": repo.stashes if repo else None,
+            "in_progress": list(repo.in_progress) if repo else [],
+        })
+    return out
+
+
+def run(args: FleetArgs, fetch: bool = True) -> int:
+    from ..connection import Connector
+    from ..health import check_fleet
+
+    inv = args.load()
+    connector = Connector(inv)
+    try:
+        report = check_fleet(inv, args.selected(inv), connector, fetch=fetch, workers=args.worker_limit(inv))
+    finally:
+        connector.close_all()
+    data = rows(report)
+    if args.json:
+        from ..output import emit_json
+
+        emit_json({"inventory": str(inv.path), "hosts": data})
+    else:
+        from ..output.status import render_status
+
+        render_status(data)
+    return 0 if all(r["reachable"] for r in data) else 1

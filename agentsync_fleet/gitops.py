@@ -1,0 +1,263 @@
+"""Moving a checkout to a new commit without losing or disturbing anything.
+
+The rules, in the order they are applied:
+
+1. New commits are computed in a *scratch* worktree (a detached `git worktree`
+   inside .git), never in the user's checkout: a rebase or merge that
+   conflicts is aborted there and the user's files were never touched.
+2. Before the checkout moves, we check that it can move cleanly: incoming
+   files that already exist here untracked or ignored are a conflict (git
+   would refuse or silently overwrite them); if uncommitted edits overlap the
+   incoming change, the stash pop is rehearsed in a scratch worktree first.
+3. The guard callback sees every path the move would change (incoming files
+   plus the uncommitted ones the stash briefly takes away) and may refuse.
+4. Uncommitted and untracked files are stashed (`--include-untracked`), the
+   branch moves with `reset --keep` (which refuses rather than lose local
+   changes), and the stash is popped with `--index` so staged stays staged.
+5. If the pop still fails, the checkout is put back at its old HEAD and the
+   stash re-applied where it was made; the stash is never dropped otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import StepFailed
+from .models import CommandResult
+from .steps import git as G
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command a step ran: what, how it ended, how long, the tail of its output."""
+
+    command: str
+    exit_code: int
+    duration_s: float
+    output_tail: str = ""
+
+
+@dataclass
+class StepLog:
+    """Commands run for one host, in order; `announce` feeds the live view."""
+
+    records: list[CommandRecord] = field(default_factory=list)
+    announce: Callable[[str], None] = lambda text: None
+
+
+@dataclass(frozen=True)
+class Dirty:
+    """Uncommitted state of a checkout: tracked changes (staged or not) and untracked files."""
+
+    tracked: tuple[str, ...] = ()
+    untracked: tuple[str, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.tracked or self.untracked)
+
+    @property
+    def paths(self) -> set[str]:
+        return set(self.tracked) | set(self.untracked)
+
+
+@dataclass(frozen=True)
+class Move:
+    """How moving a checkout ended."""
+
+    status: str  # ok | conflict | guarded | failed
+    head: str
+    stash_used: bool = False
+    files: tuple[str, ...] = ()
+    message: str = ""
+
+
+class Checkout:
+    """One checkout (main repo or a worktree) on one host, driven command by command."""
+
+    def __init__(self, session, path: str, timeout: float, log: StepLog, host: str):
+        self.session = session
+        self.path = path
+        self.timeout = timeout
+        self.log = log
+        self.host = host
+
+    def try_run(self, command: str, what: str = "") -> CommandResult:
+        if what:
+            self.log.announce(what)
+        result = self.session.run(command, timeout=self.timeout)
+        self.log.records.append(CommandRecord(command, result.exit_code, result.duration, result.tail(8)))
+        return result
+
+    def run(self, command: str, what: str = "") -> CommandResult:
+        result = self.try_run(command, what)
+        if not result.ok:
+            raise StepFailed(f"{what or 'git'} failed", command=command, exit_code=result.exit_code,
+                             output_tail=result.tail(), host=self.host)
+        return result
+
+    # ------------------------------------------------------------ facts
+
+    def rev(self, ref: str) -> str | None:
+        result = self.try_run(G.rev_parse(self.path, ref))
+        return result.stdout.strip() or None if result.ok else None
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return self.try_run(G.is_ancestor(self.path, older, newer)).exit_code == 0
+
+    def count(self, range_: str) -> int:
+        result = self.try_run(G.count(self.path, range_))
+        return int(result.stdout.strip() or 0) if result.ok else 0
+
+    def dirty(self) -> Dirty:
+        entries = self.run(G.status(self.path)).stdout.split("\0")
+        tracked, untracked = [], []
+        skip_next = False
+        for entry in entries:
+            if skip_next or len(entry) < 4:
+                skip_next = False
+                continue
+            code, name = entry[:2], entry[3:]
+            if code == "??":
+                untracked.append(name)
+            else:
+                tracked.append(name)
+                skip_next = code[0] in "RC"  # a rename/copy is followed by its source path
+        return Dirty(tuple(tracked), tuple(untracked))
+
+    def changed(self, old: str, new: str) -> list[str]:
+        return [line for line in self.run(G.changed_files(self.path, old, new)).stdout.splitlines() if line]
+
+    def present_untracked(self, paths: list[str]) -> list[str]:
+        if not paths:
+            return []
+        return [p for p in self.run(G.untracked_at(self.path, paths)).stdout.split("\0") if p]
+
+    # ------------------------------------------------------------ scratch worktrees
+
+    def _scratch_path(self) -> str:
+        common = self.run(G.common_dir(self.path)).stdout.strip()
+        return f"{common}/agentsync-scratch-{uuid.uuid4().hex[:10]}"
+
+    def in_scratch(self, start: str, work: Callable[[str], tuple[str | None, tuple[str, ...], str]]):
+        """Run `work(scratch_path)` in a throwaway detached worktree at `start`; always removed after."""
+        scratch = self._scratch_path()
+        self.run(G.scratch_add(self.path, scratch, start), "prepare scratch worktree")
+        try:
+            return work(scratch)
+        finally:
+            self.try_run(G.scratch_remove(self.path, scratch))
+
+    def rebased(self, head: str, onto: str) -> tuple[str | None, tuple[str, ...], str]:
+        """(new commit, (), "") with `head`'s own commits replayed on `onto`, or (None, conflicts, output)."""
+
+        def work(scratch: str):
+            result = self.try_run(G.rebase(scratch, onto), f"rebase onto {onto[:8]} (scratch)")
+            if result.ok:
+                return Checkout(self.session, scratch, self.timeout, self.log, self.host).rev("HEAD"), (), ""
+            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
+            self.try_run(G.rebase_abort(scratch))
+            return None, files, result.tail()
+
+        return self.in_scratch(head, work)
+
+    def merged(self, head: str, ref: str, message: str) -> tuple[str | None, tuple[str, ...], str]:
+        """(merge commit of `ref` into `head`, (), "") or (None, conflicts, output)."""
+
+        def work(scratch: str):
+            result = self.try_run(G.merge(scratch, ref, message), f"merge {ref} (scratch)")
+            if result.ok:
+                return Checkout(self.session, scratch, self.timeout, self.log, self.host).rev("HEAD"), (), ""
+            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
+            self.try_run(G.merge_abort(scratch))
+            return None, files, result.tail()
+
+        return self.in_scratch(head, work)
+
+    def pop_would_conflict(self, new: str) -> tuple[str, ...]:
+        """Rehearse 'stash, move to `new`, pop --index' in a scratch worktree; the conflicting files."""
+        stash = self.run(G.stash_create(self.path)).stdout.strip()
+        if not stash:
+            return ()
+
+        def work(scratch: str):
+            result = self.try_run(G.stash_apply_index(scratch, stash), "rehearse stash pop (scratch)")
+            if result.ok:
+                return ()
+            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
+            return files or ("(index could not be restored)",)
+
+        return self.in_scratch(new, work)
+
+
+Guard = Callable[[set[str]], str | None]  # paths the move touches -> refusal message, or None
+
+
+def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str) -> Move:
+    """Bring the checkout from `head` to `new`, keeping every uncommitted and untracked file."""
+    if head == new:
+        return Move("ok", head)
+    incoming = co.changed(head, new)
+    in_the_way = co.present_untracked(incoming)
+    if in_the_way:
+        return Move("conflict", head, files=tuple(in_the_way),
+                    message="incoming commits add files that exist here untracked or ignored; move them away")
+    dirty = co.dirty()
+    refusal = guard(set(incoming) | dirty.paths)
+    if refusal:
+        return Move("guarded", head, message=refusal)
+    if not dirty.any:
+        co.run(G.reset_keep(co.path, new), f"update to {new[:8]}")
+        return Move("ok", new)
+    if set(dirty.tracked) & set(incoming):
+        conflicts = co.pop_would_conflict(new)
+        if conflicts:
+            return Move("conflict", head, files=conflicts,
+                        message="uncommitted edits conflict with incoming commits; nothing was changed")
+    return _move_with_stash(co, head, new, run_id)
+
+
+def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
+    co.run(G.stash_push(co.path, f"agentsync {run_id}: autostash before update to {new[:8]}"),
+           "stash uncommitted + untracked")
+    stash = co.rev("refs/stash")
+    moved = co.try_run(G.reset_keep(co.path, new), f"update to {new[:8]}")
+    if not moved.ok:
+        co.run(G.stash_pop(co.path), "restore stash")
+        return Move("failed", head, message=f"could not update: {moved.tail(3)}")
+    popped = co.try_run(G.stash_pop(co.path), "restore stash")
+    if popped.ok:
+        return Move("ok", new, stash_used=True)
+    files = tuple(co.try_run(G.conflicted(co.path)).stdout.split())
+    return _put_back(co, head, stash, files, popped)
+
+
+def _put_back(co: Checkout, head: str, stash: str | None, files: tuple[str, ...], popped: CommandResult) -> Move:
+    """A pop failed after the move: return to `head` and re-apply the stash where it was made.
+
+    Safe because a failed pop keeps the stash: every uncommitted and untracked
+    file the user had is in it, and the working tree holds only the new
+    commit's files plus a partial pop. Checked before anything is reset.
+    """
+    if not stash or co.rev("refs/stash") != stash:
+        return Move("failed", co.rev("HEAD") or head, stash_used=True, files=files,
+                    message=f"stash pop failed and the stash moved; your changes are in stash {stash}")
+    co.run(G.git(co.path, "reset", "--quiet", "--hard", head), "put HEAD back (changes are safe in the stash)")
+    for path in _untracked_in_stash(co, stash):
+        co.try_run(G.git(co.path, "clean", "--quiet", "--force", "--", path))
+    back = co.try_run(G.stash_pop(co.path), "re-apply stash at old HEAD")
+    if not back.ok:
+        return Move("failed", head, stash_used=True, files=files,
+                    message=f"could not re-apply the stash; your changes are safe in stash {stash}")
+    return Move("conflict", head, stash_used=True, files=files,
+                message=f"restoring uncommitted edits conflicted ({popped.tail(2)}); host put back as it was")
+
+
+def _untracked_in_stash(co: Checkout, stash: str) -> list[str]:
+    """Untracked files the stash holds (its third parent), which a partial pop may have written back."""
+    listing = co.try_run(G.git(co.path, "ls-tree", "-r", "-z", "--name-only", f"{stash}^3"))
+    return [p for p in listing.stdout.split("\0") if p] if listing.ok else []
+
+

@@ -1,0 +1,132 @@
+"""How sync-all looks: the plan, a live line per host while it runs, and the summary table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from ..steps.git import ENV as GIT_ENV
+from ..sync.model import SyncReport
+from . import console
+
+STATUS_STYLE = {"ok": "green", "unreachable": "red", "conflict": "red", "guarded": "yellow", "failed": "red",
+                "skipped": "yellow"}
+
+
+def render_plan(report: SyncReport) -> None:
+    out = console()
+    out.print(f"[bold]Plan[/] for {escape(report.inventory)} (dry run: nothing will be changed)")
+    out.print(f"[dim]every git command runs with {escape(GIT_ENV)} so it can never wait for a password[/]",
+              soft_wrap=True)
+    skipped = [h for h in report.hosts if h.status != "ok"]
+    out.print("[bold]stage 1 · preflight[/] (all hosts in parallel): probes done, repo state read, no fetch")
+    for h in skipped:
+        out.print(f"  [yellow]• {escape(h.host)}[/] will be left alone: {h.status} — {escape(h.message)}")
+    stage_no = 1
+    current = None
+    for step in report.plan:
+        if step.stage != current:
+            current, stage_no = step.stage, stage_no + 1
+            how = "one host at a time, in order" if step.stage == "publish" else "hosts in parallel"
+            out.print(f"[bold]stage {stage_no} · {escape(step.stage)}[/] ({how})")
+        note = f" [dim]— {escape(step.note)}[/]" if step.note else ""
+        out.print(f"  [cyan]{escape(step.host)}[/]: {escape(step.action)}{note}")
+        for command in step.commands:
+            out.print(f"      [dim]$[/] {escape(command.replace(GIT_ENV + ' ', ''))}", soft_wrap=True)
+    if not report.plan:
+        out.print("  nothing to do: every reachable host is already in step")
+
+
+class LiveView:
+    """One line per host with its current step; a plain log when stdout is not a terminal."""
+
+    def __init__(self, hosts: list[str], enabled: bool = True):
+        self.hosts = hosts
+        self.state = {h: ("waiting", "") for h in hosts}
+        self.started = {h: time.monotonic() for h in hosts}
+        self.enabled = enabled
+        self.tty = sys.stdout.isatty()
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+
+    def __enter__(self) -> LiveView:
+        if self.enabled and self.tty:
+            self.live = Live(self._table(), console=console(), refresh_per_second=8, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, host: str, stage: str, text: str) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self.state[host] = (stage, text)
+            if self.live is not None:
+                self.live.update(self._table())
+            else:
+                console().print(f"[dim]{time.strftime('%H:%M:%S')}[/] [cyan]{escape(host):<10}[/] "
+                                f"{escape(stage):<10} {escape(text)}", soft_wrap=True)
+
+    def _table(self) -> Table:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for host in self.hosts:
+            stage, text = self.state[host]
+            table.add_row(f"[cyan]{escape(host)}[/]", f"[bold]{escape(stage)}[/]", escape(text),
+                          f"[dim]{time.monotonic() - self.started[host]:.1f}s[/]")
+        return table
+
+
+NEXT_STEP = {
+    "conflict": "resolve it on that host by hand (its files are exactly as they were), then run sync-all again",
+    "guarded": "stop the process yourself when it is safe, or rerun with --allow-running",
+    "skipped": "finish or abort what is in progress there, then run sync-all again",
+}
+
+
+def _notes(h) -> str:
+    notes = []
+    if h.unpushed:
+        notes.append(f"{h.unpushed} local commit(s) kept (not pushed)")
+    for wt in h.worktrees:
+        merged = f" +{wt['merged']}" if wt.get("merged") else ""
+        notes.append(f"worktree {wt['branch']}: {wt['status']}{merged}")
+    return "\n".join(notes)
+
+
+def render_summary(report: SyncReport) -> None:
+    out = console()
+    table = Table(title=f"sync-all {report.run_id}", title_justify="left")
+    for column in ("host", "status", "HEAD before→after", "pulled", "pushed", "stash", "time"):
+        table.add_column(column, no_wrap=True)
+    for h in report.hosts:
+        style = STATUS_STYLE.get(h.status, "white")
+        heads = f"{h.head_before[:8] or '—'}→{h.head_after[:8] or '—'}"
+        table.add_row(f"[bold]{escape(h.host)}[/]", f"[{style}]{h.status}[/]", heads, str(h.pulled),
+                      str(h.pushed), "yes" if h.stash_used else "", f"{h.duration_s:.1f}s")
+    out.print(table)
+    for h in report.hosts:
+        for note in _notes(h).splitlines():
+            out.print(f"  [cyan]·[/] [bold]{escape(h.host)}[/]: {escape(note)}", soft_wrap=True)
+        for warning in h.warnings:
+            out.print(f"  [yellow]![/] [bold]{escape(h.host)}[/]: {escape(warning)}", soft_wrap=True)
+        if h.status == "ok":
+            continue
+        out.print(f"  [red]✗[/] [bold]{escape(h.host)}[/] {h.status}: {escape(h.message)}", soft_wrap=True)
+        if h.files:
+            out.print(f"      files: {escape(', '.join(h.files))}", soft_wrap=True)
+        if h.status in NEXT_STEP:
+            out.print(f"      [dim]next: {NEXT_STEP[h.status]}[/]", soft_wrap=True)
+    if report.aborted:
+        out.print(f"[bold red]aborted[/]: {escape(report.aborted)}")
+    ok = sum(h.status == "ok" for h in report.hosts)
+    verdict = "[bold green]in step[/]" if report.ok else "[bold red]not all hosts in step[/]"
+    origin = f", origin at {report.origin_head[:8]}" if report.origin_head else ""
+    out.print(f"{verdict} — {ok}/{len(report.hosts)} hosts ok{origin}, {report.duration_s:.1f}s")

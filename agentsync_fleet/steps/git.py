@@ -1,0 +1,118 @@
+"""Git command lines for one checkout, built from argv and quoted.
+
+Every function returns the exact shell text that will run on the host, so the
+dry-run plan shows precisely what a real run does. Prompts are disabled
+(`GIT_TERMINAL_PROMPT=0`, `BatchMode`) so a credential question can never
+hang a run.
+"""
+
+from __future__ import annotations
+
+from ..shell import Raw, join, path_arg
+
+ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
+
+
+def git(path: str, *args: str) -> str:
+    """`git -C <path> args...` with prompts disabled; `path` may start with ~/ (the host's home)."""
+    return join([Raw(ENV), "git", "-C", path_arg(path), *args])
+
+
+def fetch(path: str, remote: str, branch: str) -> str:
+    return git(path, "fetch", "--quiet", remote, branch)
+
+
+def rev_parse(path: str, ref: str) -> str:
+    return git(path, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
+
+
+def is_ancestor(path: str, older: str, newer: str) -> str:
+    return git(path, "merge-base", "--is-ancestor", older, newer)
+
+
+def count(path: str, range_: str) -> str:
+    return git(path, "rev-list", "--count", range_)
+
+
+def changed_files(path: str, old: str, new: str) -> str:
+    return git(path, "-c", "core.quotepath=off", "diff", "--name-only", "--no-renames", old, new)
+
+
+def status(path: str) -> str:
+    """Porcelain status, NUL-separated so any file name parses."""
+    return git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+
+
+def untracked_at(path: str, paths: list[str]) -> str:
+    """Which of `paths` exist as untracked or ignored files (git would refuse or overwrite them)."""
+    return git(path, "ls-files", "-z", "--others", "--", *paths)
+
+
+def stash_push(path: str, message: str) -> str:
+    return git(path, "stash", "push", "--include-untracked", "--message", message)
+
+
+def stash_create(path: str) -> str:
+    """A stash commit of tracked changes, without touching the working tree (used to predict a pop)."""
+    return git(path, "stash", "create")
+
+
+def stash_pop(path: str) -> str:
+    return git(path, "stash", "pop", "--index")
+
+
+def reset_keep(path: str, commit: str) -> str:
+    """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost."""
+    return git(path, "reset", "--quiet", "--keep", commit)
+
+
+def push(path: str, remote: str, commit: str, branch: str) -> str:
+    """Publish `commit` as `branch`; never forced, so a non-fast-forward is refused by the server."""
+    return git(path, "push", "--porcelain", remote, f"{commit}:refs/heads/{branch}")
+
+
+def scratch_add(path: str, scratch: str, commit: str) -> str:
+    return git(path, "worktree", "add", "--quiet", "--detach", scratch, commit)
+
+
+def scratch_remove(path: str, scratch: str) -> str:
+    # --force only concerns the scratch tree agentsync itself created a moment ago.
+    return git(path, "worktree", "remove", "--force", scratch) + " ; " + git(path, "worktree", "prune")
+
+
+def rebase(path: str, onto: str) -> str:
+    return git(path, "rebase", "--quiet", onto)
+
+
+def rebase_abort(path: str) -> str:
+    return git(path, "rebase", "--abort")
+
+
+def merge(path: str, ref: str, message: str) -> str:
+    return git(path, "merge", "--no-edit", "-m", message, ref)
+
+
+def merge_abort(path: str) -> str:
+    return git(path, "merge", "--abort")
+
+
+def conflicted(path: str) -> str:
+    return git(path, "-c", "core.quotepath=off", "diff", "--name-only", "--diff-filter=U")
+
+
+def stash_apply_index(path: str, stash: str) -> str:
+    return git(path, "stash", "apply", "--index", stash)
+
+
+def worktree_list(path: str) -> str:
+    return git(path, "worktree", "list", "--porcelain")
+
+
+def worktree_add(path: str, worktree: str, branch: str, start: str | None, track: bool) -> str:
+    if start is None:
+        return git(path, "worktree", "add", "--quiet", worktree, branch)
+    return git(path, "worktree", "add", "--quiet", *(["--track"] if track else []), "-b", branch, worktree, start)
+
+
+def common_dir(path: str) -> str:
+    return git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")

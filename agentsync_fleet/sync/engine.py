@@ -1,0 +1,135 @@
+"""Run sync-all: preflight every host, build the plan, then run the stages in order.
+
+Stages run one after another; inside a stage, hosts run in parallel (bounded
+pool) unless the stage is serial (publish). A host that ends a stage in any
+state but `ok` takes no part in later stages; the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ..health import HostHealth, probe_host
+from ..models import Host
+from ..pool import run_each
+from ..steps import git as G
+from .model import HostSync, RunContext, SyncReport
+from .stages import ConvergeStage, PublishStage, Stage, origin_ref
+from .worktrees import WorktreeStage
+
+
+def default_stages() -> list[Stage]:
+    return [PublishStage(), ConvergeStage(), WorktreeStage()]
+
+
+def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
+    """Decide from the probes whether a host may take part; leave the others alone with a reason."""
+    if not facts.reachable:
+        result.fail("unreachable", f"{facts.reason}: {facts.error}")
+        return
+    repo = facts.repo
+    result.head_before = repo.head if repo else ""
+    if repo is None or not repo.present:
+        result.fail("failed", f"repo {host.repo}: {repo.error if repo else 'not probed'}")
+    elif repo.in_progress:
+        result.fail("skipped", f"{', '.join(repo.in_progress)} already in progress; left alone (finish or abort "
+                               "it by hand)")
+    elif repo.branch != host.branch:
+        result.fail("skipped", f"checked out on '{repo.branch}', inventory expects '{host.branch}'; left alone")
+    elif not host.git_access:
+        result.warnings.append("git_access: false: this host cannot reach origin; its git steps are skipped")
+
+
+def preflight(ctx: RunContext) -> None:
+    fetch = not ctx.options.dry_run  # a dry run changes nothing, not even remote-tracking refs
+    for host in ctx.hosts:
+        ctx.listener(host.name, "preflight", "probing")
+    probes = run_each(ctx.hosts, lambda h: probe_host(ctx.connector, h, fetch), ctx.options.workers)
+    for host, facts in probes.items():
+        if isinstance(facts, Exception):
+            facts = HostHealth(host.name, host.target, False, "internal error", repr(facts))
+        ctx.facts[host.name] = facts
+        preflight_verdict(host, facts, ctx.result(host))
+        ctx.listener(host.name, "preflight", ctx.result(host).status)
+    if ctx.options.dry_run:
+        ctx.facts["_origin_moved"] = _origin_moved(ctx)
+
+
+def _origin_moved(ctx: RunContext) -> bool:
+    """Without fetching: has origin's branch moved past what the hosts last fetched? (`git ls-remote`)"""
+    for host in ctx.active_hosts():
+        if not host.git_access:
+            continue
+        session = ctx.connector.session(host)
+        remote = session.run(G.git(host.repo, "ls-remote", host.remote, f"refs/heads/{host.branch}"),
+                             timeout=host.command_timeout)
+        known = session.run(G.rev_parse(host.repo, origin_ref(host)), timeout=host.command_timeout)
+        if remote.ok and remote.stdout.split()[:1] != known.stdout.split()[:1]:
+            return True
+    return False
+
+
+def run_stage(ctx: RunContext, stage: Stage) -> None:
+    hosts = stage.hosts(ctx)
+    if stage.parallel:
+        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers)
+    else:
+        outcomes = {h: _serial(stage, ctx, h) for h in hosts}
+    for host, outcome in outcomes.items():
+        if isinstance(outcome, Exception):  # a bug: keep the others going, say so on this host
+            ctx.result(host).fail("failed", f"{stage.name}: internal error: {outcome!r}")
+
+
+def _serial(stage: Stage, ctx: RunContext, host: Host):
+    try:
+        return stage.run(ctx, host)
+    except Exception as exc:  # noqa: BLE001 - reported on the host like run_each does
+        return exc
+
+
+def finish(ctx: RunContext) -> str:
+    """Read every reachable host's final HEAD; return origin's head as most hosts last saw it."""
+    seen: Counter[str] = Counter()
+
+    def final(host: Host) -> None:
+        result = ctx.result(host)
+        if result.status == "unreachable" or not result.head_before:
+            return
+        session = ctx.connector.session(host)
+        out = session.run(G.git(host.repo, "rev-parse", "HEAD", origin_ref(host)), timeout=host.command_timeout)
+        lines = out.stdout.split()
+        result.head_after = lines[0] if lines else ""
+        if len(lines) > 1 and host.git_access:
+            seen[lines[1]] += 1
+
+    run_each(ctx.hosts, final, ctx.options.workers)
+    return seen.most_common(1)[0][0] if seen else ""
+
+
+def run_sync(ctx: RunContext, stages: list[Stage] | None = None) -> SyncReport:
+    start = time.monotonic()
+    stages = [s for s in (stages or default_stages())
+              if not ctx.options.only_stages or s.name in ctx.options.only_stages]
+    preflight(ctx)
+    aborted = ""
+    unreachable = [h.name for h in ctx.hosts if ctx.result(h).status == "unreachable"]
+    if ctx.options.strict and unreachable:
+        aborted = f"--strict: {', '.join(unreachable)} unreachable; nothing was changed on any host"
+    plan = tuple(p for stage in stages for h in stage.hosts(ctx) for p in stage.plan(ctx, h))
+    if not ctx.options.dry_run and not aborted:
+        for stage in stages:
+            run_stage(ctx, stage)
+    for host in ctx.hosts:
+        result = ctx.result(host)
+        if aborted and result.status == "ok":
+            result.fail("skipped", "not run: --strict abort")
+    origin_head = finish(ctx) if not ctx.options.dry_run else ""
+    for host in ctx.hosts:
+        result = ctx.result(host)
+        result.duration_s = round(sum(s.duration_s for s in result.steps), 3)
+        if ctx.options.dry_run and result.status == "ok":
+            result.head_after = result.head_before
+    return SyncReport(ctx.run_id, str(ctx.inventory.path), ctx.options.dry_run,
+                      tuple(ctx.result(h) for h in ctx.hosts), plan, round(time.monotonic() - start, 3),
+                      origin_head, aborted)

@@ -1,0 +1,219 @@
+"""The git stages of sync-all: publish (one host at a time, in order) and converge (all at once).
+
+A stage says which hosts it concerns, what it *would* run (for the plan) and
+runs it. Each host's work is wrapped in `step()`, which times it, records its
+commands and turns a `FleetError` into that host's status instead of
+stopping the run.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
+from ..gitops import Checkout, StepLog, move
+from ..models import Host
+from ..steps import git as G
+from .guard import make_guard
+from .model import PlannedStep, RunContext, StepRecord
+
+
+class Stage:
+    """Base: a named stage; `parallel` says whether its hosts run at once or one by one in order."""
+
+    name = "stage"
+    parallel = True
+
+    def hosts(self, ctx: RunContext) -> list[Host]:
+        return [h for h in ctx.active_hosts() if h.git_access]
+
+    def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
+        return []
+
+    def run(self, ctx: RunContext, host: Host) -> None:
+        raise NotImplementedError
+
+
+@contextmanager
+def step(ctx: RunContext, host: Host, stage: str, action: str):
+    """Record one step for a host; host-level trouble becomes the host's status, not an exception."""
+    record = StepRecord(stage, action)
+    result = ctx.result(host)
+    result.steps.append(record)
+    log = StepLog(record.commands, lambda text: ctx.listener(host.name, stage, text))
+    ctx.listener(host.name, stage, action)
+    start = time.monotonic()
+    try:
+        yield record, log
+    except HostUnreachable as exc:
+        record.status = "unreachable"
+        result.fail("unreachable", f"{stage}: {exc.message}")
+    except StepFailed as exc:
+        record.status = "failed"
+        result.fail("failed", f"{stage}: {exc.message}: `{exc.command}` exited {exc.exit_code}\n{exc.output_tail}")
+    except (CommandTimeout, FleetError) as exc:
+        record.status = "failed"
+        result.fail("failed", f"{stage}: {exc.message}")
+    finally:
+        record.duration_s = round(time.monotonic() - start, 3)
+        if record.status == "ok" and not result.active:
+            record.status = result.status
+        ctx.listener(host.name, stage, f"{action}: {record.status}")
+
+
+def checkout(ctx: RunContext, host: Host, log: StepLog, path: str | None = None) -> Checkout:
+    return Checkout(ctx.connector.session(host), path or host.repo, host.command_timeout, log, host.name)
+
+
+def origin_ref(host: Host) -> str:
+    return f"refs/remotes/{host.remote}/{host.branch}"
+
+
+def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, record: StepRecord) -> bool:
+    """Move the main checkout with guards on; on refusal/conflict mark the host and return False."""
+    refusals: list[dict] = []
+    guard = make_guard(co.session, host, ctx.options.allow_running, refusals)
+    outcome = move(co, head, new, guard, ctx.run_id)
+    record.data["guard"] = refusals
+    result = ctx.result(host)
+    result.stash_used |= outcome.stash_used
+    for refusal in refusals:
+        if refusal["allowed"]:
+            result.warnings.append(f"--allow-running: changed {', '.join(refusal['files'])} while pid "
+                                   f"{refusal['pid']} ({refusal['command']}) runs")
+    if outcome.status != "ok":
+        record.status = outcome.status
+        result.fail(outcome.status, outcome.message, outcome.files)
+        return False
+    return True
+
+
+def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[str, ...]:
+    """The commands a move runs, for the plan (scratch bookkeeping commands are summarised)."""
+    scratch = "<.git>/agentsync-scratch-<id>"
+    commands = []
+    if rebase:
+        commands += [G.scratch_add(host.repo, scratch, "HEAD"), G.rebase(scratch, target),
+                     G.scratch_remove(host.repo, scratch)]
+        target = "<rebased HEAD>"
+    if dirty:
+        commands.append(G.stash_push(host.repo, "agentsync <run>: autostash"))
+    commands.append(G.reset_keep(host.repo, target))
+    if dirty:
+        commands.append(G.stash_pop(host.repo))
+    return tuple(commands)
+
+
+class PublishStage(Stage):
+    """Hosts with local commits rebase onto origin and push, one at a time in inventory order."""
+
+    name = "publish"
+    parallel = False
+
+    def hosts(self, ctx: RunContext) -> list[Host]:
+        """Only hosts that had local commits after the preflight fetch; the others have nothing to publish."""
+        return [h for h in super().hosts(ctx) if ctx.facts[h.name].repo.ahead]
+
+    def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
+        repo = ctx.facts[host.name].repo
+        if not repo.ahead:
+            return []
+        if not host.push:
+            return [PlannedStep(self.name, host.name, "report local commits", (),
+                                f"{repo.ahead} local commit(s) stay here (push: false)")]
+        commands = [G.fetch(host.repo, host.remote, host.branch)]
+        if repo.behind or ctx.facts.get("_origin_moved"):
+            commands += move_commands(host, bool(repo.dirty), True, origin_ref(host))
+        commands.append(G.push(host.repo, host.remote, "HEAD", host.branch))
+        return [PlannedStep(self.name, host.name, f"publish {repo.ahead} commit(s)", tuple(commands))]
+
+    def run(self, ctx: RunContext, host: Host) -> None:
+        with step(ctx, host, self.name, "publish local commits") as (record, log):
+            co = checkout(ctx, host, log)
+            for attempt in (1, 2):  # a second try if someone pushed between our fetch and our push
+                if self._publish_once(ctx, host, co, record) != "retry" or attempt == 2:
+                    return
+            ctx.result(host).fail("failed", "push rejected twice: origin keeps moving; run sync-all again")
+
+    def _publish_once(self, ctx: RunContext, host: Host, co: Checkout, record: StepRecord) -> str:
+        result = ctx.result(host)
+        co.run(G.fetch(host.repo, host.remote, host.branch), "fetch")
+        head, onto = co.rev("HEAD"), co.rev(origin_ref(host))
+        if onto is None:
+            result.fail("failed", f"{host.remote}/{host.branch} does not exist after fetch")
+            return "done"
+        ahead = co.count(f"{onto}..{head}")
+        if not ahead:
+            record.detail = "nothing to publish"
+            return "done"
+        if not host.push:
+            result.unpushed = ahead
+            record.detail = f"{ahead} local commit(s) kept, not pushed (push: false)"
+            return "done"
+        new = head
+        if not co.is_ancestor(onto, head):
+            new, files, output = co.rebased(head, onto)
+            if new is None:
+                record.status = "conflict"
+                result.fail("conflict", f"rebasing local commits onto {host.remote}/{host.branch} conflicts; "
+                                        f"nothing was changed\n{output}", files)
+                return "done"
+            if not apply_move(ctx, host, co, head, new, record):
+                return "done"
+            result.pulled += co.count(f"{head}..{onto}")
+        pushed = co.try_run(G.push(host.repo, host.remote, new, host.branch), f"push {ahead} commit(s)")
+        if pushed.ok:
+            result.pushed += ahead
+            record.detail = f"pushed {ahead} commit(s)"
+            return "done"
+        if "[rejected]" in pushed.stdout or "non-fast-forward" in pushed.stderr + pushed.stdout:
+            return "retry"
+        raise StepFailed("push failed", command=G.push(host.repo, host.remote, new, host.branch),
+                         exit_code=pushed.exit_code, output_tail=pushed.tail(), host=host.name)
+
+
+class ConvergeStage(Stage):
+    """Every host fetches and moves its branch onto origin's, in parallel."""
+
+    name = "converge"
+
+    def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
+        repo = ctx.facts[host.name].repo
+        publishers = [h for h in ctx.active_hosts() if h.push and ctx.facts[h.name].repo.ahead]
+        others_publish = any(h.name != host.name for h in publishers)
+        if not (repo.behind or others_publish or ctx.facts.get("_origin_moved")):
+            return [PlannedStep(self.name, host.name, "already on origin", (G.fetch(host.repo, host.remote,
+                                                                                     host.branch),))]
+        keeps_commits = bool(repo.ahead) and not host.push
+        commands = (G.fetch(host.repo, host.remote, host.branch),
+                    *move_commands(host, bool(repo.dirty), keeps_commits, origin_ref(host)))
+        action = "rebase local commits onto origin" if keeps_commits else "fast-forward to origin"
+        return [PlannedStep(self.name, host.name, action, commands)]
+
+    def run(self, ctx: RunContext, host: Host) -> None:
+        with step(ctx, host, self.name, "converge on origin") as (record, log):
+            co = checkout(ctx, host, log)
+            result = ctx.result(host)
+            co.run(G.fetch(host.repo, host.remote, host.branch), "fetch")
+            head, target = co.rev("HEAD"), co.rev(origin_ref(host))
+            if target is None:
+                result.fail("failed", f"{host.remote}/{host.branch} does not exist")
+                return
+            if head == target or co.is_ancestor(target, head):
+                result.unpushed = co.count(f"{target}..{head}")
+                record.detail = "up to date" if not result.unpushed else f"{result.unpushed} local commit(s) kept"
+                return
+            new = target
+            if not co.is_ancestor(head, target):  # own commits that were not published: replay them
+                new, files, output = co.rebased(head, target)
+                if new is None:
+                    record.status = "conflict"
+                    result.fail("conflict", f"local commits conflict with {host.remote}/{host.branch}; nothing "
+                                            f"was changed\n{output}", files)
+                    return
+            pulled = co.count(f"{head}..{target}")
+            if apply_move(ctx, host, co, head, new, record):
+                result.pulled += pulled
+                result.unpushed = co.count(f"{target}..{new}")
+                record.detail = f"pulled {pulled} commit(s)"

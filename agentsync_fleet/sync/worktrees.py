@@ -1,0 +1,133 @@
+"""The worktree stage: keep `git worktree` branches (e.g. a GPU validation tree) up with main.
+
+A missing worktree is created; `merge` (e.g. main) is brought into its branch
+by merge or rebase, computed in a scratch worktree first like every other
+change, so a conflict leaves the worktree untouched; with `push: true` the
+branch is pushed (never forced).
+"""
+
+from __future__ import annotations
+
+from ..models import Host, WorktreeSpec
+from ..steps import git as G
+from .model import PlannedStep, RunContext
+from .stages import Stage, checkout, step
+
+
+def worktree_path(host: Host, spec: WorktreeSpec) -> str:
+    """Absolute and ~/ paths stand; relative ones are relative to the host's repo."""
+    if spec.path.startswith(("/", "~")):
+        return spec.path
+    return f"{host.repo.rstrip('/')}/{spec.path}"
+
+
+def merge_ref(host: Host, spec: WorktreeSpec) -> str:
+    return f"refs/remotes/{host.remote}/{spec.merge}"
+
+
+class WorktreeStage(Stage):
+    name = "worktrees"
+
+    def hosts(self, ctx: RunContext) -> list[Host]:
+        return [h for h in super().hosts(ctx) if h.worktrees]
+
+    def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
+        steps = []
+        for spec in host.worktrees:
+            path = worktree_path(host, spec)
+            commands = [G.worktree_list(host.repo)]
+            if spec.merge:
+                commands.append(G.fetch(host.repo, host.remote, spec.merge))
+                action = "merge" if spec.strategy == "merge" else "rebase"
+                commands.append(f"# in a scratch worktree: {action} {host.remote}/{spec.merge} into {spec.branch}, "
+                                "then update the worktree (stash/pop if it has edits)")
+            if spec.push:
+                commands.append(G.push(path, host.remote, "HEAD", spec.branch))
+            steps.append(PlannedStep(self.name, host.name, f"worktree {path} ({spec.branch})", tuple(commands),
+                                     "created first if missing"))
+        return steps
+
+    def run(self, ctx: RunContext, host: Host) -> None:
+        for spec in host.worktrees:
+            entry = {"path": worktree_path(host, spec), "branch": spec.branch, "status": "ok"}
+            ctx.result(host).worktrees.append(entry)
+            with step(ctx, host, self.name, f"worktree {spec.branch}") as (record, log):
+                self._one(ctx, host, spec, entry, record, log)
+            if not ctx.result(host).active:
+                entry["status"] = ctx.result(host).status
+                return
+
+    def _one(self, ctx: RunContext, host: Host, spec: WorktreeSpec, entry: dict, record, log) -> None:
+        repo = checkout(ctx, host, log)
+        path = entry["path"]
+        if not self._exists(repo, path):
+            self._create(ctx, host, spec, repo, path, entry)
+        wt = checkout(ctx, host, log, path)
+        branch = wt.run(G.git(path, "symbolic-ref", "--quiet", "--short", "HEAD")).stdout.strip()
+        if branch != spec.branch:
+            ctx.result(host).fail("skipped", f"worktree {path} is on '{branch}', inventory expects "
+                                             f"'{spec.branch}'; left alone")
+            return
+        head = entry["head_before"] = wt.rev("HEAD")
+        if spec.merge:
+            if not self._bring_in(ctx, host, spec, wt, head, entry, record):
+                return
+        entry["head_after"] = wt.rev("HEAD")
+        if spec.push:
+            wt.run(G.push(path, host.remote, entry["head_after"], spec.branch), f"push {spec.branch}")
+            entry["pushed"] = True
+
+    @staticmethod
+    def _exists(repo, path: str) -> bool:
+        probe = repo.try_run(G.git(path, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+        if not probe.ok:
+            return False
+        return probe.stdout.strip() == repo.run(G.common_dir(repo.path)).stdout.strip()
+
+    def _create(self, ctx: RunContext, host: Host, spec: WorktreeSpec, repo, path: str, entry: dict) -> None:
+        exists = repo.try_run(f"test -e {G.path_arg(path)}")
+        if exists.ok:
+            from ..errors import FleetError
+
+            raise FleetError(f"{path} exists but is not a worktree of {host.repo}; not touching it")
+        if spec.merge:
+            repo.run(G.fetch(host.repo, host.remote, spec.merge), f"fetch {spec.merge}")
+        if repo.rev(f"refs/heads/{spec.branch}"):
+            command = G.worktree_add(host.repo, path, spec.branch, None, False)
+        elif repo.rev(f"refs/remotes/{host.remote}/{spec.branch}"):
+            command = G.worktree_add(host.repo, path, spec.branch, f"{host.remote}/{spec.branch}", True)
+        else:
+            start = f"{host.remote}/{spec.merge}" if spec.merge else "HEAD"
+            command = G.worktree_add(host.repo, path, spec.branch, start, False)
+        repo.run(command, f"create worktree {path}")
+        entry["created"] = True
+
+    def _bring_in(self, ctx: RunContext, host: Host, spec: WorktreeSpec, wt, head: str, entry: dict,
+                  record) -> bool:
+        from ..gitops import move
+
+        wt.run(G.fetch(wt.path, host.remote, spec.merge), f"fetch {spec.merge}")
+        ref = wt.rev(merge_ref(host, spec))
+        if ref is None or wt.is_ancestor(ref, head):
+            entry["merged"] = 0
+            return True
+        entry["merged"] = wt.count(f"{head}..{ref}")
+        if wt.is_ancestor(head, ref):
+            new, files, output = ref, (), ""
+        elif spec.strategy == "rebase":
+            new, files, output = wt.rebased(head, ref)
+        else:
+            new, files, output = wt.merged(head, ref, f"Merge {host.remote}/{spec.merge} into {spec.branch} "
+                                                      "(agentsync)")
+        if new is None:
+            entry["status"] = "conflict"
+            ctx.result(host).fail("conflict", f"worktree {wt.path}: {spec.merge} does not {spec.strategy} cleanly "
+                                              f"into {spec.branch}; nothing was changed\n{output}", files)
+            return False
+        outcome = move(wt, head, new, lambda paths: None, ctx.run_id)
+        ctx.result(host).stash_used |= outcome.stash_used
+        if outcome.status != "ok":
+            entry["status"] = outcome.status
+            ctx.result(host).fail(outcome.status, f"worktree {wt.path}: {outcome.message}", outcome.files)
+            return False
+        return True
