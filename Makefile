@@ -38,7 +38,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 lint: setup
-	$(BIN)/ruff check agentsync_fleet tests bench tasks.py
+	$(BIN)/ruff check .
 
 test: setup lint
 	$(BIN)/pytest -q
