@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .errors import StepFailed
 from .models import CommandResult
+from .shell import join, split_sections
 from .steps import git as G
 
 
@@ -61,6 +62,60 @@ class Dirty:
     @property
     def paths(self) -> set[str]:
         return set(self.tracked) | set(self.untracked)
+
+
+@dataclass(frozen=True)
+class CheckoutFacts:
+    """A checkout and its origin branch, read in one round trip."""
+
+    present: bool
+    head: str | None = None
+    target: str | None = None
+    head_in_target: bool = False
+    target_in_head: bool = False
+    ahead: int = 0
+    behind: int = 0
+    changed: tuple[str, ...] = ()  # files that differ between HEAD and the target
+    in_the_way: tuple[str, ...] = ()  # of those, the ones present here untracked or ignored
+    dirty: Dirty = Dirty()
+    fetch_rc: int | None = None
+    fetch_error: str = ""
+
+
+def parse_status_z(text: str) -> Dirty:
+    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths."""
+    tracked, untracked = [], []
+    skip_next = False
+    for entry in text.rstrip("\n").split("\0"):
+        if skip_next or len(entry) < 4:
+            skip_next = False
+            continue
+        code, name = entry[:2], entry[3:]
+        if code == "??":
+            untracked.append(name)
+        else:
+            tracked.append(name)
+            skip_next = code[0] in "RC"  # a rename/copy is followed by its source path
+    return Dirty(tuple(tracked), tuple(untracked))
+
+
+def parse_facts(output: str) -> CheckoutFacts:
+    parts = split_sections(output)
+    if "missing" in parts:
+        return CheckoutFacts(present=False)
+    refs = dict(line.split(" ", 1) if " " in line else (line, "") for line in parts.get("refs", "").splitlines())
+    counts = refs.get("counts", "").split()
+    fetch = parts.get("fetch", "").splitlines()
+    fetch_rc = int(fetch[0].split()[1]) if fetch and fetch[0].startswith("rc ") else None
+    return CheckoutFacts(
+        present=True, head=refs.get("head") or None, target=refs.get("target") or None,
+        head_in_target="head_in_target" in refs, target_in_head="target_in_head" in refs,
+        ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
+        changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
+        in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
+        dirty=parse_status_z(parts.get("status", "")), fetch_rc=fetch_rc,
+        fetch_error=" ".join(fetch[1:]).strip(),
+    )
 
 
 @dataclass(frozen=True)
@@ -112,20 +167,13 @@ class Checkout:
         return int(result.stdout.strip() or 0) if result.ok else 0
 
     def dirty(self) -> Dirty:
-        entries = self.run(G.status(self.path)).stdout.split("\0")
-        tracked, untracked = [], []
-        skip_next = False
-        for entry in entries:
-            if skip_next or len(entry) < 4:
-                skip_next = False
-                continue
-            code, name = entry[:2], entry[3:]
-            if code == "??":
-                untracked.append(name)
-            else:
-                tracked.append(name)
-                skip_next = code[0] in "RC"  # a rename/copy is followed by its source path
-        return Dirty(tuple(tracked), tuple(untracked))
+        return parse_status_z(self.run(G.status(self.path)).stdout)
+
+    def facts(self, remote: str, branch: str, fetch: bool) -> CheckoutFacts:
+        """Everything a move decides on, in one round trip (see `steps.git.facts_script`)."""
+        result = self.run(join(["sh", "-c", G.facts_script(self.path, remote, branch, fetch)]),
+                          "fetch + read state" if fetch else "read state")
+        return parse_facts(result.stdout)
 
     def changed(self, old: str, new: str) -> list[str]:
         return [line for line in self.run(G.changed_files(self.path, old, new)).stdout.splitlines() if line]
@@ -195,16 +243,23 @@ class Checkout:
 Guard = Callable[[set[str]], str | None]  # paths the move touches -> refusal message, or None
 
 
-def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str) -> Move:
-    """Bring the checkout from `head` to `new`, keeping every uncommitted and untracked file."""
+def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: CheckoutFacts | None = None) -> Move:
+    """Bring the checkout from `head` to `new`, keeping every uncommitted and untracked file.
+
+    `known` (facts read just before) saves round trips when it already
+    describes this move (same HEAD, target == new).
+    """
     if head == new:
         return Move("ok", head)
-    incoming = co.changed(head, new)
-    in_the_way = co.present_untracked(incoming)
+    if known is not None and known.head == head and known.target == new:
+        incoming, in_the_way, dirty = list(known.changed), list(known.in_the_way), known.dirty
+    else:
+        incoming = co.changed(head, new)
+        in_the_way = co.present_untracked(incoming)
+        dirty = known.dirty if known is not None and known.head == head else co.dirty()
     if in_the_way:
         return Move("conflict", head, files=tuple(in_the_way),
                     message="incoming commits add files that exist here untracked or ignored; move them away")
-    dirty = co.dirty()
     refusal = guard(set(incoming) | dirty.paths)
     if refusal:
         return Move("guarded", head, message=refusal)

@@ -1,8 +1,9 @@
 """Health probes: one batched shell script per host, and pure parsers of its output.
 
-The script is sent on stdin to `sh -s`, so the whole probe costs one remote
-round trip and no probe text (e.g. a guard pattern) shows up in a process's
-command line, where `pgrep -f` would match the probe itself.
+The script runs as `sh -c <script>`: the whole probe costs one remote round
+trip. Its text (guard patterns included) is then part of the probe shell's own
+command line, so `pgrep -f` would find the probe itself; every process whose
+command line carries `PROBE_TOKEN` is ours and is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ IN_PROGRESS = {
     "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
 }
 GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
+PROBE_TOKEN = "@@agentsync-probe@@"
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,13 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
 
 
 def guard_probe(host: Host) -> list[str]:
-    lines = [section("guard")]
+    """pid, elapsed time and command line of every process matching a guard pattern (`pgrep -f`)."""
+    lines = [f": {PROBE_TOKEN}", section("guard")]
     for index, pattern in enumerate(host.guard.processes):
-        lines.append(f"for pid in $(pgrep -f -- {join([pattern])}); do ps -o pid=,etimes=,args= -p \"$pid\" "
-                     f"| sed 's/^/{index} /'; done")
+        lines.append(
+            f"for pid in $(pgrep -f -- {join([pattern])}); do a=$(ps -ww -o args= -p \"$pid\") || continue; "
+            f"case \"$a\" in *{PROBE_TOKEN}*) continue ;; esac; "
+            f"ps -ww -o pid=,etime=,args= -p \"$pid\" | sed 's/^/{index} /'; done")
     return lines
 
 
@@ -203,15 +208,28 @@ def parse_repo(text: str) -> RepoState:
     )
 
 
+def parse_etime(text: str) -> int | None:
+    """POSIX `ps -o etime`: [[dd-]hh:]mm:ss → seconds."""
+    days, _, rest = text.rpartition("-")
+    fields = rest.split(":")
+    if not 2 <= len(fields) <= 3 or not all(f.isdigit() for f in fields) or (days and not days.isdigit()):
+        return None
+    seconds = 0
+    for part in fields:
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
 def parse_guard(text: str, patterns: tuple[str, ...]) -> tuple[ProcessInfo, ...]:
     found = []
     for line in text.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 4 or not all(p.isdigit() for p in parts[:3]):
+        parts = line.split(None, 3)
+        if len(parts) < 4 or not parts[0].isdigit() or not parts[1].isdigit():
             continue
-        index, pid, uptime = int(parts[0]), int(parts[1]), int(parts[2])
-        if index < len(patterns):
-            found.append(ProcessInfo(patterns[index], pid, uptime, " ".join(parts[3:])))
+        uptime = parse_etime(parts[2])
+        index = int(parts[0])
+        if uptime is not None and index < len(patterns):
+            found.append(ProcessInfo(patterns[index], int(parts[1]), uptime, parts[3]))
     return tuple(found)
 
 

@@ -8,7 +8,7 @@ hang a run.
 
 from __future__ import annotations
 
-from ..shell import Raw, join, path_arg
+from ..shell import Raw, join, path_arg, section
 
 ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
 
@@ -116,3 +116,38 @@ def worktree_add(path: str, worktree: str, branch: str, start: str | None, track
 
 def common_dir(path: str) -> str:
     return git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+
+
+def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
+    """One round trip: (fetch,) HEAD, origin's branch, how they relate, incoming files, what is in the way.
+
+    Output sections are parsed by `gitops.parse_facts`. Everything a move
+    needs to decide is read here, so the common case (a fast-forward) costs
+    this script plus one `reset --keep`.
+    """
+    ref = f"refs/remotes/{remote}/{branch}^{{commit}}"
+    lines = [
+        f"cd {path_arg(path)} 2>/dev/null || {{ {section('missing')}; exit 0; }}",
+        f"export {ENV}",
+    ]
+    if fetch:
+        lines += [section("fetch"), f"err=$(git fetch --quiet {join([remote, branch])} 2>&1); echo \"rc $?\"",
+                  "printf '%s\\n' \"$err\" | tail -n 3"]
+    lines += [
+        f"h=$(git rev-parse --verify --quiet HEAD); t=$(git rev-parse --verify --quiet {join([ref])})",
+        section("refs"), "echo \"head $h\"", "echo \"target $t\"",
+        "if [ -n \"$h\" ] && [ -n \"$t\" ]; then",
+        "  git merge-base --is-ancestor \"$h\" \"$t\" && echo head_in_target",
+        "  git merge-base --is-ancestor \"$t\" \"$h\" && echo target_in_head",
+        "  echo \"counts $(git rev-list --left-right --count \"$h...$t\")\"",
+        f"  {section('changed')}",
+        "  changed=$(git -c core.quotepath=off diff --name-only --no-renames \"$h\" \"$t\")",
+        "  [ -n \"$changed\" ] && printf '%s\\n' \"$changed\"",
+        f"  {section('in_the_way')}",
+        "  [ -n \"$changed\" ] && git diff -z --name-only --no-renames \"$h\" \"$t\" "
+        "| xargs -0 git -c core.quotepath=off ls-files --others --",
+        "fi",
+        section("status"), "git status --porcelain=v1 -z --untracked-files=all; echo",
+        section("end"),
+    ]
+    return "\n".join(lines) + "\n"

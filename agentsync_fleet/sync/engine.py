@@ -89,21 +89,17 @@ def _serial(stage: Stage, ctx: RunContext, host: Host):
 
 
 def finish(ctx: RunContext) -> str:
-    """Read every reachable host's final HEAD; return origin's head as most hosts last saw it."""
-    seen: Counter[str] = Counter()
+    """Fill in the final HEAD of hosts no stage reported; return origin's head as most hosts last saw it."""
 
     def final(host: Host) -> None:
         result = ctx.result(host)
-        if result.status == "unreachable" or not result.head_before:
+        if result.head_after or result.status == "unreachable" or not result.head_before:
             return
-        session = ctx.connector.session(host)
-        out = session.run(G.git(host.repo, "rev-parse", "HEAD", origin_ref(host)), timeout=host.command_timeout)
-        lines = out.stdout.split()
-        result.head_after = lines[0] if lines else ""
-        if len(lines) > 1 and host.git_access:
-            seen[lines[1]] += 1
+        out = ctx.connector.session(host).run(G.git(host.repo, "rev-parse", "HEAD"), timeout=host.command_timeout)
+        result.head_after = out.stdout.strip() if out.ok else ""
 
     run_each(ctx.hosts, final, ctx.options.workers)
+    seen = Counter(ctx.result(h).origin_head for h in ctx.hosts if ctx.result(h).origin_head)
     return seen.most_common(1)[0][0] if seen else ""
 
 

@@ -39,6 +39,7 @@ class HostSync:
     status: str = "ok"  # ok | unreachable | conflict | guarded | failed | skipped
     head_before: str = ""
     head_after: str = ""
+    origin_head: str | None = None  # origin's branch as this host last fetched it
     pulled: int = 0
     pushed: int = 0
     unpushed: int = 0

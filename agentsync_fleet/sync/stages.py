@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 
 from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
-from ..gitops import Checkout, StepLog, move
+from ..gitops import Checkout, CheckoutFacts, StepLog, move
 from ..models import Host
 from ..steps import git as G
 from .guard import make_guard
@@ -70,11 +70,12 @@ def origin_ref(host: Host) -> str:
     return f"refs/remotes/{host.remote}/{host.branch}"
 
 
-def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, record: StepRecord) -> bool:
+def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, record: StepRecord,
+               known: CheckoutFacts | None = None) -> bool:
     """Move the main checkout with guards on; on refusal/conflict mark the host and return False."""
     refusals: list[dict] = []
     guard = make_guard(co.session, host, ctx.options.allow_running, refusals)
-    outcome = move(co, head, new, guard, ctx.run_id)
+    outcome = move(co, head, new, guard, ctx.run_id, known)
     record.data["guard"] = refusals
     result = ctx.result(host)
     result.stash_used |= outcome.stash_used
@@ -138,39 +139,56 @@ class PublishStage(Stage):
 
     def _publish_once(self, ctx: RunContext, host: Host, co: Checkout, record: StepRecord) -> str:
         result = ctx.result(host)
-        co.run(G.fetch(host.repo, host.remote, host.branch), "fetch")
-        head, onto = co.rev("HEAD"), co.rev(origin_ref(host))
-        if onto is None:
-            result.fail("failed", f"{host.remote}/{host.branch} does not exist after fetch")
+        facts = fetched_facts(co, host, result)
+        if facts is None:
             return "done"
-        ahead = co.count(f"{onto}..{head}")
-        if not ahead:
+        head, onto = facts.head, facts.target
+        result.origin_head = onto
+        if not facts.ahead:
             record.detail = "nothing to publish"
             return "done"
         if not host.push:
-            result.unpushed = ahead
-            record.detail = f"{ahead} local commit(s) kept, not pushed (push: false)"
+            result.unpushed = facts.ahead
+            record.detail = f"{facts.ahead} local commit(s) kept, not pushed (push: false)"
             return "done"
         new = head
-        if not co.is_ancestor(onto, head):
+        if not facts.target_in_head:  # origin moved on: replay our commits on top of it first
             new, files, output = co.rebased(head, onto)
             if new is None:
                 record.status = "conflict"
                 result.fail("conflict", f"rebasing local commits onto {host.remote}/{host.branch} conflicts; "
                                         f"nothing was changed\n{output}", files)
                 return "done"
-            if not apply_move(ctx, host, co, head, new, record):
+            if not apply_move(ctx, host, co, head, new, record, facts):
                 return "done"
-            result.pulled += co.count(f"{head}..{onto}")
-        pushed = co.try_run(G.push(host.repo, host.remote, new, host.branch), f"push {ahead} commit(s)")
+            result.pulled += facts.behind
+        result.head_after = new
+        pushed = co.try_run(G.push(host.repo, host.remote, new, host.branch), f"push {facts.ahead} commit(s)")
         if pushed.ok:
-            result.pushed += ahead
-            record.detail = f"pushed {ahead} commit(s)"
+            result.pushed += facts.ahead
+            result.origin_head = new
+            record.detail = f"pushed {facts.ahead} commit(s)"
             return "done"
         if "[rejected]" in pushed.stdout or "non-fast-forward" in pushed.stderr + pushed.stdout:
             return "retry"
         raise StepFailed("push failed", command=G.push(host.repo, host.remote, new, host.branch),
                          exit_code=pushed.exit_code, output_tail=pushed.tail(), host=host.name)
+
+
+def fetched_facts(co: Checkout, host: Host, result) -> CheckoutFacts | None:
+    """Fetch and read the checkout's state in one round trip; None (host marked) if that failed."""
+    facts = co.facts(host.remote, host.branch, fetch=True)
+    if not facts.present:
+        result.fail("failed", f"repo {host.repo} does not exist")
+    elif facts.fetch_rc:
+        result.fail("failed", f"git fetch {host.remote} {host.branch} failed: {facts.fetch_error or 'no output'}")
+    elif facts.target is None:
+        result.fail("failed", f"{host.remote}/{host.branch} does not exist (is the branch pushed?)")
+    elif facts.head is None:
+        result.fail("failed", "the checkout has no commit yet")
+    else:
+        return facts
+    return None
 
 
 class ConvergeStage(Stage):
@@ -195,25 +213,25 @@ class ConvergeStage(Stage):
         with step(ctx, host, self.name, "converge on origin") as (record, log):
             co = checkout(ctx, host, log)
             result = ctx.result(host)
-            co.run(G.fetch(host.repo, host.remote, host.branch), "fetch")
-            head, target = co.rev("HEAD"), co.rev(origin_ref(host))
-            if target is None:
-                result.fail("failed", f"{host.remote}/{host.branch} does not exist")
+            facts = fetched_facts(co, host, result)
+            if facts is None:
                 return
-            if head == target or co.is_ancestor(target, head):
-                result.unpushed = co.count(f"{target}..{head}")
-                record.detail = "up to date" if not result.unpushed else f"{result.unpushed} local commit(s) kept"
+            head, target = facts.head, facts.target
+            result.origin_head = target
+            if head == target or facts.target_in_head:
+                result.unpushed, result.head_after = facts.ahead, head
+                record.detail = "up to date" if not facts.ahead else f"{facts.ahead} local commit(s) kept"
                 return
             new = target
-            if not co.is_ancestor(head, target):  # own commits that were not published: replay them
+            if not facts.head_in_target:  # own commits that were not published: replay them
                 new, files, output = co.rebased(head, target)
                 if new is None:
                     record.status = "conflict"
                     result.fail("conflict", f"local commits conflict with {host.remote}/{host.branch}; nothing "
                                             f"was changed\n{output}", files)
                     return
-            pulled = co.count(f"{head}..{target}")
-            if apply_move(ctx, host, co, head, new, record):
-                result.pulled += pulled
-                result.unpushed = co.count(f"{target}..{new}")
-                record.detail = f"pulled {pulled} commit(s)"
+            if apply_move(ctx, host, co, head, new, record, facts):
+                result.pulled += facts.behind
+                result.unpushed = co.count(f"{target}..{new}") if new != target else 0
+                result.head_after = new
+                record.detail = f"pulled {facts.behind} commit(s)"

@@ -1,0 +1,145 @@
+"""`make bench`: agentsync side by side with the tools people would use instead.
+
+Measures, in ONE run (ratios measured together are what count on a shared,
+noisy machine), each figure as the median of >= 5 alternating rounds with min
+and max:
+
+1. health --no-fetch at N = 1, 5, 20, 50 hosts, on loopback and behind a
+   25 ms/way proxy, against `xargs -P N ssh host '<same probe>'`, Ansible
+   (`-m command`, pipelining on, host key checking on) and pyinfra `exec`;
+2. sync-all on 3 hosts (no change; one commit to spread) against the same
+   steps as a sequential plain-ssh script;
+3. rsync of a 2,000-file tree (no change; one file changed) through agentsync
+   against plain `rsync -e ssh` (when the transfer feature is installed);
+4. cold start: `agentsync --help`, `inv --list`, and an import-time profile.
+
+Writes bench/results/latest.md, latest.json and latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from fleet import BenchFleet  # noqa: E402
+from measure import alternate, run_ok  # noqa: E402
+from peers import PEERS, probe_script  # noqa: E402
+from report import write_results  # noqa: E402
+
+AGENTSYNC = str(Path(sys.executable).parent / "agentsync")
+
+
+def bench_health(fleet: BenchFleet, sizes: list[int], rounds: int, tools: list[str]) -> list[dict]:
+    rows = []
+    script = probe_script(fleet)
+    for link in ("loopback", "wan50"):
+        for n in sizes:
+            hosts = fleet.names[:n]
+            commands = {name: PEERS[name](fleet, link, hosts, script) for name in tools}
+            commands = {k: v for k, v in commands.items() if v is not None}
+            series = alternate(commands, rounds)
+            rows.append({"link": link, "hosts": n, "series": {k: s.to_dict() for k, s in series.items()}})
+            summary = ", ".join(f"{k} {s.median:.2f}s" for k, s in series.items())
+            print(f"  health {link:8} N={n:<3} {summary}", flush=True)
+    return rows
+
+
+def bench_sync(fleet: BenchFleet, rounds: int) -> list[dict]:
+    from sync_bench import sync_commands
+
+    rows = []
+    for scenario in ("no-change", "one-commit"):
+        for link in ("loopback", "wan50"):
+            commands, before_each = sync_commands(fleet, link, scenario, AGENTSYNC)
+            series = alternate(commands, rounds, before_each)
+            rows.append({"scenario": scenario, "link": link, "hosts": 3,
+                         "series": {k: s.to_dict() for k, s in series.items()}})
+            summary = ", ".join(f"{k} {s.median:.2f}s" for k, s in series.items())
+            print(f"  sync-all {scenario:10} {link:8} {summary}", flush=True)
+    return rows
+
+
+def bench_rsync(fleet: BenchFleet, rounds: int) -> list[dict]:
+    try:
+        from bench_rsync import rsync_series
+    except ImportError:
+        print("  rsync: transfer feature not installed, skipped", flush=True)
+        return []
+    rows = rsync_series(fleet, rounds, AGENTSYNC)
+    for row in rows:
+        summary = ", ".join(f"{k} {v['median']:.3f}s" for k, v in row["series"].items())
+        print(f"  rsync {row['scenario']:10} {summary}", flush=True)
+    return rows
+
+
+def bench_cold_start(rounds: int) -> dict:
+    commands = {
+        "agentsync --help": lambda: run_ok([AGENTSYNC, "--help"]),
+        "inv --list": lambda: run_ok([str(Path(sys.executable).parent / "inv"), "--list"], cwd=str(ROOT)),
+    }
+    series = alternate(commands, rounds)
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import agentsync_fleet.cli"],
+                         capture_output=True, text=True, cwd=str(ROOT))
+    imports = []
+    for line in out.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            imports.append({"module": parts[2].strip(), "self_us": int(parts[0]), "cumulative_us": int(parts[1])})
+    imports.sort(key=lambda i: i["cumulative_us"], reverse=True)
+    for name, s in series.items():
+        print(f"  cold start {name:18} {s.median * 1000:.0f} ms", flush=True)
+    return {"series": {k: s.to_dict() for k, s in series.items()}, "imports": imports[:12],
+            "paramiko_imported": any(i["module"] == "paramiko" for i in imports)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="agentsync benchmarks")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", default="1,5,20,50")
+    parser.add_argument("--tools", default=",".join(PEERS))
+    parser.add_argument("--only", default="health,sync,rsync,cold", help="sections to run")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sections = set(args.only.split(","))
+    started = time.monotonic()
+    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds,
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "kernel": platform.release(), "load_before": os.getloadavg()}}
+    root = Path(tempfile.mkdtemp(prefix="agentsync-bench-"))
+    fleet = BenchFleet(root, max(sizes + [3])).up()
+    try:
+        if "health" in sections:
+            print("health (--no-fetch), median of alternating rounds:", flush=True)
+            results["health"] = bench_health(fleet, sizes, args.rounds, args.tools.split(","))
+        if "sync" in sections:
+            print("sync-all, 3 hosts:", flush=True)
+            results["sync"] = bench_sync(fleet, args.rounds)
+        if "rsync" in sections:
+            print("rsync, 2,000-file tree:", flush=True)
+            results["rsync"] = bench_rsync(fleet, args.rounds)
+    finally:
+        fleet.down()
+        shutil.rmtree(root, ignore_errors=True)
+    if "cold" in sections:
+        print("cold start:", flush=True)
+        results["cold_start"] = bench_cold_start(max(args.rounds, 10))
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    paths = write_results(results, Path(args.out))
+    print(f"wrote {', '.join(str(p) for p in paths)} in {results['duration_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The one-round-trip checkout facts: golden parsing, and the real script against real git repos."""
+
+from __future__ import annotations
+
+from agentsync_fleet.connection import LocalSession
+from agentsync_fleet.gitops import Checkout, StepLog, parse_facts, parse_status_z
+from agentsync_fleet.sandbox_fleet import clone, git, make_origin
+
+
+def test_status_z_parsing_handles_renames_spaces_and_untracked():
+    dirty = parse_status_z("R  new name.py\0old name.py\0 M a b.txt\0?? notes/x y.md\0MM both.py\0\n")
+    assert dirty.tracked == ("new name.py", "a b.txt", "both.py")
+    assert dirty.untracked == ("notes/x y.md",)
+    assert dirty.any and "notes/x y.md" in dirty.paths
+    assert not parse_status_z("\n").any
+
+
+def test_facts_output_parsing():
+    out = ("@@agentsync@@ fetch\nrc 0\n\n@@agentsync@@ refs\nhead aaa\ntarget bbb\nhead_in_target\ncounts 0\t2\n"
+           "@@agentsync@@ changed\nREADME.md\nresults/x.csv\n@@agentsync@@ in_the_way\nresults/x.csv\n"
+           "@@agentsync@@ status\n?? scratch.txt\0\n@@agentsync@@ end\n")
+    facts = parse_facts(out)
+    assert (facts.head, facts.target, facts.head_in_target, facts.target_in_head) == ("aaa", "bbb", True, False)
+    assert (facts.ahead, facts.behind, facts.fetch_rc) == (0, 2, 0)
+    assert facts.changed == ("README.md", "results/x.csv") and facts.in_the_way == ("results/x.csv",)
+    assert facts.dirty.untracked == ("scratch.txt",)
+    assert parse_facts("@@agentsync@@ missing\n").present is False
+
+
+def test_facts_script_reads_a_real_checkout_in_one_command(tmp_path):
+    origin = make_origin(tmp_path)
+    mine = clone(origin, tmp_path / "mine", "laptop")
+    theirs = clone(origin, tmp_path / "theirs", "cloud")
+    (theirs / "results").mkdir()
+    (theirs / "results" / "new.csv").write_text("1\n")
+    git(theirs, "add", "-f", "results/new.csv")
+    git(theirs, "commit", "-qm", "add results")
+    git(theirs, "push", "-q", "origin", "main")
+    (mine / "results").mkdir()
+    (mine / "results" / "new.csv").write_text("my ignored local file\n")
+    (mine / "README.md").write_text("edited\n")
+    log = StepLog()
+    co = Checkout(LocalSession("laptop"), str(mine), 30, log, "laptop")
+
+    facts = co.facts("origin", "main", fetch=True)
+
+    assert len(log.records) == 1  # fetch, refs, relation, incoming files, status: one command
+    assert facts.fetch_rc == 0 and facts.head == git(mine, "rev-parse", "HEAD")
+    assert facts.target == git(theirs, "rev-parse", "HEAD")
+    assert facts.head_in_target and not facts.target_in_head and (facts.ahead, facts.behind) == (0, 1)
+    assert facts.changed == ("results/new.csv",)
+    assert facts.in_the_way == ("results/new.csv",)  # ignored here, incoming there: would be overwritten
+    assert facts.dirty.tracked == ("README.md",)
