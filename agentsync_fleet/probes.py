@@ -92,11 +92,13 @@ def git(host: Host, *args: str) -> str:
 
 
 def repo_probe(host: Host, fetch: bool) -> list[str]:
+    """Repo state with as few processes as possible: each one costs CPU on a busy production host."""
     ref = f"refs/remotes/{host.remote}/{host.branch}"
+    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash"])
     lines = [
         section("repo"),
         f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
-        "elif ! git rev-parse --git-dir >/dev/null 2>&1; then echo 'error not-a-repo'",
+        f"elif ! paths=$(git rev-parse {git_paths} 2>/dev/null); then echo 'error not-a-repo'",
         "else",
     ]
     if fetch:
@@ -108,15 +110,13 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     lines += [
         "  echo \"branch $(git symbolic-ref --quiet --short HEAD || echo '(detached)')\"",
         "  echo \"head $(git rev-parse --verify --quiet HEAD)\"",
-        f"  if git rev-parse --verify --quiet {join([ref])} >/dev/null; then",
-        f"    echo \"upstream {host.remote}/{host.branch}\"",
-        f"    echo \"counts $(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null)\"",
+        f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
+        f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
         "  fi",
         "  git -c core.quotepath=off status --porcelain=v1 2>/dev/null | sed 's/^/dirty /'",
-        "  echo \"stashes $(git rev-list --walk-reflogs --count refs/stash 2>/dev/null || echo 0)\"",
-        "  for d in " + " ".join(IN_PROGRESS) + "; do",
-        "    [ -e \"$(git rev-parse --git-path \"$d\")\" ] && echo \"progress $d\"",
-        "  done",
+        "  set -f; old_ifs=$IFS; IFS='\n'; set -- $paths; IFS=$old_ifs; set +f",
+        "  for name in " + " ".join(IN_PROGRESS) + "; do [ -e \"$1\" ] && echo \"progress $name\"; shift; done",
+        "  [ -f \"$1\" ] && echo \"stashes $(wc -l < \"$1\")\"",
         "fi",
         "cd / 2>/dev/null",
     ]
@@ -138,8 +138,8 @@ def system_probe(host: Host) -> list[str]:
     return [
         section("system"),
         f"d={path_arg(host.repo)}; [ -e \"$d\" ] || d=/",
-        "df -Pk \"$d\" 2>/dev/null | tail -n 1 | sed 's/^/df /'",
-        "[ -r /proc/loadavg ] && sed 's/^/load /' /proc/loadavg",
+        "df -Pk \"$d\" 2>/dev/null | sed -n '2s/^/df /p'",
+        "[ -r /proc/loadavg ] && read -r load < /proc/loadavg && echo \"load $load\"",
         "echo \"cpus $(nproc 2>/dev/null || echo '')\"",
     ]
 
