@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -189,3 +190,28 @@ def test_trust_never_replaces_a_changed_key(fleet, other_key):
     assert result.returncode == 1
     assert "DIFFERENT key" in result.stderr
     assert fleet.known_hosts.read_text() == before
+
+
+def test_dns_and_auth_failures_are_told_apart(fleet, tmp_path):
+    stranger_key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger_key)], check=True)
+    cloud = fleet.sandbox.hosts["cloud"]
+    with fleet.ssh_config.open("a") as handle:
+        handle.write(f"\nHost cloud-badkey\n  HostName {cloud.address}\n  Port {cloud.port}\n  User root\n"
+                     f"  IdentityFile {stranger_key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {fleet.known_hosts}\n")
+    inv = fleet.inventory({"nowhere": {"ssh": "root@no-such-host.invalid"}, "badkey": {"ssh": "cloud-badkey"}})
+    hosts = report(fleet.agentsync("health", "--json", inventory=inv))
+    assert hosts["nowhere"]["reason"] == "dns"
+    assert hosts["badkey"]["reason"] == "auth" and str(stranger_key) in hosts["badkey"]["hint"]
+
+
+def test_ssh_config_include_is_followed(fleet, tmp_path):
+    included = tmp_path / "fleet.d" / "cloud.conf"
+    included.parent.mkdir()
+    cloud = fleet.sandbox.hosts["cloud"]
+    included.write_text(f"Host cloud-included\n  HostName {cloud.address}\n  Port {cloud.port}\n  User root\n"
+                        f"  IdentityFile {fleet.sandbox.client_key}\n  UserKnownHostsFile {fleet.known_hosts}\n")
+    with fleet.ssh_config.open("a") as handle:
+        handle.write(f"\nInclude {tmp_path}/fleet.d/*.conf\n")
+    hosts = report(fleet.agentsync("health", "--json", inventory=fleet.inventory({"cloud": {"ssh": "cloud-included"}})))
+    assert hosts["cloud"]["passed"] is True

@@ -242,3 +242,27 @@ def test_status_pull_and_push_tasks(fleet):
     pull = fleet.agentsync("pull", "--hosts", "cloud", "--json", inventory=inv)
     assert pull.returncode == 0, pull.stderr
     assert fleet.head("cloud") == fleet.origin_head() and fleet.head("gpu") != fleet.origin_head()
+
+
+def test_worktree_branch_is_pushed_when_asked(fleet):
+    spec = {"worktrees": [{"path": "../crpbot-review", "branch": "review", "merge": "main", "push": True}]}
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": spec}))
+    assert code == 0, hosts
+    assert hosts["cloud"]["worktrees"][0]["pushed"] is True
+    assert fleet.git("laptop", "ls-remote", "origin", "refs/heads/review").split()[0] == fleet.origin_head()
+    assert fleet.sandbox.hosts["cloud"].path("crpbot-review/README.md").exists()  # relative to the repo
+
+
+def test_a_failing_step_reports_command_exit_code_and_output(fleet):
+    hook = fleet.origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'policy: pushes are frozen today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    fleet.commit("cloud", "cloud.md", "x\n", "Cloud work")
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}, "gpu": {}}))
+    assert code == 1
+    cloud = hosts["cloud"]
+    assert cloud["status"] == "failed"
+    assert "push" in cloud["message"] and "exited 1" in cloud["message"]
+    assert "pushes are frozen today" in cloud["message"]
+    assert hosts["gpu"]["status"] == "ok"
+    assert "Cloud work" in fleet.git("cloud", "log", "--format=%s")  # nothing lost
