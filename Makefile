@@ -56,7 +56,16 @@ demo: setup
 demo-down: setup
 	$(BIN)/agentsync sandbox.down --root $(DEMO_ROOT)
 
-bench: setup
+BENCH_VENV = bench/.work/venv
+
+# Peers (Ansible, pyinfra) live in a bench-only venv; matplotlib (the plot) joins the project venv.
+$(BENCH_VENV)/.installed:
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check ansible-core pyinfra
+	@touch $@
+
+bench: setup $(BENCH_VENV)/.installed
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) bench/run.py
 
 clean:
