@@ -200,29 +200,27 @@ class Checkout:
 
     def rebased(self, head: str, onto: str) -> tuple[str | None, tuple[str, ...], str]:
         """(new commit, (), "") with `head`'s own commits replayed on `onto`, or (None, conflicts, output)."""
-
-        def work(scratch: str):
-            result = self.try_run(G.rebase(scratch, onto), f"rebase onto {onto[:8]} (scratch)")
-            if result.ok:
-                return Checkout(self.session, scratch, self.timeout, self.log, self.host).rev("HEAD"), (), ""
-            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
-            self.try_run(G.rebase_abort(scratch))
-            return None, files, result.tail()
-
-        return self.in_scratch(head, work)
+        return self._in_scratch_or_abort(head, lambda scratch: G.rebase(scratch, onto), G.rebase_abort,
+                                         f"rebase onto {onto[:8]} (scratch)")
 
     def merged(self, head: str, ref: str, message: str) -> tuple[str | None, tuple[str, ...], str]:
         """(merge commit of `ref` into `head`, (), "") or (None, conflicts, output)."""
+        return self._in_scratch_or_abort(head, lambda scratch: G.merge(scratch, ref, message), G.merge_abort,
+                                         f"merge {ref} (scratch)")
+
+    def _in_scratch_or_abort(self, start: str, command: Callable[[str], str], abort: Callable[[str], str],
+                             what: str) -> tuple[str | None, tuple[str, ...], str]:
+        """Run a history-rewriting command in a scratch worktree; on conflict list the files and abort it."""
 
         def work(scratch: str):
-            result = self.try_run(G.merge(scratch, ref, message), f"merge {ref} (scratch)")
+            result = self.try_run(command(scratch), what)
             if result.ok:
                 return Checkout(self.session, scratch, self.timeout, self.log, self.host).rev("HEAD"), (), ""
             files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
-            self.try_run(G.merge_abort(scratch))
+            self.try_run(abort(scratch))
             return None, files, result.tail()
 
-        return self.in_scratch(head, work)
+        return self.in_scratch(start, work)
 
     def pop_would_conflict(self, new: str) -> tuple[str, ...]:
         """Rehearse 'stash, move to `new`, pop --index' in a scratch worktree; the conflicting files."""
