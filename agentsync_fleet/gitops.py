@@ -216,7 +216,7 @@ class Checkout:
             result = self.try_run(command(scratch), what)
             if result.ok:
                 return Checkout(self.session, scratch, self.timeout, self.log, self.host).rev("HEAD"), (), ""
-            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
+            files = tuple(self.try_run(G.conflicted(scratch)).stdout.splitlines())
             self.try_run(abort(scratch))
             return None, files, result.tail()
 
@@ -232,7 +232,7 @@ class Checkout:
             result = self.try_run(G.stash_apply_index(scratch, stash), "rehearse stash pop (scratch)")
             if result.ok:
                 return ()
-            files = tuple(self.try_run(G.conflicted(scratch)).stdout.split())
+            files = tuple(self.try_run(G.conflicted(scratch)).stdout.splitlines())
             return files or ("(index could not be restored)",)
 
         return self.in_scratch(new, work)
@@ -283,7 +283,7 @@ def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
     popped = co.try_run(G.stash_pop(co.path), "restore stash")
     if popped.ok:
         return Move("ok", new, stash_used=True)
-    files = tuple(co.try_run(G.conflicted(co.path)).stdout.split())
+    files = tuple(co.try_run(G.conflicted(co.path)).stdout.splitlines())
     return _put_back(co, head, stash, files, popped)
 
 
