@@ -11,7 +11,6 @@ Credentials are throwaway values in files of their own, reached through
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -132,7 +131,3 @@ class Bucket:
     def settings(self) -> dict:
         """The inventory's top-level `s3:` for this server."""
         return {"profile": PROFILE, "region": REGION, "endpoint_url": self.server.endpoint, "timeout": 120}
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    shutil.copytree(src, dest, dirs_exist_ok=True)

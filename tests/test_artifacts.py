@@ -179,6 +179,29 @@ def test_missing_aws_cli_on_a_host_is_a_clear_error_naming_the_host(fleet, bucke
     assert human.returncode == 1 and "not installed on nocli" in human.stdout and "hint:" in human.stdout
 
 
+def test_unreachable_host_and_hung_endpoint_fail_alone_within_their_timeouts(fleet, bucket, aws_env):
+    write_files(fleet.repo("cloud") / "models", MODEL_FILES)
+    silent = f"http://{fleet.listener.address}:{fleet.listener.port}"  # accepts TCP, never answers
+    inv = fleet.inventory({
+        "laptop": {"s3": [{"path": "stuck", "url": bucket.url("m"), "direction": "down", "endpoint_url": silent,
+                           "timeout": 3}]},
+        "cloud": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "up"}]},
+        "down": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "up"}]},
+    }, s3=bucket.settings())
+
+    started = time.monotonic()
+    code, data = run_json(fleet, aws_env, inv)
+
+    assert code == 1 and time.monotonic() - started < 30
+    entries = by_path(data)
+    assert entries[("down", "models")]["status"] == "unreachable"
+    assert "refused" in entries[("down", "models")]["message"]
+    stuck = entries[("laptop", "stuck")]
+    assert stuck["status"] == "failed" and "did not finish within 3s" in stuck["message"]
+    assert "timeout:" in stuck["hint"]
+    assert entries[("cloud", "models")]["status"] == "ok" and entries[("cloud", "models")]["files"] == 3
+
+
 def test_nothing_is_deleted_unless_the_entry_says_delete(fleet, bucket, aws_env):
     models = fleet.repo("cloud") / "models"
     write_files(models, {"keep.bin": b"k"})

@@ -27,9 +27,10 @@ NO_DIR = "no-dir"
 SYNC = "sync"
 SIZES = "sizes"
 
-# GNU find prints sizes itself; BSD/macOS find has no -printf, its stat does the same job.
-SIZE_LISTING = ("if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then find . -type f -printf '%s %P\\n'; "
-                "else find . -type f -exec stat -f '%z %N' {} +; fi")
+# GNU find prints sizes itself; BSD/macOS find has no -printf, its stat does the same job. -L: the CLI
+# follows symlinks, so the listing does too (and sizes are the targets').
+SIZE_LISTING = ("if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then find -L . -type f -printf '%s %P\\n' "
+                "2>/dev/null; else find -L . -type f -exec stat -L -f '%z %N' {} + 2>/dev/null; fi")
 
 
 def local_dir(host: Host, entry: S3Entry) -> str:

@@ -10,6 +10,8 @@ entries, nor its downloads after a failed upload. Each entry is one
 
 from __future__ import annotations
 
+import time
+
 from ..artifacts.runner import EntryResult, entries, failed_entry, run_entry
 from ..errors import FleetError
 from ..gitops import CommandRecord
@@ -19,6 +21,7 @@ from ..steps import s3 as S
 from .model import PlannedStep, RunContext, StepRecord
 from .stages import Stage
 
+PROGRESS_EVERY_S = 2.0
 FAILED_KEY = "_artifacts_failed"  # ctx.facts: hosts whose only trouble so far is a failed artifact entry
 
 
@@ -52,10 +55,20 @@ class ArtifactStage(Stage):
             if session is None:
                 outcome = failed_entry(host, index, entry, False, error)
             else:
-                outcome = run_entry(session, host, index, entry,
-                                    on_progress=lambda _h, _i, files, deleted, progress, e=entry:
-                                    ctx.listener(host.name, self.name, _progress_text(e, files, deleted, progress)))
+                outcome = run_entry(session, host, index, entry, on_progress=self._reporter(ctx, host, entry))
             self._record(ctx, host, outcome)
+
+    def _reporter(self, ctx: RunContext, host: Host, entry):
+        """Progress for the live view, at most every PROGRESS_EVERY_S: a big sync must not flood a log."""
+        last = [float("-inf")]
+
+        def report(_host: str, _index: int, files: int, deleted: int, progress: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                ctx.listener(host.name, self.name, _progress_text(entry, files, deleted, progress))
+
+        return report
 
     def _record(self, ctx: RunContext, host: Host, outcome: EntryResult) -> None:
         record = StepRecord(self.name, f"{self.direction} {entry_label(outcome)}", duration_s=outcome.duration_s,
