@@ -123,6 +123,21 @@ def push(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
                        only_stages=("publish",))
 
 
+ARTIFACTS_HELP = {
+    "host": "only this host's entries (comma-separated for several; default: every host with s3: entries)",
+    "direction": "only `up` (host → S3) or only `down` (S3 → host) entries (default: every up, then every down)",
+    "dry_run": "list what would move (`aws s3 sync --dryrun`); moves and deletes nothing",
+}
+
+
+@fleet_task(help=ARTIFACTS_HELP)
+def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=0, dry_run=False):
+    """Sync models/data between hosts and S3, on each host directly: every up entry before any down."""
+    from .commands import artifacts as command
+
+    return command.run(FleetArgs(inventory, host, json, workers), direction=direction, dry_run=dry_run)
+
+
 @fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
 def trust(c, host, inventory=None, yes=False, json=False):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
@@ -150,7 +165,7 @@ def sandbox_down(c, root=None):
 
 def build_collection() -> Collection:
     ns = Collection()
-    for item in (health, status, sync_all, plan, pull, push, trust):
+    for item in (health, status, sync_all, plan, pull, push, trust, artifacts):
         ns.add_task(item)
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
     return ns

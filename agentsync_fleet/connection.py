@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -49,6 +50,8 @@ SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 USER_SSH_CONFIG = "~/.ssh/config"
 SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+OutputFn = Callable[[bytes], None]  # receives a command's stdout as it arrives
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -178,8 +181,12 @@ class SSHSession:
         self.last_rtt: float | None = None
         self.compress = False
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0) -> CommandResult:
-        """Run shell text on the host; never raises on a non-zero exit, only on timeout or a lost link."""
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+            on_output: OutputFn | None = None) -> CommandResult:
+        """Run shell text on the host; never raises on a non-zero exit, only on timeout or a lost link.
+
+        `on_output` sees stdout as it arrives (raw chunks), for progress displays of long commands.
+        """
         start = time.monotonic()
         try:
             chan = self.transport.open_session(timeout=min(timeout, 30.0))
@@ -191,7 +198,7 @@ class SSHSession:
         watchdog.daemon = True
         watchdog.start()
         try:
-            out, err, code = self._exchange(chan, command, stdin, start + timeout)
+            out, err, code = self._exchange(chan, command, stdin, start + timeout, on_output)
         finally:
             watchdog.cancel()
             chan.close()
@@ -205,8 +212,8 @@ class SSHSession:
         return CommandResult(self.name, command, code, out, err, duration)
 
     @staticmethod
-    def _exchange(chan: paramiko.Channel, command: str, stdin: str | None,
-                  deadline: float) -> tuple[str, str, int | None]:
+    def _exchange(chan: paramiko.Channel, command: str, stdin: str | None, deadline: float,
+                  on_output: OutputFn | None = None) -> tuple[str, str, int | None]:
         out, err = bytearray(), bytearray()
         try:
             _start_command(chan, command)
@@ -215,7 +222,10 @@ class SSHSession:
             chan.shutdown_write()
             while True:
                 while chan.recv_ready():
-                    out += chan.recv(65536)
+                    chunk = chan.recv(65536)
+                    out += chunk
+                    if on_output is not None:
+                        on_output(chunk)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
                 if chan.closed or (chan.eof_received and chan.exit_status_ready()):
@@ -263,7 +273,10 @@ class LocalSession:
     def __init__(self, name: str):
         self.name = name
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0) -> CommandResult:
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+            on_output: OutputFn | None = None) -> CommandResult:
+        if on_output is not None:
+            return self._run_streaming(command, stdin, timeout, on_output)
         start = time.monotonic()
         try:
             proc = subprocess.run(["sh", "-c", command], input=stdin if stdin is not None else "",
@@ -272,6 +285,45 @@ class LocalSession:
             raise CommandTimeout(f"command timed out after {timeout:g}s: {_short(command)}", host=self.name,
                                  hint="raise command_timeout for this host in the inventory") from None
         return CommandResult(self.name, command, proc.returncode, proc.stdout, proc.stderr,
+                             time.monotonic() - start)
+
+    def _run_streaming(self, command: str, stdin: str | None, timeout: float, on_output: OutputFn) -> CommandResult:
+        """Like `run`, feeding stdout to `on_output` as it arrives; the command runs in its own process
+        group so a timeout ends every process it started, not just the shell."""
+        start = time.monotonic()
+        proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        out, err = bytearray(), bytearray()
+
+        def pump(stream, sink: bytearray, callback: OutputFn | None) -> None:
+            for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+                sink += chunk
+                if callback is not None:
+                    callback(chunk)
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, out, on_output), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, err, None), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.stdin.write((stdin or "").encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the command did not read its input; its exit status says the rest
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # our own command, past its deadline
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise CommandTimeout(f"command timed out after {timeout:g}s: {_short(command)}", host=self.name,
+                                 hint="raise the timeout in the inventory if this is expected") from None
+        finally:
+            for reader in readers:
+                reader.join(timeout=5)
+        return CommandResult(self.name, command, code, out.decode(errors="replace"), err.decode(errors="replace"),
                              time.monotonic() - start)
 
     def close(self) -> None:

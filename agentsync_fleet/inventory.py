@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import InventoryError
-from .models import Guard, Host, Inventory, WorktreeSpec
+from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 
 DEFAULT_PATH = "inventory/fleet.yaml"
@@ -163,7 +164,8 @@ def _check_value(value: Any, spec: Field, line: int | None, host: str | None, na
         return
     problem = spec.check(value) if spec.check else None
     if problem:
-        problems.add(line, host, name, f"'{value}' {problem}" if isinstance(value, str) else problem, spec.hint)
+        shown = re.sub(r"(://[^/\s:@]*:)[^/\s@]+@", r"\1***@", value) if isinstance(value, str) else ""
+        problems.add(line, host, name, f"'{shown}' {problem}" if isinstance(value, str) else problem, spec.hint)
         return
     if spec.keys is not None:
         _check_mapping(value, spec.keys, host, f"{name}.", problems)
@@ -225,7 +227,8 @@ def _check_order(data: LineDict, hosts: dict, problems: _Problems) -> None:
 
 def _build(file: Path, data: dict, digest: str) -> Inventory:
     defaults = {**BUILTIN_DEFAULTS, **(data.get("defaults") or {})}
-    hosts = {name: _build_host(name, settings, defaults) for name, settings in data["hosts"].items()}
+    hosts = {name: _build_host(name, settings, defaults, data.get("s3") or {})
+             for name, settings in data["hosts"].items()}
     order = tuple(data.get("order") or hosts)
     ssh_config = data.get("ssh_config")
     config_path = _resolve_relative(file, ssh_config) if ssh_config else None
@@ -244,7 +247,7 @@ def _resolve_relative(file: Path, value: str) -> Path:
     return path if path.is_absolute() else (file.parent / path).resolve()
 
 
-def _build_host(name: str, s: dict, defaults: dict) -> Host:
+def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = None) -> Host:
     guard = s.get("guard") or {}
     return Host(
         name=name,
@@ -262,9 +265,23 @@ def _build_host(name: str, s: dict, defaults: dict) -> Host:
         worktrees=tuple(_build_worktree(w) for w in s.get("worktrees", ())),
         connect_timeout=float(s.get("connect_timeout", defaults["connect_timeout"])),
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),
+        s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})})
+                 for e in s.get("s3", ())),
     )
 
 
 def _build_worktree(w: dict) -> WorktreeSpec:
     return WorktreeSpec(path=w["path"], branch=w["branch"], merge=w.get("merge"),
                         strategy=w.get("strategy", "merge"), push=w.get("push", False))
+
+
+S3_SETTING_NAMES = ("profile", "region", "endpoint_url", "timeout")
+
+
+def _build_s3_entry(e: dict, settings: dict) -> S3Entry:
+    """An entry's own settings win over the host's `s3_settings`, which win over the top-level `s3:`."""
+    merged = {k: e.get(k, settings.get(k)) for k in S3_SETTING_NAMES}
+    return S3Entry(path=e["path"], url=e["url"].rstrip("/"), direction=e["direction"],
+                   exclude=tuple(e.get("exclude", ())), delete=e.get("delete", False),
+                   profile=merged["profile"], region=merged["region"], endpoint_url=merged["endpoint_url"],
+                   timeout=float(merged["timeout"] or 3600))

@@ -31,6 +31,29 @@ class WorktreeSpec:
 
 
 @dataclass(frozen=True)
+class S3Entry:
+    """One artifact sync on a host: a directory there kept in step with an S3 prefix, one way.
+
+    The settings (`profile`, `region`, `endpoint_url`, `timeout`) are already
+    resolved: entry over the host's `s3_settings` over the top-level `s3:`.
+    """
+
+    path: str  # as written: relative to the host's repo, absolute, or ~/…
+    url: str  # s3://bucket[/prefix], without a trailing slash
+    direction: str  # up (host → S3) | down (S3 → host)
+    exclude: tuple[str, ...] = ()
+    delete: bool = False
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    timeout: float = 3600.0
+
+    @property
+    def bucket(self) -> str:
+        return self.url[len("s3://"):].split("/", 1)[0]
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the fleet, as the inventory describes it."""
 
@@ -49,6 +72,7 @@ class Host:
     worktrees: tuple[WorktreeSpec, ...] = ()
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
+    s3: tuple[S3Entry, ...] = ()
 
     @property
     def target(self) -> str:

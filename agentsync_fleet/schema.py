@@ -81,6 +81,57 @@ WORKTREE = Field((dict,), "a mapping with path, branch, merge, strategy, push", 
     "push": BOOL,
 })
 
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def s3_url_problem(value: str) -> str | None:
+    """Why `value` is not `s3://bucket[/prefix]`, or None."""
+    if not value.startswith("s3://"):
+        return "is not an S3 URL; expected s3://bucket/prefix"
+    bucket, _, prefix = value[len("s3://"):].partition("/")
+    if not S3_BUCKET.match(bucket) or ".." in bucket:
+        return (f"names bucket '{bucket}', which is not a valid bucket name (3-63 lowercase letters, digits, "
+                "'.' and '-', starting and ending with a letter or digit)")
+    if prefix.startswith("/") or "//" in prefix.rstrip("/"):
+        return "has an empty path segment ('//') in its prefix"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains control characters"
+    return None
+
+
+def endpoint_problem(value: str) -> str | None:
+    """An http(s) URL without embedded credentials."""
+    match = re.fullmatch(r"https?://([^/\s]+)(/\S*)?", value)
+    if not match:
+        return "is not an http:// or https:// URL"
+    if "@" in match.group(1):
+        return "contains credentials (user:password@); keep them in the host's AWS profile instead"
+    return None
+
+
+S3_SETTINGS_KEYS: dict[str, Field] = {
+    "profile": text("an AWS profile name (from the host's ~/.aws/config)",
+                    check=lambda v: None if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*", v)
+                    else "is not a profile name (letters, digits, '_.@+-')"),
+    "region": text("an AWS region, e.g. eu-central-1",
+                   check=lambda v: None if re.fullmatch(r"[a-z0-9][a-z0-9-]*", v)
+                   else "is not a region name (lowercase letters, digits, '-')"),
+    "endpoint_url": text("an http(s) URL of an S3-compatible endpoint (MinIO, R2, ...)", check=endpoint_problem),
+    "timeout": SECONDS,
+}
+
+S3_ENTRY = Field((dict,), "a mapping with path, url, direction, exclude, delete", keys={
+    "path": Field((str,), "a directory on that host (relative to repo, absolute or ~/…)", required=True,
+                  check=nonempty, hint="e.g. path: models"),
+    "url": Field((str,), "an S3 URL, s3://bucket/prefix", required=True, check=s3_url_problem,
+                 hint="e.g. url: s3://my-bucket/crpbot/models"),
+    "direction": Field((str,), "up (host → S3) or down (S3 → host)", required=True, choices=("up", "down")),
+    "exclude": Field((list,), "a list of patterns, as `aws s3 sync --exclude` takes them", items=text()),
+    "delete": Field((bool,), "true or false",
+                    hint="delete: true removes files at the destination that the source does not have"),
+    **S3_SETTINGS_KEYS,
+})
+
 HOST_KEYS: dict[str, Field] = {
     "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
     "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
@@ -98,6 +149,9 @@ HOST_KEYS: dict[str, Field] = {
     "worktrees": Field((list,), "a list of worktree mappings", items=WORKTREE),
     "connect_timeout": SECONDS,
     "command_timeout": SECONDS,
+    "s3": Field((list,), "a list of S3 sync entries ({path, url, direction, exclude, delete})", items=S3_ENTRY),
+    "s3_settings": Field((dict,), "a mapping with profile, region, endpoint_url, timeout", keys=S3_SETTINGS_KEYS,
+                         hint="overrides the top-level s3: settings for this host"),
 }
 
 DEFAULT_KEYS: dict[str, Field] = {
@@ -113,4 +167,6 @@ TOP_KEYS: dict[str, Field] = {
     "defaults": Field((dict,), "a mapping", keys=DEFAULT_KEYS),
     "order": Field((list,), "a list of host names", items=text("a host name")),
     "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
+    "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
+                keys=S3_SETTINGS_KEYS),
 }

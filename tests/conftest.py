@@ -55,7 +55,25 @@ class SilentListener:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
+def aws_env(tmp_path_factory) -> dict[str, str]:
+    """Test credentials in files of their own, handed to hosts through their environment (never real ones)."""
+    from s3_support import write_aws_files
+
+    return write_aws_files(tmp_path_factory.mktemp("aws"))
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """moto's S3 server on a free loopback port, for the whole session: a real S3 API over HTTP."""
+    from s3_support import MotoServer
+
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, aws_env):
     box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=91)
     box.add_host("cloud")
     box.add_host("gpu")
@@ -65,6 +83,9 @@ def sandbox(tmp_path_factory):
     assert box.hosts["inner"].address == "127.91.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
+    from s3_support import install_aws_cli
+
+    install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH
     box.start_all()
     yield box
     box.destroy()

@@ -98,6 +98,9 @@ def _notes(h) -> str:
     for wt in h.worktrees:
         merged = f" +{wt['merged']}" if wt.get("merged") else ""
         notes.append(f"worktree {wt['branch']}: {wt['status']}{merged}")
+    for step in h.steps:
+        if step.stage.startswith("artifacts") and step.status == "ok":
+            notes.append(f"{step.action}: {step.detail}, {step.duration_s:.1f}s")
     return "\n".join(notes)
 
 

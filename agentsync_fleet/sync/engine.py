@@ -14,13 +14,14 @@ from ..health import HostHealth, probe_host
 from ..models import Host
 from ..pool import run_each
 from ..steps import git as G
+from .artifacts import ArtifactsDownStage, ArtifactsUpStage
 from .model import HostSync, RunContext, SyncReport
 from .stages import ConvergeStage, PublishStage, Stage, origin_ref
 from .worktrees import WorktreeStage
 
 
 def default_stages() -> list[Stage]:
-    return [PublishStage(), ConvergeStage(), WorktreeStage()]
+    return [PublishStage(), ConvergeStage(), WorktreeStage(), ArtifactsUpStage(), ArtifactsDownStage()]
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
