@@ -143,9 +143,17 @@ def test_sync_all_relays_an_offline_host_which_ends_on_the_converged_head_with_i
     assert any(s["stage"] == "relay-in" for s in hosts["laptop"]["steps"])  # the hub's side is recorded too
     assert relay_dirs(fleet, "laptop") == [] and relay_dirs(fleet, "cloud") == []
 
-    code, hosts = sync(fleet, inv)  # a second run: nothing to relay, everyone stays put
+    assert hosts["cloud"]["pulled"] == 2  # the laptop's and the gpu's commits; its own came back, not counted
+
+    fleet.commit("laptop", "more.md", "more\n", "More laptop work")
+    code, hosts = sync(fleet, inv)  # a second run: nothing to relay; the laptop's new commit reaches cloud
+    final = fleet.origin_head()
     assert code == 0 and all(fleet.head(n) == final for n in ("laptop", "cloud", "gpu"))
-    assert {s["stage"]: s for s in hosts["cloud"]["steps"]}["relay-in"]["data"]["relay"]["status"] == "nothing"
+    steps = {s["stage"]: s for s in hosts["cloud"]["steps"]}
+    assert steps["relay-in"]["data"]["relay"]["status"] == "nothing"
+    assert steps["relay-out"]["data"]["bundle"]["method"] == "bundle" and hosts["cloud"]["pulled"] == 1
+    for path, data in dirty_before.items():
+        assert (fleet.repo("cloud") / path).read_bytes() == data
 
 
 def test_conflicting_patch_leaves_the_target_exactly_at_its_backup_state_with_a_clear_report(fleet):
@@ -356,3 +364,19 @@ def test_bad_input_gets_a_clear_error_and_unreachable_hosts_a_report(fleet):
         bad.write_text(inv.read_text().replace("git_access: false", f"git_access: false\n    validate: {value}", 1))
         result = fleet.agentsync("patch-relay", "--from", "cloud", inventory=bad)
         assert result.returncode == 2 and "key 'validate'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_relay_between_two_remote_hosts_goes_through_the_controller_and_validates_there(fleet):
+    cut_off(fleet)
+    base = fleet.head("cloud")
+    commit_dated(fleet, "cloud", {"model/weights.bin": "\x00\x01binary\x02\n", "a b.txt": "spaced\n"},
+                 "Binary and spaced files", DATE_1)
+    inv = fleet.inventory({"laptop": {}, "cloud": OFFLINE, "gpu": {"validate": "test -f 'a b.txt' && echo gpu-ok"}})
+
+    code, report = relay(fleet, inv, "--from", "cloud", "--to", "gpu")
+
+    assert code == 0, report["message"]
+    assert report["target"] == "gpu" and report["validation"]["output_tail"] == "gpu-ok"
+    assert commit_facts(fleet, "gpu", f"{base}..HEAD") == commit_facts(fleet, "cloud", f"{base}..HEAD")
+    assert {c["host"] for c in report["commands"]} == {"cloud", "gpu"}
+    assert relay_dirs(fleet, "gpu") == [] and relay_dirs(fleet, "cloud") == []

@@ -16,10 +16,11 @@ Order matters for safety:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
-from ..errors import CommandTimeout
+from ..errors import CommandTimeout, FleetError
 from ..gitops import Checkout, move
 from ..models import Host
 from ..shell import path_arg
@@ -131,12 +132,19 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
         refuse_protected(written_paths(files[name].decode("utf-8", errors="replace")), f"patch {name} would",
                          "nothing was applied")
     dst_dir = R.relay_dir(common_dir(dst.co), opts.relay_id)
-    dst.co.run(R.make_dir(dst_dir))
-    dst.co.log.announce(f"upload {len(names)} patch(es) over SFTP")
-    transfer.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
-    result.kept_in = dst_dir
-    result.backup_branch = backup_branch(dst.co, head)
-    if _apply_and_keep(src, dst, opts, result, head, dst_dir, names):
+    try:
+        dst.co.run(R.make_dir(dst_dir))
+        dst.co.log.announce(f"upload {len(names)} patch(es) over SFTP")
+        transfer.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
+        result.kept_in = dst_dir
+        result.backup_branch = backup_branch(dst.co, head)
+        kept = _apply_and_keep(src, dst, opts, result, head, dst_dir, names)
+    except FleetError:
+        if result.head_after == head:  # the checkout never moved: nothing worth keeping the patches for
+            with contextlib.suppress(FleetError):
+                dst.co.try_run(R.remove_relay_dir(dst_dir))
+        raise
+    if kept:
         dst.co.try_run(R.remove_relay_dir(dst_dir))
         result.kept_in = ""
 
