@@ -92,13 +92,20 @@ class RelayResult:
 
 
 def relay(src: End, dst: End, opts: RelayOptions) -> RelayResult:
-    """Relay `src`'s new commits onto `dst`. A refusal or conflict is a status; lost hosts raise."""
+    """Relay `src`'s new commits onto `dst`. A refusal or conflict is a status; other trouble raises,
+    unless the target's checkout had already moved: then it is a `failed` result that says so."""
     result = RelayResult(src.host.name, dst.host.name, source_branch=src.host.branch)
     try:
         _relay(src, dst, opts, result)
     except RelayError as exc:
         result.status, result.message = exc.status, exc.message
         result.protected = list(exc.files)
+    except FleetError as exc:
+        if result.head_after == result.head_before:
+            raise
+        result.status = "failed"
+        result.message = (f"{exc} — after {dst.host.name} had moved to {result.head_after[:8]}; its old state is "
+                          f"branch {result.backup_branch}")
     return result
 
 
@@ -138,7 +145,7 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
         transfer.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
         result.kept_in = dst_dir
         result.backup_branch = backup_branch(dst.co, head)
-        kept = _apply_and_keep(src, dst, opts, result, head, dst_dir, names)
+        kept = _apply_and_keep(dst, opts, result, head, dst_dir, names)
     except FleetError:
         if result.head_after == head:  # the checkout never moved: nothing worth keeping the patches for
             with contextlib.suppress(FleetError):
@@ -177,7 +184,7 @@ def backup_branch(co: Checkout, head: str) -> str:
     raise RelayError(f"could not pick a free backup branch name (backup/before-relay-{stamp}-*)")
 
 
-def _apply_and_keep(src: End, dst: End, opts: RelayOptions, result: RelayResult, head: str, dst_dir: str,
+def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str, dst_dir: str,
                     names: list[str]) -> bool:
     applied = apply_patches(dst.co, head, dst_dir, names)
     result.method, result.attempts = applied.method, applied.attempts
@@ -191,6 +198,9 @@ def _apply_and_keep(src: End, dst: End, opts: RelayOptions, result: RelayResult,
         return False
     result.applied, result.skipped = applied.created, len(names) - applied.created
     new = applied.new_head or head
+    if new == head:
+        result.message = f"{dst.host.name} already had all {len(names)} patch(es); nothing changed"
+        return True
     if not _move(dst, head, new, opts, result, "apply"):
         return False
     result.head_after = new

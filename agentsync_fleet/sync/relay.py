@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from ..errors import FleetError
 from ..gitops import StepLog
 from ..models import Host, to_jsonable
 from ..relay.bundle import deliver_branch
@@ -74,7 +75,7 @@ class RelayInStage(Stage):
         try:
             result = relay(End(host, checkout(ctx, host, log)), End(hub, checkout(ctx, hub, log)),
                            RelayOptions(ctx.run_id, dry_run=True))
-        except Exception as exc:  # noqa: BLE001 - a plan must not sink the run; the real step reports it
+        except FleetError as exc:  # unreachable, a failing command: the plan says so, the run reports it
             return [PlannedStep(self.name, host.name, f"relay commits to {hub.name}", (), f"cannot plan: {exc}")]
         if result.status == "nothing":
             return [PlannedStep(self.name, host.name, "nothing to relay", (), result.base_how)]
@@ -97,6 +98,9 @@ class RelayInStage(Stage):
             try:
                 result = relay(End(host, checkout(ctx, host, log)), End(hub, checkout(ctx, hub, hub_log)),
                                RelayOptions(f"{ctx.run_id}-{host.name}", allow_running=ctx.options.allow_running))
+            except FleetError:  # reported on the relayed host by step(); the hub's checkout did not move
+                hub_record.status, hub_record.detail = "failed", f"relay from {host.name} failed; see {host.name}"
+                raise
             finally:
                 hub_record.duration_s = round(time.monotonic() - start, 3)
             data = {k: v for k, v in to_jsonable(result).items() if k not in ("plan", "commands")}
