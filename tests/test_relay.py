@@ -14,6 +14,9 @@ from pathlib import Path
 
 OFFLINE = {"git_access": False}
 DATE_1, DATE_2 = "2024-01-02T03:04:05+02:00", "2024-02-03T04:05:06-05:00"
+# format-patch + git am alone would cut this after `---` and join the first two lines into one subject.
+TRICKY_MESSAGE = ("Add mean-reversion strategy\nwritten by the agent\n\nBody line.\n---\nFrom the agent, after a rule\n"
+                  ">From quoted\n\n\n  indented, after blank lines")
 
 
 def cut_off(fleet, host: str = "cloud") -> None:
@@ -83,20 +86,23 @@ def test_offline_hosts_commits_reach_the_laptop_and_origin_with_authors_dates_me
     cut_off(fleet)
     base = fleet.head("cloud")
     commit_dated(fleet, "cloud", {"strategies/mean_reversion.py": "LOOKBACK = 48\n"},
-                 "Add mean-reversion strategy\n\nWritten by the agent on cloud.\nSecond body line.", DATE_1)
+                 TRICKY_MESSAGE, DATE_1)
     commit_dated(fleet, "cloud", {"strategies/momentum.py": "WINDOW = 30\n", "docs/notes.md": "tuning\n"},
                  "[agent] Tune momentum window", DATE_2)
+    subprocess.run(["git", "-C", str(fleet.repo("cloud")), "commit", "-q", "--allow-empty", "-m", "Empty marker"],
+                   check=True)
     laptop_before = fleet.head("laptop")
     inv = fleet.inventory({"laptop": {"validate": "test -f strategies/mean_reversion.py"}, "cloud": OFFLINE})
 
     code, report = relay(fleet, inv, "--from", "cloud", "--push")
 
     assert code == 0, report["message"]
-    assert report["status"] == "ok" and report["method"] == "am" and report["applied"] == 2
+    assert report["status"] == "ok" and report["method"] == "am" and report["applied"] == 3
     assert report["pushed"] is True and report["validation"]["ok"] is True
     assert report["insertions"] == 3 and report["deletions"] == 1 and len(report["files"]) == 3
-    assert [c["subject"] for c in report["commits"]] == ["Add mean-reversion strategy", "[agent] Tune momentum window"]
-    assert len(report["patches"]) == 2 and report["patches"][0].startswith("0001-")
+    assert [c["subject"] for c in report["commits"]] == ["Add mean-reversion strategy written by the agent",
+                                                         "[agent] Tune momentum window", "Empty marker"]
+    assert len(report["patches"]) == 3 and report["patches"][0].startswith("0001-")
     assert "laptop's HEAD" in report["base_how"] and report["base"] == base
     relayed = commit_facts(fleet, "laptop", f"{laptop_before}..HEAD")
     assert relayed == commit_facts(fleet, "cloud", f"{base}..HEAD")  # authors, dates, messages, exact diffs
@@ -180,7 +186,8 @@ def test_conflicting_patch_leaves_the_target_exactly_at_its_backup_state_with_a_
     assert report["backup_branch"] in message and "strategies/momentum.py.rej" in message
     kept = Path(report["kept_in"])
     assert (kept / "rejects" / "strategies" / "momentum.py.rej").read_text().startswith("diff a/strategies")
-    assert (kept / "0001-Cloud-window.patch").is_file() and json.loads((kept / "meta.json").read_text())["commit_count"] == 1
+    assert (kept / "0001-Cloud-window.patch").is_file()
+    assert json.loads((kept / "meta.json").read_text())["commit_count"] == 1
     assert not (fleet.repo("laptop") / "strategies" / "momentum.py.rej").exists()
 
     human = fleet.agentsync("patch-relay", "--from", "cloud", inventory=inv)
@@ -239,8 +246,10 @@ def test_patch_adding_env_is_refused_naming_the_file_before_anything_travels(fle
 def test_apply_3way_takes_over_when_git_am_fails_and_keeps_authors_dates_messages(fleet):
     cut_off(fleet)
     base = fleet.head("cloud")
-    commit_dated(fleet, "cloud", {"a.txt": "one\n"}, "First\n\nBody of the first.", DATE_1)
+    commit_dated(fleet, "cloud", {"a.txt": "one\n"}, TRICKY_MESSAGE, DATE_1)
     commit_dated(fleet, "cloud", {"b.txt": "two\n"}, "# Second, with a hash\n\n# kept line", DATE_2)
+    subprocess.run(["git", "-C", str(fleet.repo("cloud")), "commit", "-q", "--allow-empty", "-m", "Empty marker"],
+                   check=True)
     hook = fleet.repo("laptop") / ".git" / "hooks" / "applypatch-msg"  # makes every `git am` fail here
     hook.write_text("#!/bin/sh\necho 'applypatch-msg: refusing for the test' >&2\nexit 1\n")
     hook.chmod(0o755)
@@ -251,6 +260,7 @@ def test_apply_3way_takes_over_when_git_am_fails_and_keeps_authors_dates_message
 
     assert code == 0, report["message"]
     assert report["method"] == "apply-3way" and report["attempts"] == ["am: failed", "apply-3way: ok"]
+    assert report["applied"] == 3  # the empty commit too
     assert commit_facts(fleet, "laptop", f"{laptop_before}..HEAD") == commit_facts(fleet, "cloud", f"{base}..HEAD")
 
 
@@ -340,7 +350,8 @@ def test_hostile_names_messages_and_paths_travel_as_data(fleet):
     assert code == 0, hosts["cloud"]["message"]
     assert (fleet.repo("laptop") / name).read_text() == "payload $(touch /tmp/agentsync-relay-pwned)\n"
     assert fleet.git("laptop", "log", "-1", "--format=%B", "origin/main") == message
-    assert fleet.git("laptop", "log", "-1", "--format=%an", "origin/main") == "Eve '; $(touch /tmp/agentsync-relay-pwned)"
+    author = fleet.git("laptop", "log", "-1", "--format=%an", "origin/main")
+    assert author == "Eve '; $(touch /tmp/agentsync-relay-pwned)"
     assert fleet.head("laptop") == subprocess.run(["git", "-C", str(cloud), "rev-parse", "HEAD"], capture_output=True,
                                                   text=True).stdout.strip()
     assert not marker.exists()

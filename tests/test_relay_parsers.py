@@ -11,9 +11,9 @@ from agentsync_fleet.relay.patchinfo import (
     CommitInfo,
     FileStat,
     RelayMeta,
+    is_empty_patch,
     parse_commits,
     parse_format_patch_names,
-    parse_mailinfo,
     parse_name_list_z,
     parse_numstat_z,
     parse_rejects,
@@ -160,11 +160,9 @@ def test_rejects_are_read_from_git_apply_output():
     assert parse_rejects("Applied patch a.py cleanly.\n") == []
 
 
-def test_mailinfo_header_block_is_read():
-    info = parse_mailinfo("Author: Cody Cloud\nEmail: cloud@fleet.example\nSubject: [WIP] x: y\n"
-                          "Date: Tue, 2 Jan 2024 03:04:05 +0200\n\n")
-    assert info == {"author": "Cody Cloud", "email": "cloud@fleet.example", "subject": "[WIP] x: y",
-                    "date": "Tue, 2 Jan 2024 03:04:05 +0200"}
+def test_empty_patches_are_recognised():
+    assert is_empty_patch("From x\nSubject: Empty marker\n\n---\n")
+    assert not is_empty_patch(PATCH)
 
 
 def test_relay_commands_quote_everything_and_only_remove_relay_directories():
@@ -173,8 +171,12 @@ def test_relay_commands_quote_everything_and_only_remove_relay_directories():
     for bad in ("/", "/r/.git", "/r/.git/agentsync-relay", "/r/.git/agentsync-relay/"):
         with pytest.raises(ValueError):
             R.remove_relay_dir(bad)
-    commit = R.commit_as("/r", "Eve '; rm -rf ~", "e@x", "2024-01-02")
+    commit = R.commit_as("/r", "Eve '; rm -rf ~", "e@x", "2024-01-02", "/r/.git/agentsync-relay/i/0001.msg")
     assert "'GIT_AUTHOR_NAME=Eve '\"'\"'; rm -rf ~'" in commit
     from agentsync_fleet.shell import path_arg
 
-    assert R.validate(path_arg("~/my repo"), "make test && echo ok") == "cd \"$HOME\"/'my repo' && sh -c 'make test && echo ok'"
+    with pytest.raises(ValueError):
+        R.write_messages("/r", "/r/.git/agentsync-relay/i", ["HEAD; rm -rf ~"])
+    assert "core.hooksPath=/dev/null" in commit and "--cleanup=verbatim" in commit
+    line = R.validate(path_arg("~/my repo"), "make test && echo ok")
+    assert line == "cd \"$HOME\"/'my repo' && sh -c 'make test && echo ok'"

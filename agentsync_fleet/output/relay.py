@@ -40,7 +40,8 @@ def render_relay(r, dry_run: bool = False) -> None:
         how = "git am -3" if r.method == "am" else "git apply --3way (git am failed)"
         skipped = f", {r.skipped} already there" if r.skipped else ""
         out.print(f"  applied with {how}: {r.applied} new commit(s){skipped}; "
-                  f"{escape(r.target)} {r.head_before[:8]}→{r.head_after[:8]}" + (" (stash used)" if r.stash_used else ""))
+                  f"{escape(r.target)} {r.head_before[:8]}→{r.head_after[:8]}"
+                  + (" (stash used)" if r.stash_used else ""))
     if r.validation:
         verdict = "[green]passed[/]" if r.validation["ok"] else "[red]failed[/]"
         out.print(f"  validation `{escape(r.validation['command'])}`: {verdict}")

@@ -27,9 +27,9 @@ from ..shell import path_arg
 from ..steps import git as G
 from ..steps import relay as R
 from . import transfer
-from .apply import apply_patches
+from .apply import Patch, apply_patches, patches_in
 from .export import Range, RelayError, common_dir, export_patches, find_range, origin_ref
-from .patchinfo import RelayMeta, written_paths
+from .patchinfo import RelayMeta, is_empty_patch, written_paths
 from .protected import protected_paths
 
 OK_STATUSES = ("ok", "nothing", "planned")
@@ -145,7 +145,9 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
         transfer.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
         result.kept_in = dst_dir
         result.backup_branch = backup_branch(dst.co, head)
-        kept = _apply_and_keep(dst, opts, result, head, dst_dir, names)
+        texts = [files[n].decode("utf-8", errors="replace") for n in names]
+        patches = patches_in(dst_dir, names, list(rng.commits), [is_empty_patch(t) for t in texts])
+        kept = _apply_and_keep(dst, opts, result, head, dst_dir, patches)
     except FleetError:
         if result.head_after == head:  # the checkout never moved: nothing worth keeping the patches for
             with contextlib.suppress(FleetError):
@@ -185,8 +187,8 @@ def backup_branch(co: Checkout, head: str) -> str:
 
 
 def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str, dst_dir: str,
-                    names: list[str]) -> bool:
-    applied = apply_patches(dst.co, head, dst_dir, names)
+                    patches: list[Patch]) -> bool:
+    applied = apply_patches(dst.co, head, patches, f"{dst_dir}/rejects")
     result.method, result.attempts = applied.method, applied.attempts
     if not applied.ok:
         result.status = "conflict"
@@ -196,10 +198,10 @@ def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str
                           f"--3way both failed){saved}; {dst.host.name} is exactly as before (backup branch "
                           f"{result.backup_branch}); the patches are in {dst_dir}\n{applied.output}")
         return False
-    result.applied, result.skipped = applied.created, len(names) - applied.created
+    result.applied, result.skipped = applied.created, len(patches) - applied.created
     new = applied.new_head or head
     if new == head:
-        result.message = f"{dst.host.name} already had all {len(names)} patch(es); nothing changed"
+        result.message = f"{dst.host.name} already had all {len(patches)} patch(es); nothing changed"
         return True
     if not _move(dst, head, new, opts, result, "apply"):
         return False
@@ -276,9 +278,10 @@ def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions)
         f"# on {s.name}", R.format_patch(s.repo, src_dir, rng.base, rng.head),
         f"# sftp: {s.name} → controller → {d.name}: {len(rng.commits)} patch(es) + meta.json into {dst_dir}",
         f"# on {d.name}", R.create_branch(d.repo, "backup/before-relay-<timestamp>", head),
-        f"# in a scratch worktree at {head[:8]}:", R.am("<scratch>", patches),
-        "# if git am fails: git am --abort; then per patch: git apply --3way + commit as its author; "
-        "if that fails too: git apply --reject (lists the .rej files) and stop, nothing changed",
+        f"# in a scratch worktree at {head[:8]}, patch by patch (each commit then gets its exact message back):",
+        *(R.am("<scratch>", [p]) for p in patches),
+        "# if git am fails: git am --abort; then per patch: git apply --3way + commit as the original author, "
+        "date and message; if that fails too: git apply --reject (lists the .rej files) and stop, nothing changed",
         *move_commands(d, dirty, False, "<new HEAD>"),
         *([R.validate(path_arg(d.repo), d.validate), "# if it fails: move back to the backup branch (stash/reset "
                                                      "--keep/pop)"] if d.validate else []),

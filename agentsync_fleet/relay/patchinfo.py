@@ -2,7 +2,7 @@
 
 `git format-patch` file names, `--numstat -z`, the commit list, the paths a
 patch writes (for the secret check), the `.rej` files `git apply --reject`
-reports, and `git mailinfo`'s header block.
+reports, and whether a patch is empty.
 """
 
 from __future__ import annotations
@@ -225,11 +225,6 @@ def parse_rejects(output: str) -> list[str]:
     return found
 
 
-def parse_mailinfo(stdout: str) -> dict[str, str]:
-    """`git mailinfo` prints `Author:`, `Email:`, `Subject:`, `Date:` lines; return them by lowercase key."""
-    info = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key in ("Author", "Email", "Subject", "Date"):
-            info[key.lower()] = value
-    return info
+def is_empty_patch(patch_text: str) -> bool:
+    """A patch of a commit that changes nothing (format-patch --always writes those too)."""
+    return not any(line.startswith("diff --git ") for line in patch_text.splitlines())

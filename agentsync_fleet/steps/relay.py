@@ -2,19 +2,22 @@
 
 Every option that changes what travels is spelled out rather than left to the
 host's git config: format-patch gets fixed prefixes, suffix, no signoff and
-mboxrd quoting; `git am` keeps the subject as written (`-k`), carriage
-returns, and empty commits. The dry-run plan shows these exact lines.
+mboxrd quoting, and empty commits too (`--always`); `git am` keeps the
+subject as written (`-k`), carriage returns, and empty commits. The dry-run plan shows these exact lines.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 
 from ..shell import Raw, join, path_arg
 from .git import ENV, git
 
 RELAY_DIR = "agentsync-relay"
+# Re-creating commits that already exist: the target's commit hooks (which could edit the message) stay out.
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 
 
 def relay_dir(common_dir: str, relay_id: str) -> str:
@@ -51,8 +54,8 @@ def numstat(path: str, base: str, head: str) -> str:
 
 
 def format_patch(path: str, out_dir: str, base: str, head: str) -> str:
-    return git(path, "format-patch", "-k", "--full-index", "--binary", "--pretty=mboxrd", "--src-prefix=a/",
-               "--dst-prefix=b/", "--no-signoff", "--no-attach", "--suffix=.patch", "-o", out_dir,
+    return git(path, "format-patch", "--always", "-k", "--full-index", "--binary", "--pretty=mboxrd", "--src-prefix=a/",
+               "--dst-prefix=b/", "--no-signoff", "--no-signature", "--no-attach", "--suffix=.patch", "-o", out_dir,
                f"{base}..{head}")
 
 
@@ -64,12 +67,29 @@ def am_abort(path: str) -> str:
     return git(path, "am", "--abort")
 
 
-def mailsplit(path: str, out_dir: str, patch: str) -> str:
-    return git(path, "mailsplit", "--mboxrd", "--keep-cr", f"-o{out_dir}", patch)
+def message_file(relay_dir: str, index: int) -> str:
+    """Where commit number `index` (1-based, patch order) keeps its exact message beside the patches."""
+    return f"{relay_dir}/{index:04d}.msg"
 
 
-def mailinfo(path: str, msg_file: str, diff_file: str, mail: str) -> str:
-    return git(path, "mailinfo", "-k", msg_file, diff_file) + " < " + shlex.quote(mail)
+def write_messages(path: str, relay_dir: str, shas: list[str]) -> str:
+    """Each commit's raw message, byte for byte (the commit object after its headers), into NNNN.msg files.
+
+    format-patch + am lose parts of some messages (a `---` line ends the message, a multi-line first
+    paragraph becomes one subject line); these files let the target restore them exactly.
+    """
+    for sha in shas:
+        if not re.fullmatch(r"[0-9a-f]{40,64}", sha):
+            raise ValueError(f"not a commit id: {sha!r}")
+    return " && ".join(git(path, "cat-file", "commit", sha) + " | sed '1,/^$/d' > " +
+                       shlex.quote(message_file(relay_dir, index)) for index, sha in enumerate(shas, 1))
+
+
+def keep_message(path: str, message: str) -> str:
+    """Give HEAD exactly the message in file `message` (amend keeps author and date), unless it has it already."""
+    return (git(path, "cat-file", "commit", "HEAD") + " | sed '1,/^$/d' | " + join(["cmp", "-s", "-", message])
+            + " || " + git(path, *NO_HOOKS, "commit", "--amend", "--quiet", "--allow-empty", "--cleanup=verbatim",
+                           "-F", message))
 
 
 def apply_3way(path: str, patch: str) -> str:
@@ -80,11 +100,11 @@ def apply_reject(path: str, patch: str) -> str:
     return git(path, "apply", "--reject", patch)
 
 
-def commit_as(path: str, author: str, email: str, date: str) -> str:
-    """Commit the index with a patch's author and date; the message comes on stdin, whitespace cleaned like am."""
+def commit_as(path: str, author: str, email: str, date: str, message: str) -> str:
+    """Commit the index as the original commit: its author, date and exact message (file `message`)."""
     return join([Raw("env"), f"GIT_AUTHOR_NAME={author}", f"GIT_AUTHOR_EMAIL={email}", f"GIT_AUTHOR_DATE={date}",
-                 Raw(ENV), "git", "-C", path_arg(path), "commit", "--quiet", "--allow-empty", "--cleanup=whitespace",
-                 "-F", "-"])
+                 Raw(ENV), "git", "-C", path_arg(path), *NO_HOOKS, "commit", "--quiet", "--allow-empty",
+                 "--cleanup=verbatim", "-F", message])
 
 
 def index_changed(path: str) -> str:

@@ -142,7 +142,8 @@ class RelayOutStage(Stage):
         there = R.relay_dir(f"<{host.name}:.git>", "<id>") + "/converged.bundle"
         commands = (f"# on {hub.name}", R.bundle_create(hub.repo, bundle, origin_ref(hub), ["<commits it has>"]),
                     f"# sftp: {hub.name} → {host.name}: {there}", f"# on {host.name}",
-                    R.bundle_verify(host.repo, there), R.fetch_bundle(host.repo, there, origin_ref(hub), origin_ref(host)),
+                    R.bundle_verify(host.repo, there),
+                    R.fetch_bundle(host.repo, there, origin_ref(hub), origin_ref(host)),
                     *move_commands(host, bool(ctx.facts[host.name].repo.dirty), True, origin_ref(host)))
         return [PlannedStep(self.name, host.name, f"receive {hub.branch} from {hub.name} as a git bundle", commands,
                             "its own relayed commits are already in it; the scratch rebase drops their originals")]
