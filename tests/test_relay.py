@@ -391,3 +391,17 @@ def test_relay_between_two_remote_hosts_goes_through_the_controller_and_validate
     assert commit_facts(fleet, "gpu", f"{base}..HEAD") == commit_facts(fleet, "cloud", f"{base}..HEAD")
     assert {c["host"] for c in report["commands"]} == {"cloud", "gpu"}
     assert relay_dirs(fleet, "gpu") == [] and relay_dirs(fleet, "cloud") == []
+
+
+def test_a_review_only_offline_host_keeps_its_commits_and_still_receives_everyone_elses(fleet):
+    cut_off(fleet)
+    fleet.commit("cloud", "review.md", "review notes\n", "Review notes")
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {**OFFLINE, "push": False}}))
+
+    assert code == 0, hosts["cloud"]["message"]
+    assert "Review notes" not in fleet.git("laptop", "log", "--format=%s", "origin/main")
+    assert hosts["cloud"]["unpushed"] == 1 and hosts["cloud"]["pushed"] == 0
+    assert fleet.git("cloud", "rev-parse", "HEAD~1") == fleet.origin_head()  # origin + its own commit
+    assert "relay-in" not in {s["stage"] for s in hosts["cloud"]["steps"]}

@@ -65,7 +65,8 @@ class RelayInStage(Stage):
     parallel = False
 
     def hosts(self, ctx: RunContext) -> list[Host]:
-        return _relayed_hosts(ctx)
+        """A `push: false` host's commits are never published, so they are not relayed either."""
+        return [h for h in _relayed_hosts(ctx) if h.push]
 
     def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
         hub, reason = relay_hub(ctx, host)
