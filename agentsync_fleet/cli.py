@@ -111,7 +111,7 @@ def pull(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
-                       only_stages=("converge",))
+                       only_stages=("converge", "relay-out"))
 
 
 @fleet_task(help=SYNC_HELP)
@@ -120,7 +120,7 @@ def push(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
-                       only_stages=("publish",))
+                       only_stages=("relay-in", "publish"))
 
 
 ARTIFACTS_HELP = {
@@ -163,9 +163,28 @@ def sandbox_down(c, root=None):
     return command.down(root)
 
 
+RELAY_HELP = {
+    "from_": "the host whose new commits to relay (e.g. one with git_access: false)",
+    "to": "the host that applies them (default: the local host)",
+    "push": "push the result to origin afterwards (never forced)",
+    "dry_run": "show what would travel and the exact commands; change nothing",
+    "allow_running": "change guard.critical_files on the target even while a guard process runs",
+}
+
+
+@fleet_task(help=RELAY_HELP, name="patch-relay")
+def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running=False, inventory=None,
+                json=False):
+    """Carry a host's new commits to another host as patches: backup branch, git am -3, validate, optional push."""
+    from .commands import relay as command
+
+    return command.run(FleetArgs(inventory, None, json), from_, to, push=push, dry_run=dry_run,
+                       allow_running=allow_running)
+
+
 def build_collection() -> Collection:
     ns = Collection()
-    for item in (health, status, sync_all, plan, pull, push, trust, artifacts):
+    for item in (health, status, sync_all, plan, pull, push, trust, artifacts, patch_relay):
         ns.add_task(item)
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
     return ns

@@ -262,6 +262,7 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         push=s.get("push", True),
         slow=s.get("slow", False),
         git_access=s.get("git_access", True),
+        validate=s.get("validate"),
         worktrees=tuple(_build_worktree(w) for w in s.get("worktrees", ())),
         connect_timeout=float(s.get("connect_timeout", defaults["connect_timeout"])),
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),

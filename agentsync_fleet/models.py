@@ -69,6 +69,7 @@ class Host:
     push: bool = True
     slow: bool = False
     git_access: bool = True
+    validate: str | None = None  # shell command run in the repo before a relayed result is kept
     worktrees: tuple[WorktreeSpec, ...] = ()
     connect_timeout: float = 10.0
     command_timeout: float = 120.0

@@ -146,6 +146,8 @@ HOST_KEYS: dict[str, Field] = {
     "push": Field((bool,), "true or false", hint="push: false marks a review-only host that never pushes"),
     "slow": BOOL,
     "git_access": BOOL,
+    "validate": text("a shell command, e.g. make test",
+                     hint="runs in the repo (sh -c) before relayed patches are kept; failure rolls them back"),
     "worktrees": Field((list,), "a list of worktree mappings", items=WORKTREE),
     "connect_timeout": SECONDS,
     "command_timeout": SECONDS,

@@ -127,3 +127,21 @@ def test_help_and_list_do_not_import_paramiko():
     for flag in ("--help", "--list"):
         result = subprocess.run([sys.executable, "-c", code.format(flag)], capture_output=True, text=True)
         assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
+def test_relay_keys_git_access_and_validate_are_read_and_checked(tmp_path):
+    inv = inventory.load(write(tmp_path, """\
+        hosts:
+          laptop: {local: true, repo: /x, validate: "make test && echo 'ok'"}
+          agent: {ssh: agent, repo: /y, git_access: false}
+        """))
+    assert inv.hosts["laptop"].validate == "make test && echo 'ok'" and inv.hosts["laptop"].git_access is True
+    assert inv.hosts["agent"].git_access is False and inv.hosts["agent"].validate is None
+    text = problems(tmp_path, """\
+        hosts:
+          laptop: {local: true, repo: /x, validate: [make, test]}
+          agent: {ssh: agent, repo: /y, git_access: "no", validate: ""}
+        """)
+    assert "host 'laptop', key 'validate': expected a shell command" in text
+    assert "host 'agent', key 'git_access': expected true or false" in text
+    assert "host 'agent', key 'validate': '' must not be empty" in text

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..steps.git import ENV as GIT_ENV
 from ..sync.model import SyncReport
-from . import console
+from . import console, human_bytes
 
 STATUS_STYLE = {"ok": "green", "unreachable": "red", "conflict": "red", "guarded": "yellow", "failed": "red",
                 "skipped": "yellow"}
@@ -32,7 +32,7 @@ def render_plan(report: SyncReport) -> None:
     for step in report.plan:
         if step.stage != current:
             current, stage_no = step.stage, stage_no + 1
-            how = "one host at a time, in order" if step.stage == "publish" else "hosts in parallel"
+            how = "one host at a time, in order" if step.stage in ("publish", "relay-in") else "hosts in parallel"
             out.print(f"[bold]stage {stage_no} · {escape(step.stage)}[/] ({how})")
         note = f" [dim]— {escape(step.note)}[/]" if step.note else ""
         out.print(f"  [cyan]{escape(step.host)}[/]: {escape(step.action)}{note}")
@@ -101,7 +101,21 @@ def _notes(h) -> str:
     for step in h.steps:
         if step.stage.startswith("artifacts") and step.status == "ok":
             notes.append(f"{step.action}: {step.detail}, {step.duration_s:.1f}s")
-    return "\n".join(notes)
+    return "\n".join(notes + _relay_notes(h))
+
+
+def _relay_notes(h) -> list[str]:
+    """One line per relay step: what came in as patches (and how), what went out as a bundle."""
+    notes = []
+    for s in h.steps:
+        relay, bundle = s.data.get("relay"), s.data.get("bundle")
+        if relay and relay.get("applied"):
+            how = "git am -3" if relay["method"] == "am" else "git apply --3way"
+            where = f"to {relay['target']}" if relay["source"] == h.host else f"from {relay['source']}"
+            notes.append(f"relayed {relay['applied']} commit(s) {where} by {how} (backup {relay['backup_branch']})")
+        if bundle and bundle.get("method") == "bundle":
+            notes.append(f"received {bundle['tip'][:8]} as a git bundle ({human_bytes(bundle['bytes'])})")
+    return notes
 
 
 def render_summary(report: SyncReport) -> None:

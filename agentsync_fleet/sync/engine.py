@@ -16,12 +16,14 @@ from ..pool import run_each
 from ..steps import git as G
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
 from .model import HostSync, RunContext, SyncReport
+from .relay import RelayInStage, RelayOutStage
 from .stages import ConvergeStage, PublishStage, Stage, origin_ref
 from .worktrees import WorktreeStage
 
 
 def default_stages() -> list[Stage]:
-    return [PublishStage(), ConvergeStage(), WorktreeStage(), ArtifactsUpStage(), ArtifactsDownStage()]
+    return [RelayInStage(), PublishStage(), ConvergeStage(), RelayOutStage(), WorktreeStage(), ArtifactsUpStage(),
+            ArtifactsDownStage()]
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
@@ -39,7 +41,8 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
     elif repo.branch != host.branch:
         result.fail("skipped", f"checked out on '{repo.branch}', inventory expects '{host.branch}'; left alone")
     elif not host.git_access:
-        result.warnings.append("git_access: false: this host cannot reach origin; its git steps are skipped")
+        result.warnings.append("git_access: false: this host cannot reach origin; it is relayed through the local "
+                               "host (patches in, a git bundle back)")
 
 
 def preflight(ctx: RunContext) -> None:

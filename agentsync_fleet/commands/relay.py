@@ -1,0 +1,64 @@
+"""`patch-relay`: carry a host's new commits to another host as patches (for hosts without git access)."""
+
+from __future__ import annotations
+
+import difflib
+
+from ..errors import UsageError
+from . import FleetArgs
+
+
+def relay_hub(inv):
+    """The host relays go through by default: the controller (`local: true`) when it can reach origin."""
+    return next((h for h in inv.hosts.values() if h.local and h.git_access), None)
+
+
+def _host(inv, name: str | None, flag: str):
+    if not name:
+        raise UsageError(f"{flag} needs a host name", hint=f"hosts in {inv.path}: {', '.join(inv.order)}")
+    if name not in inv.hosts:
+        close = difflib.get_close_matches(name, list(inv.hosts), n=1)
+        raise UsageError(f"{flag} names {name!r}, which is not a host in {inv.path}",
+                         hint=f"did you mean {close[0]!r}?" if close else f"hosts there: {', '.join(inv.order)}")
+    return inv.hosts[name]
+
+
+def pick_hosts(inv, source: str | None, target: str | None):
+    src = _host(inv, source, "--from")
+    if target:
+        dst = _host(inv, target, "--to")
+    else:
+        dst = relay_hub(inv)
+        if dst is None:
+            raise UsageError("no --to given and the inventory has no `local: true` host with git access to relay to",
+                             hint="name the target: --to HOST")
+    if dst.name == src.name:
+        raise UsageError(f"--from and --to are both {src.name!r}; a relay needs two different hosts")
+    return src, dst
+
+
+def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool = False, dry_run: bool = False,
+        allow_running: bool = False) -> int:
+    from ..connection import Connector
+    from ..relay.core import RelayOptions
+    from ..relay.runner import new_relay_id, run_relay
+
+    inv = args.load()
+    src, dst = pick_hosts(inv, source, target)
+    if push and not dst.git_access:
+        raise UsageError(f"--push: {dst.name} has git_access: false, it cannot push to {dst.remote}",
+                         hint="relay to a host that can reach origin (the default is the local host)")
+    connector = Connector(inv)
+    try:
+        result = run_relay(connector, src, dst, RelayOptions(new_relay_id(), dry_run, push, allow_running))
+    finally:
+        connector.close_all()
+    if args.json:
+        from ..output import emit_json
+
+        emit_json(result, {"ok": result.ok, "dry_run": dry_run})
+    else:
+        from ..output.relay import render_relay
+
+        render_relay(result, dry_run)
+    return 0 if result.ok else 1
