@@ -72,3 +72,13 @@ def test_bad_values_for_the_new_keys_are_all_reported_with_line_and_key(tmp_path
 def test_notify_needs_a_command(tmp_path):
     with pytest.raises(InventoryError, match="key 'notify.command': missing"):
         load(tmp_path, "notify: {timeout: 3}\n")
+
+
+def test_the_example_inventory_shows_the_new_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("")
+    inv = inventory.load(os.path.join(os.path.dirname(__file__), "..", "inventory", "example.yaml"))
+    assert settings.lock_ttl(inv) == 2 * 3600 and settings.claim_ttl(inv) == 4 * 3600
+    assert settings.notify(inv).argv == ("/usr/local/bin/post-to-chat", "--channel", "fleet")
+    assert state_dir(inv) == str(tmp_path / ".local/state/agentsync")

@@ -89,10 +89,10 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
 
 def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
     outcomes = run_each(hosts, lambda h: _lock_one(connector, h, state.holder, ttl), workers)
-    refusals = []
+    refusals: list[tuple[str, LockHeld]] = []
     for host, outcome in outcomes.items():
         if isinstance(outcome, LockHeld):
-            refusals.append(f"{host.name}: {outcome.message}")
+            refusals.append((host.name, outcome))
         elif isinstance(outcome, HostUnreachable):
             state.not_locked[host.name] = f"unreachable: {outcome.message}"
         elif isinstance(outcome, Exception):
@@ -101,23 +101,24 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
         elif outcome.status == "acquired":
             state.locked_hosts[host.name] = state.holder.to_json()
             if outcome.detail:
-                state.warnings.append(f"{host.name}: {outcome.detail}")
+                state.warnings.append(outcome.detail)
         else:
             state.not_locked[host.name] = outcome.detail or outcome.status
     if refusals:
-        raise LockHeld("the fleet is locked on " + ("; ".join(refusals) if len(refusals) > 1 else refusals[0]),
+        more = [name for name, _ in refusals[1:]]
+        raise LockHeld(refusals[0][1].message + (f" (also locked on {', '.join(more)})" if more else ""),
                        hint=UNLOCK_HINT)
 
 
 def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.RemoteState:
     """Take `.git/agentsync.lock` on one host; a stale one is taken over (twice at most, if it keeps moving)."""
     session = connector.session(host)
-    where = f"in {host.repo}/.git"
+    where = f"on {host.name} ({host.repo}/.git)"
     state = remote.run_script(session, host, remote.acquire_script(host.repo, holder))
     for _ in range(2):
         if state.status != "held":
             break
-        reason = _judge(state.holder, state.text, ttl, where)  # raises LockHeld while its holder may live
+        reason = _judge(state.holder, state.text, ttl, where)  # raises LockHeld while the holder may live
         state = remote.run_script(session, host, remote.takeover_script(host.repo, holder, state.text))
         if state.status == "acquired":
             return remote.RemoteState("acquired", detail=reason)
@@ -125,7 +126,7 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.Remot
             state = remote.RemoteState("held", state.text)
     if state.status == "held":
         _judge(state.holder, state.text, ttl, where)
-        raise LockHeld(f"the lock {where} keeps changing hands; not starting", host=host.name, hint=UNLOCK_HINT)
+        raise LockHeld(f"the lock {where} keeps changing hands; not starting", hint=UNLOCK_HINT)
     if state.status == "norepo":
         return remote.RemoteState("norepo", detail=f"no git repo at {host.repo}: {state.detail}")
     if state.status != "acquired":

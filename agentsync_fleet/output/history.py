@@ -40,10 +40,11 @@ def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
         return
     table = Table(title=f"history ({escape(journal_path)})", title_justify="left")
     for column in ("run", "task", "started", "time", "status", "hosts", "who", "args"):
-        table.add_column(column, no_wrap=column != "args")
+        table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "args" else None)
     for r in rows:
         hosts = " ".join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
-        table.add_row(escape(r["id"]), escape(r["task"]), when(r["started"]), seconds(r["duration_s"]),
+        started = time.strftime("%m-%d %H:%M:%S", time.localtime(r["started"]))
+        table.add_row(escape(r["id"]), escape(r["task"]), started, seconds(r["duration_s"]),
                       styled(r["status"]), hosts or "—", escape(r["who"]), escape(_args(r["args"])))
     out.print(table)
 
