@@ -62,16 +62,8 @@ def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):
     if dry_run:
         return contextlib.nullcontext()
     from ..locks import fleet_lock
-    from ..output import warn
 
-    @contextlib.contextmanager
-    def held():
-        with fleet_lock(inv, hosts, connector, task=task, workers=workers) as lock:
-            for warning in lock.warnings:
-                warn(warning)
-            yield lock
-
-    return held()
+    return fleet_lock(inv, hosts, connector, task=task, workers=workers)
 
 
 def _resume_hosts(inv, hosts, quiet: bool):

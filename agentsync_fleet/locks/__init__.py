@@ -1,7 +1,7 @@
 """The fleet lock: one run at a time per inventory, on the controller and on every host it touches.
 
-    with fleet_lock(inv, hosts, connector, task="results") as lock:
-        ...                      # lock.warnings: stale locks that were taken over
+    with fleet_lock(inv, hosts, connector, task="results"):
+        ...                      # stale locks taken over are already reported (stderr) and journaled
 
 Tasks that change the fleet (sync-all, pull, push, results, artifacts) wrap
 their work in `fleet_lock`; read-only tasks (health, status, plan, history)
@@ -81,6 +81,10 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     try:
         _lock_hosts(state, hosts, connector, ttl, workers)
         annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
+        from ..output import warn
+
+        for warning in state.warnings:
+            warn(warning)
         yield state
     finally:
         _release_hosts(state, hosts, connector, workers)
