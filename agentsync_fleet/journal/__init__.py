@@ -64,6 +64,12 @@ def annotate(**fields: Any) -> None:
         _active.annotate(**fields)
 
 
+def record_step(host: str, record: Any, result: Any = None) -> None:
+    """A step of a task that does not run sync stages, as it finishes (a `StepRecord`)."""
+    if _active is not None:
+        _active.step_done(host, record, result)
+
+
 def record_host(outcome: HostOutcome) -> None:
     """How one host ended a task that does not run sync stages (health, status...)."""
     if _active is not None:

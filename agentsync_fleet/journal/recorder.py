@@ -50,9 +50,8 @@ def step_row(run_id: str, host: str, record: Any, result: Any = None, ended: flo
     data = dict(record.data)
     size, count = moved(data)
     error = ""
-    if failed:
-        error = (getattr(result, "message", "") or record.detail or record.status) if result is not None else \
-            (record.detail or record.status)
+    if failed:  # the step's own account if it gave one (artifacts do), else why the host stopped
+        error = record.detail or getattr(result, "message", "") or record.status
     return {
         "run_id": run_id, "host": host, "stage": record.stage, "action": record.action, "status": record.status,
         "started": ended - (record.duration_s or 0.0), "ended": ended, "duration_s": record.duration_s,
