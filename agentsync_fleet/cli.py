@@ -39,10 +39,11 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         import contextlib
 
         from . import journal as runs
+        from .taskrun import arguments, run_body
 
-        recorder = runs.recording(name, _arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
+        recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
         with recorder as run:
-            code = _run_body(body, run, c, *args, **kwargs)
+            code = run_body(body, run, c, *args, **kwargs)
         if code == 130:
             raise Exit("interrupted", code=130)
         if code:
@@ -50,46 +51,6 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         return 0
 
     return wrapper
-
-
-def _arguments(body: Callable[..., int], c, args: tuple, kwargs: dict) -> dict:
-    """The task's arguments by name, as the journal records them."""
-    import inspect
-
-    try:
-        bound = inspect.signature(body).bind_partial(c, *args, **kwargs).arguments
-    except TypeError:
-        return dict(kwargs)
-    return {k: v for k, v in list(bound.items())[1:]}
-
-
-def _run_body(body: Callable[..., int], recorder, c, /, *args, **kwargs) -> int:
-    """Run the task; return its exit status and tell the journal how the run ended."""
-    from .errors import FleetError, InventoryError, UsageError
-    from .output import error
-
-    def finish(status: str, code: int | None, message: str = "") -> None:
-        if recorder is not None:
-            recorder.finish(status, code, message)
-
-    try:
-        code = body(c, *args, **kwargs) or 0
-    except (InventoryError, UsageError) as exc:
-        error(str(exc))
-        finish("error", 2, str(exc))
-        return 2
-    except FleetError as exc:
-        error(str(exc))
-        finish(getattr(exc, "run_status", "failed"), 1, str(exc))
-        return 1
-    except KeyboardInterrupt:
-        finish("interrupted", 130, "interrupted (Ctrl-C)")
-        return 130
-    except BaseException as exc:  # a bug: recorded, then shown with its traceback
-        finish("error", None, f"internal error: {exc!r}")
-        raise
-    finish("ok" if code == 0 else "failed", code)
-    return code
 
 
 def fleet_task(help: dict[str, str] | None = None, journal: bool = True, **kwargs):  # noqa: A002 - Invoke's keyword
