@@ -200,7 +200,7 @@ def claims(c, host=None, inventory=None, json=False):
 HISTORY_HELP = {
     "inventory": "inventory whose state dir holds the journal (default: $AGENTSYNC_INVENTORY, "
                  "else inventory/fleet.yaml if present, else $AGENTSYNC_STATE_DIR / ~/.local/state/agentsync)",
-    "limit": "show at most this many runs (newest first)",
+    "limit": "show at most this many runs, newest first (default 20)",
     "host": "only runs that touched this host",
     "status": "only runs with this status: ok, failed, error, refused, interrupted, running",
     "task": "only runs of this task (e.g. sync-all)",
@@ -210,7 +210,7 @@ HISTORY_HELP = {
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="list", default=True)
-def history_list(c, limit=20, host=None, status=None, task=None, inventory=None, json=False):
+def history_list(c, limit=None, host=None, status=None, task=None, inventory=None, json=False):
     """Recorded runs, newest first: task, when, how long, status, hosts, who (the default `history` task)."""
     from .commands import history as command
 

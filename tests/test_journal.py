@@ -116,6 +116,8 @@ def test_history_records_a_failed_run_with_its_error_and_exit_code(fleet):
 
     human = fleet.agentsync("history.show", run["id"], inventory=None)
     assert human.returncode == 0 and "pushes from cloud are switched off" in human.stdout
+    assert not any((fleet.repo(h) / ".git" / "agentsync.lock").exists() for h in ("laptop", "cloud", "gpu"))
+    assert not list((fleet.root / "state" / "locks").glob("*.lock"))  # a failed run releases its locks too
 
 
 def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(fleet):
@@ -205,6 +207,13 @@ def test_history_stats_and_export_cover_every_run(fleet):
     assert medians[("cloud", "converge")]["steps"] == 1 and medians[("cloud", "converge")]["median_duration_s"] > 0
     assert set(stats["last_success"]) == {"laptop", "cloud", "gpu"}
     assert stats["last_success"]["cloud"]["task"] == "health"  # the later of cloud's two successes
+
+    listing = fleet.agentsync("history", "--limit", "2")
+    assert listing.returncode == 0 and listing.stdout.count("health") == 2 and "sync-all" not in listing.stdout
+    human = fleet.agentsync("history.stats")
+    assert human.returncode == 0 and "3 runs" in human.stdout and "last success per host" in human.stdout
+    bad = fleet.agentsync("history", "--status", "weird")
+    assert bad.returncode == 2 and "one of: running, ok, failed" in bad.stderr
 
     out = fleet.root / "export.json"
     result = fleet.agentsync("history.export", str(out))

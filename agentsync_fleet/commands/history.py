@@ -48,18 +48,30 @@ def opened(args: FleetArgs) -> Iterator:
         store.close()
 
 
-def listing(args: FleetArgs, limit: int = 20, host: str | None = None, status: str | None = None,
+def whole_number(value: str | int | None, default: int, flag: str) -> int:
+    """A count typed on the command line (Invoke hands it over as text), or a clear error."""
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise UsageError(f"{flag} expects a whole number of at least 1, got {value!r}")
+    return number
+
+
+def listing(args: FleetArgs, limit: str | int | None = None, host: str | None = None, status: str | None = None,
             task: str | None = None) -> int:
     from ..journal.query import summaries
 
     if status and status not in STATUSES:
         raise UsageError(f"--status {status!r} is not a run status", hint=f"one of: {', '.join(STATUSES)}")
-    if int(limit) < 1:
-        raise UsageError(f"--limit expects a whole number of at least 1, got {limit!r}")
+    count = whole_number(limit, 20, "--limit")
     with opened(args) as (store, path):
         rows = []
         if store is not None:
-            runs = store.runs(limit=int(limit), host=host, status=status, task=task)
+            runs = store.runs(limit=count, host=host, status=status, task=task)
             ids = [r["id"] for r in runs]
             rows = summaries(runs, store.hosts_of(ids), store.steps_of(ids))
     if args.json:

@@ -39,13 +39,15 @@ def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
         out.print(f"no runs recorded yet in {escape(journal_path)}")
         return
     table = Table(title=f"history ({escape(journal_path)})", title_justify="left")
-    for column in ("run", "task", "started", "time", "status", "hosts", "who", "args"):
-        table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "args" else None)
+    # The run id is its start time (local, to the second). Who and arguments only where they fit.
+    wide = out.width >= 110
+    columns = ("run (started)", "task", "time", "status", "hosts") + (("who", "args") if wide else ())
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "hosts" else None)
     for r in rows:
         hosts = " ".join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
-        started = time.strftime("%m-%d %H:%M:%S", time.localtime(r["started"]))
-        table.add_row(escape(r["id"]), escape(r["task"]), started, seconds(r["duration_s"]),
-                      styled(r["status"]), hosts or "—", escape(r["who"]), escape(_args(r["args"])))
+        cells = [escape(r["id"]), escape(r["task"]), seconds(r["duration_s"]), styled(r["status"]), hosts or "—"]
+        table.add_row(*cells, *((escape(r["who"]), escape(_args(r["args"]))) if wide else ()))
     out.print(table)
 
 
