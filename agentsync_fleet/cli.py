@@ -25,27 +25,27 @@ FLEET_HELP = {
 }
 
 
-def _guarded(body: Callable[..., int]) -> Callable[..., int]:
-    """Map a command's return value to the exit status; print FleetErrors without a traceback."""
+def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Callable[..., int]:
+    """Map a command's return value to the exit status; print FleetErrors without a traceback.
+
+    Every fleet task is also recorded in the run journal here, once, so a new
+    task is journaled without doing anything (its run row appears when it
+    loads its inventory). `journal=False` is for tasks that only read the
+    journal or do not concern a fleet.
+    """
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        from .errors import FleetError, InventoryError, UsageError
+        import contextlib
 
-        try:
-            code = body(c, *args, **kwargs)
-        except (InventoryError, UsageError) as exc:
-            from .output import error
+        from . import journal as runs
+        from .taskrun import arguments, run_body
 
-            error(str(exc))
-            raise Exit(code=2) from None
-        except FleetError as exc:
-            from .output import error
-
-            error(str(exc))
-            raise Exit(code=1) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
+        recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
+        with recorder as run:
+            code = run_body(body, run, c, *args, **kwargs)
+        if code == 130:
+            raise Exit("interrupted", code=130)
         if code:
             raise Exit(code=code)
         return 0
@@ -53,13 +53,14 @@ def _guarded(body: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
-def fleet_task(help: dict[str, str] | None = None, **kwargs):  # noqa: A002 - Invoke's own keyword
-    """@task with the shared fleet flags documented, no auto short flags, and error handling."""
+def fleet_task(help: dict[str, str] | None = None, journal: bool = True, **kwargs):  # noqa: A002 - Invoke's keyword
+    """@task with the shared fleet flags documented, no auto short flags, error handling and journaling."""
 
     def decorate(body):
         params = body.__code__.co_varnames[: body.__code__.co_argcount]
         texts = {k: v for k, v in {**FLEET_HELP, **(help or {})}.items() if k in params}
-        return task(help=texts, auto_shortflags=False, **kwargs)(_guarded(body))
+        name = kwargs.get("name") or body.__name__.replace("_", "-")
+        return task(help=texts, auto_shortflags=False, **kwargs)(_guarded(body, name, journal))
 
     return decorate
 
@@ -81,6 +82,7 @@ def status(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False)
 
 
 SYNC_HELP = {
+    "resume": "run again only the hosts that did not end ok in the last sync-all of this inventory",
     "dry_run": "print the plan (stages, hosts, exact commands) and change nothing",
     "strict": "abort everything if any host is unreachable (default: skip it and go on)",
     "allow_running": "change guard.critical_files even while a guard process runs",
@@ -89,12 +91,12 @@ SYNC_HELP = {
 
 @fleet_task(help=SYNC_HELP, name="sync-all")
 def sync_all(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, strict=False,
-             allow_running=False):
+             allow_running=False, resume=False):
     """Bring every checkout to the same commit: preflight, publish, converge, worktrees; never loses work."""
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, strict=strict,
-                       allow_running=allow_running)
+                       allow_running=allow_running, resume=resume)
 
 
 @fleet_task(help=SYNC_HELP)
@@ -102,7 +104,7 @@ def plan(c, inventory=None, hosts=None, json=False, workers=0, strict=False):
     """Show what sync-all would do, command by command, without changing anything (= sync-all --dry-run)."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=True, strict=strict)
+    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=True, strict=strict, task="plan")
 
 
 @fleet_task(help=SYNC_HELP)
@@ -111,7 +113,7 @@ def pull(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
-                       only_stages=("converge", "relay-out"))
+                       only_stages=("converge", "relay-out", "claims"), task="pull")
 
 
 @fleet_task(help=SYNC_HELP)
@@ -120,7 +122,7 @@ def push(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
-                       only_stages=("relay-in", "publish"))
+                       only_stages=("relay-in", "publish", "claims"), task="push")
 
 
 ARTIFACTS_HELP = {
@@ -146,8 +148,101 @@ def trust(c, host, inventory=None, yes=False, json=False):
     return command.run(FleetArgs(inventory, None, json), host, yes=yes)
 
 
+@fleet_task(help={"force": "also remove locks whose holder may still be running"})
+def unlock(c, inventory=None, hosts=None, json=False, workers=0, force=False):
+    """Remove stale fleet locks (holder gone, or older than lock_ttl) here and on the hosts; --force: any lock."""
+    from .commands import unlock as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers), force=force)
+
+
+CLAIM_HELP = {
+    "area": "a path in the repo: a file, a directory (strategies/) or a glob ('apps/*/config.yaml')",
+    "note": "what you are doing there, for the others",
+    "host": "run the git plumbing on this host (default: the controller's own checkout)",
+    "who": "who holds the claim (default: user@host of that host)",
+    "force": "release a claim that is not yours",
+}
+
+
+@fleet_task(help=CLAIM_HELP)
+def claim(c, area, note="", host=None, who=None, inventory=None, json=False):
+    """Claim an area of the repo (who works on what); refused if someone else holds it and it is not stale."""
+    from .commands import claims as command
+
+    return command.claim(FleetArgs(inventory, None, json), area, note=note, host=host, who=who)
+
+
+@fleet_task(help=CLAIM_HELP)
+def checkin(c, area, host=None, who=None, inventory=None, json=False):
+    """Check in on your claim so it does not go stale (after claim_ttl, default 4h)."""
+    from .commands import claims as command
+
+    return command.checkin(FleetArgs(inventory, None, json), area, host=host, who=who)
+
+
+@fleet_task(help=CLAIM_HELP)
+def release(c, area, host=None, who=None, force=False, inventory=None, json=False):
+    """Release your claim on an area."""
+    from .commands import claims as command
+
+    return command.release(FleetArgs(inventory, None, json), area, host=host, who=who, force=force)
+
+
+@fleet_task(help=CLAIM_HELP)
+def claims(c, host=None, inventory=None, json=False):
+    """List who claims which area (read from origin), with stale claims marked."""
+    from .commands import claims as command
+
+    return command.listing(FleetArgs(inventory, None, json), host=host)
+
+
+HISTORY_HELP = {
+    "inventory": "inventory whose state dir holds the journal (default: $AGENTSYNC_INVENTORY, "
+                 "else inventory/fleet.yaml if present, else $AGENTSYNC_STATE_DIR / ~/.local/state/agentsync)",
+    "limit": "show at most this many runs, newest first (default 20)",
+    "host": "only runs that touched this host",
+    "status": "only runs with this status: ok, failed, error, refused, interrupted, running",
+    "task": "only runs of this task (e.g. sync-all)",
+    "run": "a run id, a unique prefix of one, or `last`",
+    "file": "where to write the JSON (- for stdout)",
+}
+
+
+@fleet_task(help=HISTORY_HELP, journal=False, name="list", default=True)
+def history_list(c, limit=None, host=None, status=None, task=None, inventory=None, json=False):
+    """Recorded runs, newest first: task, when, how long, status, hosts, who (the default `history` task)."""
+    from .commands import history as command
+
+    return command.listing(FleetArgs(inventory, None, json), limit=limit, host=host, status=status, task=task)
+
+
+@fleet_task(help=HISTORY_HELP, journal=False, name="show")
+def history_show(c, run, inventory=None, json=False):
+    """One run in full: arguments, who, inventory hash, every host and step with commands, exit codes, errors."""
+    from .commands import history as command
+
+    return command.show(FleetArgs(inventory, None, json), run)
+
+
+@fleet_task(help=HISTORY_HELP, journal=False, name="stats")
+def history_stats(c, task=None, inventory=None, json=False):
+    """Runs, success rate, median step time per host and stage, and each host's last success."""
+    from .commands import history as command
+
+    return command.stats(FleetArgs(inventory, None, json), task=task)
+
+
+@fleet_task(help=HISTORY_HELP, journal=False, name="export")
+def history_export(c, file, inventory=None):
+    """Write every recorded run (hosts, steps, commands) to a JSON file."""
+    from .commands import history as command
+
+    return command.export(FleetArgs(inventory, None, False), file)
+
+
 @fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
-            name="up")
+            name="up", journal=False)
 def sandbox_up(c, root=None):
     """Start the practice fleet (laptop + cloud + gpu: real sshd hosts on loopback) and write its inventory."""
     from .commands import sandbox as command
@@ -155,7 +250,7 @@ def sandbox_up(c, root=None):
     return command.up(root)
 
 
-@fleet_task(help={"root": "where the sandbox lives"}, name="down")
+@fleet_task(help={"root": "where the sandbox lives"}, name="down", journal=False)
 def sandbox_down(c, root=None):
     """Stop the practice fleet and remove its files."""
     from .commands import sandbox as command
@@ -184,8 +279,10 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
 
 def build_collection() -> Collection:
     ns = Collection()
-    for item in (health, status, sync_all, plan, pull, push, trust, artifacts, patch_relay):
+    for item in (health, status, sync_all, plan, pull, push, trust, artifacts, patch_relay, unlock, claim, checkin,
+                 release, claims):
         ns.add_task(item)
+    ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
     return ns
 

@@ -345,6 +345,7 @@ class Connector:
         self.inventory = inventory
         self._resolver: Resolver | None = None
         self._sessions: dict[str, Session] = {}
+        self._failed: dict[str, HostUnreachable] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -366,8 +367,14 @@ class Connector:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
+            if key in self._failed:  # asked again in the same run (lock, then preflight): fail at once, not
+                raise self._failed[key]  # after another connect_timeout
             if key not in self._sessions:
-                self._sessions[key] = opener()
+                try:
+                    self._sessions[key] = opener()
+                except HostUnreachable as exc:
+                    self._failed[key] = exc
+                    raise
             return self._sessions[key]
 
     def _open(self, name: str, spec: str, timeout: float, compress: bool = False, depth: int = 0) -> SSHSession:
@@ -397,6 +404,7 @@ class Connector:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self._sessions.clear()
+        self._failed.clear()
 
 
 class _QuickAckSocket:

@@ -68,3 +68,9 @@ class StepFailed(FleetError):
         if self.output_tail:
             text += "\n  output:\n" + "\n".join("    " + line for line in self.output_tail.splitlines())
         return text
+
+
+class LockHeld(FleetError):
+    """Another run holds the fleet lock; this run is refused (recorded as `refused` in the history)."""
+
+    run_status = "refused"

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .settings import command_problem, duration_problem
+
 Check = Callable[[Any], "str | None"]
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -172,3 +174,18 @@ TOP_KEYS: dict[str, Field] = {
     "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
                 keys=S3_SETTINGS_KEYS),
 }
+
+# Run journal, fleet lock, work claims and notify (see settings.py for defaults and units).
+DURATION = Field((int, float, str), "a duration: seconds, or a number with s, m, h or d (e.g. 90m, 4h)",
+                 check=duration_problem)
+NOTIFY = Field((dict,), "a mapping with command (and optionally timeout)", keys={
+    "command": Field((str,), "a command line, run without a shell, the JSON report on its stdin", required=True,
+                     check=command_problem, hint='e.g. command: "/usr/local/bin/post-to-chat --channel fleet"'),
+    "timeout": SECONDS,
+})
+TOP_KEYS.update({
+    "state_dir": PATH,
+    "lock_ttl": DURATION,
+    "claim_ttl": DURATION,
+    "notify": NOTIFY,
+})

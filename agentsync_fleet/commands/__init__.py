@@ -18,10 +18,16 @@ class FleetArgs:
     workers: str | int | None = None
 
     def load(self):
-        """The validated inventory (raises InventoryError with every problem)."""
-        from .. import inventory
+        """The validated inventory (raises InventoryError with every problem).
 
-        return inventory.load(self.inventory)
+        Loading it is also where the run journal learns which fleet this run
+        is about: the run is recorded from here on (see `journal`).
+        """
+        from .. import inventory, journal
+
+        inv = inventory.load(self.inventory)
+        journal.attach(inv)
+        return inv
 
     def selected(self, inv) -> list:
         """Hosts named by --hosts (comma-separated), in sync order; all hosts if none given."""
@@ -46,7 +52,13 @@ class FleetArgs:
 
 
 def state_dir(inv=None) -> str:
-    """Where agentsync keeps its own files (journal, locks, caches) on the controller."""
-    configured = (inv.settings.get("state_dir") if inv is not None else None) or os.environ.get(
-        "AGENTSYNC_STATE_DIR")
-    return os.path.expanduser(configured or "~/.local/state/agentsync")
+    """Where agentsync keeps its own files (journal, locks, caches) on the controller.
+
+    The inventory's `state_dir` (relative to the inventory file), else
+    $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.
+    """
+    configured = inv.settings.get("state_dir") if inv is not None else None
+    if configured:
+        path = os.path.expanduser(configured)
+        return path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(inv.path)), path)
+    return os.path.expanduser(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync")

@@ -56,18 +56,54 @@ def run(args: FleetArgs, *, direction: str | None = None, dry_run: bool = False)
     start = time.monotonic()
     options = {"direction": direction, "dry_run": dry_run, "workers": args.worker_limit(inv)}
     try:
-        if args.json or not hosts:
-            results = run_fleet(connector, hosts, **options)
-        else:
-            from ..output.artifacts import ProgressView
+        with _lock(dry_run, inv, hosts, connector, options["workers"]):
+            if args.json or not hosts:
+                results = run_fleet(connector, hosts, on_done=_journal_entry, **options)
+            else:
+                from ..output.artifacts import ProgressView
 
-            with ProgressView(hosts, direction, dry_run) as view:
-                results = run_fleet(connector, hosts, on_progress=view.progress, on_done=view.done, **options)
+                with ProgressView(hosts, direction, dry_run) as view:
+                    def done(outcome) -> None:
+                        view.done(outcome)
+                        _journal_entry(outcome)
+
+                    results = run_fleet(connector, hosts, on_progress=view.progress, on_done=done, **options)
     finally:
         connector.close_all()
+    _journal_hosts(results)
     report = ArtifactsReport(str(inv.path), dry_run, direction, tuple(results), round(time.monotonic() - start, 3))
     _show(args, report)
     return 0 if report.ok else 1
+
+
+def _lock(dry_run: bool, inv, hosts, connector, workers):
+    """Moving data holds the fleet lock; a dry run only looks."""
+    import contextlib
+
+    if dry_run or not hosts:
+        return contextlib.nullcontext()
+    from ..locks import fleet_lock
+
+    return fleet_lock(inv, hosts, connector, task="artifacts", workers=workers)
+
+
+def _journal_entry(outcome) -> None:
+    """Each entry into the run journal the moment it finishes (files, bytes, time, the AWS error)."""
+    from .. import journal
+    from ..sync.artifacts import step_record
+
+    journal.record_step(outcome.host, step_record(f"artifacts-{outcome.direction}", outcome))
+
+
+def _journal_hosts(results) -> None:
+    from .. import journal
+
+    for name in dict.fromkeys(r.host for r in results):
+        mine = [r for r in results if r.host == name]
+        bad = [r for r in mine if not r.ok]
+        status = "ok" if not bad else ("unreachable" if all(r.status == "unreachable" for r in bad) else "failed")
+        journal.record_host(journal.HostOutcome(name, status, duration_s=round(sum(r.duration_s for r in mine), 3),
+                                                message="\n".join(r.message for r in bad)))
 
 
 def _show(args: FleetArgs, report: ArtifactsReport) -> None:

@@ -6,6 +6,7 @@ from . import FleetArgs
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
+    from .. import journal
     from ..connection import Connector
     from ..health import check_fleet
     from ..models import to_jsonable
@@ -17,6 +18,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv))
     finally:
         connector.close_all()
+    journal.record_health(report)
     if args.json:
         from ..output import emit_json
 

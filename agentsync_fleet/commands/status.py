@@ -20,6 +20,7 @@ def rows(report) -> list[dict]:
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
+    from .. import journal
     from ..connection import Connector
     from ..health import check_fleet
 
@@ -29,6 +30,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
         report = check_fleet(inv, args.selected(inv), connector, fetch=fetch, workers=args.worker_limit(inv))
     finally:
         connector.close_all()
+    journal.record_health(report)
     data = rows(report)
     if args.json:
         from ..output import emit_json

@@ -1,43 +1,130 @@
-"""`sync-all`, `plan`, `pull` and `push`: the same engine, different stages."""
+"""`sync-all`, `plan`, `pull` and `push`: the same engine, different stages.
+
+Runs that change the fleet hold the fleet lock (`locks.fleet_lock`); dry
+runs take none. `--resume` narrows the hosts to those that did not end ok
+in the last sync-all of this inventory (`journal.query.resume_plan`). After
+a real sync-all the inventory's `notify` command gets the JSON report.
+"""
 
 from __future__ import annotations
 
-from . import FleetArgs
+import contextlib
+import json
+
+from ..errors import UsageError
+from . import FleetArgs, state_dir
 
 
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
-        only_stages: tuple[str, ...] = ()) -> int:
+        only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
+    from .. import journal
     from ..connection import Connector
-    from ..sync.engine import run_sync
-    from ..sync.model import RunContext, SyncOptions
+    from ..sync.model import SyncOptions
 
     inv = args.load()
     hosts = args.selected(inv)
+    resumed_from = None
+    if resume:
+        hosts, resumed_from = _resume_hosts(inv, hosts, args.json)
+        if not hosts:
+            return 0
+    journal.annotate(hosts=[h.name for h in hosts], dry_run=dry_run, resumed_from=resumed_from)
     options = SyncOptions(dry_run=dry_run, strict=strict, allow_running=allow_running,
-                          workers=args.worker_limit(inv), only_stages=only_stages)
+                          workers=args.worker_limit(inv), only_stages=only_stages, resume=resume)
     connector = Connector(inv)
     try:
-        if args.json:
-            report = run_sync(RunContext(inv, hosts, connector, options))
-        else:
-            from ..output.sync import LiveView
-
-            with LiveView([h.name for h in hosts], enabled=not dry_run) as view:
-                report = run_sync(RunContext(inv, hosts, connector, options, listener=view.update))
+        with _lock(dry_run, inv, hosts, connector, task, options.workers):
+            report = _engine(args, inv, hosts, connector, options)
     finally:
         connector.close_all()
-    _show(args, report)
+    journal.annotate(origin_head=report.origin_head, aborted=report.aborted)
+    extra = {"resumed_from": resumed_from} if resumed_from else {}
+    if task == "sync-all" and not dry_run:
+        extra.update(_notify(inv, report))
+    _show(args, report, extra)
     return 0 if report.ok else 1
 
 
-def _show(args: FleetArgs, report) -> None:
+def _engine(args: FleetArgs, inv, hosts, connector, options):
+    from ..sync.engine import run_sync
+    from ..sync.model import RunContext
+
     if args.json:
-        from ..models import to_jsonable
+        return run_sync(RunContext(inv, hosts, connector, options))
+    from ..output.sync import LiveView
+
+    with LiveView([h.name for h in hosts], enabled=not options.dry_run) as view:
+        return run_sync(RunContext(inv, hosts, connector, options, listener=view.update))
+
+
+def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):
+    """The fleet lock for a run that changes things; a dry run only reads."""
+    if dry_run:
+        return contextlib.nullcontext()
+    from ..locks import fleet_lock
+
+    return fleet_lock(inv, hosts, connector, task=task, workers=workers)
+
+
+def _resume_hosts(inv, hosts, quiet: bool):
+    """The selected hosts that did not end ok in the last sync-all of this inventory."""
+    import os
+
+    from .. import journal
+    from ..journal.query import resume_plan, was_sync
+    from ..journal.store import Journal
+    from ..output.history import render_resume
+
+    store = Journal.in_dir(state_dir(inv))
+    try:
+        store.reconcile()
+        current = journal.active().run_id if journal.active() else None
+        for run in store.runs(task="sync-all", inventory=os.path.abspath(inv.path)):
+            if run["id"] == current:
+                continue
+            rows, steps = store.hosts_of([run["id"]]), store.steps_of([run["id"]])
+            if was_sync(run, rows, steps):
+                plan = resume_plan(run, rows, steps, [h.name for h in hosts])
+                break
+        else:
+            raise UsageError(f"nothing to resume: no earlier sync-all of {inv.path} in the journal ({store.path})",
+                             hint="run sync-all without --resume")
+    finally:
+        store.close()
+    render_resume(plan, to_stderr=quiet)
+    return [h for h in hosts if h.name in plan.rerun], plan.run_id
+
+
+def _report_json(report) -> dict:
+    from ..models import to_jsonable
+
+    data = to_jsonable(report)
+    data["ok"] = report.ok
+    return data
+
+
+def _notify(inv, report) -> dict:
+    from .. import journal
+    from ..models import to_jsonable
+    from ..notify import run_notify
+    from ..output import warn
+    from ..settings import notify
+
+    spec = notify(inv)
+    if spec is None:
+        return {}
+    outcome = run_notify(spec, json.dumps(_report_json(report)), cwd=inv.path.parent)
+    journal.annotate(notify=to_jsonable(outcome))
+    if not outcome.ok:
+        warn(f"notify command `{outcome.command}` failed: {outcome.detail} (the sync itself is unaffected)")
+    return {"notify": to_jsonable(outcome)}
+
+
+def _show(args: FleetArgs, report, extra: dict) -> None:
+    if args.json:
         from ..output import emit_json
 
-        data = to_jsonable(report)
-        data["ok"] = report.ok
-        emit_json(data)
+        emit_json(_report_json(report), extra)
         return
     from ..output.sync import render_plan, render_summary
 

@@ -71,20 +71,19 @@ class ArtifactStage(Stage):
         return report
 
     def _record(self, ctx: RunContext, host: Host, outcome: EntryResult) -> None:
-        record = StepRecord(self.name, f"{self.direction} {entry_label(outcome)}", duration_s=outcome.duration_s,
-                            data=outcome.step_data())
-        record.commands.append(CommandRecord(outcome.command, outcome.exit_code if outcome.exit_code is not None
-                                             else -1, outcome.duration_s, outcome.aws_message))
+        record = step_record(self.name, outcome)
         result = ctx.result(host)
         result.steps.append(record)
+        try:
+            self._judge(ctx, host, outcome, record)
+        finally:
+            ctx.observer.step_done(host.name, record, result)  # journaled as each entry finishes
+
+    def _judge(self, ctx: RunContext, host: Host, outcome: EntryResult, record: StepRecord) -> None:
+        result = ctx.result(host)
         if outcome.ok:
-            size = human_bytes(outcome.bytes) if outcome.bytes is not None else "? bytes"
-            record.detail = f"{outcome.files} file(s), {size}" + (f", {outcome.deleted} deleted"
-                                                                  if outcome.deleted else "")
             ctx.listener(host.name, self.name, f"{entry_label(outcome)}: {record.detail}")
             return
-        record.status = "unreachable" if outcome.status == "unreachable" else "failed"
-        record.detail = outcome.message
         ctx.listener(host.name, self.name, f"{entry_label(outcome)}: {record.status}")
         line = f"artifacts: {self.direction} {entry_label(outcome)}: {outcome.message}"
         if outcome.hint:
@@ -96,6 +95,22 @@ class ArtifactStage(Stage):
                 ctx.facts.setdefault(FAILED_KEY, set()).add(host.name)
                 message = f"{result.message}\n{line}" if result.message else line
                 result.fail("unreachable" if outcome.status == "unreachable" else "failed", message)
+
+
+def step_record(stage: str, outcome: EntryResult) -> StepRecord:
+    """One entry as a step: the sync command, files, bytes and time in `data`, the failure in `detail`."""
+    record = StepRecord(stage, f"{outcome.direction} {entry_label(outcome)}", duration_s=outcome.duration_s,
+                        data=outcome.step_data())
+    record.commands.append(CommandRecord(outcome.command, outcome.exit_code if outcome.exit_code is not None
+                                         else -1, outcome.duration_s, outcome.aws_message))
+    if outcome.ok:
+        size = human_bytes(outcome.bytes) if outcome.bytes is not None else "? bytes"
+        record.detail = f"{outcome.files} file(s), {size}" + (f", {outcome.deleted} deleted"
+                                                              if outcome.deleted else "")
+    else:
+        record.status = "unreachable" if outcome.status == "unreachable" else "failed"
+        record.detail = outcome.message
+    return record
 
 
 def _progress_text(entry, files: int, deleted: int, progress: str) -> str:

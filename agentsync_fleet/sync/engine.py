@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from ..claims.stage import ClaimsStage
 from ..health import HostHealth, probe_host
 from ..models import Host
 from ..pool import run_each
 from ..steps import git as G
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
-from .model import HostSync, RunContext, SyncReport
+from .model import HostSync, RunContext, StepRecord, SyncReport
 from .relay import RelayInStage, RelayOutStage
 from .stages import ConvergeStage, PublishStage, Stage, origin_ref
 from .worktrees import WorktreeStage
@@ -23,7 +24,7 @@ from .worktrees import WorktreeStage
 
 def default_stages() -> list[Stage]:
     return [RelayInStage(), PublishStage(), ConvergeStage(), RelayOutStage(), WorktreeStage(), ArtifactsUpStage(),
-            ArtifactsDownStage()]
+            ArtifactsDownStage(), ClaimsStage()]
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
@@ -56,8 +57,18 @@ def preflight(ctx: RunContext) -> None:
         ctx.facts[host.name] = facts
         preflight_verdict(host, facts, ctx.result(host))
         ctx.listener(host.name, "preflight", ctx.result(host).status)
+        _journal_preflight(ctx, host, facts, fetch)
     if ctx.options.dry_run:
         ctx.facts["_origin_moved"] = _origin_moved(ctx)
+
+
+def _journal_preflight(ctx: RunContext, host: Host, facts: HostHealth, fetch: bool) -> None:
+    """The probe as a journal step (not part of the report's steps: it is the same for every stage)."""
+    result = ctx.result(host)
+    record = StepRecord("preflight", "probe + fetch" if fetch else "probe", status=result.status,
+                        duration_s=round(facts.duration_s, 3), detail=result.message,
+                        data={"head_before": result.head_before})
+    ctx.observer.step_done(host.name, record, result)
 
 
 def _origin_moved(ctx: RunContext) -> bool:
@@ -130,6 +141,7 @@ def run_sync(ctx: RunContext, stages: list[Stage] | None = None) -> SyncReport:
         result.duration_s = round(sum(s.duration_s for s in result.steps), 3)
         if ctx.options.dry_run and result.status == "ok":
             result.head_after = result.head_before
+        ctx.observer.host_done(result)
     return SyncReport(ctx.run_id, str(ctx.inventory.path), ctx.options.dry_run,
                       tuple(ctx.result(h) for h in ctx.hosts), plan, round(time.monotonic() - start, 3),
                       origin_head, aborted)

@@ -8,8 +8,6 @@ one host), and it is frozen into the report at the end.
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +73,19 @@ class SyncOptions:
 Listener = Callable[[str, str, str], None]  # (host, stage, text)
 
 
+def _journal_run_id() -> str:
+    from ..journal import current_run_id
+
+    return current_run_id()
+
+
+def _journal_observer():
+    """The active run's journal recorder: `step_done(host, StepRecord, HostSync)`, `host_done(HostSync)`."""
+    from ..journal import observer
+
+    return observer()
+
+
 @dataclass
 class RunContext:
     """Everything a stage needs: the inventory, connections, options, and the per-host records."""
@@ -84,10 +95,11 @@ class RunContext:
     connector: Any
     options: SyncOptions
     listener: Listener = lambda host, stage, text: None
-    run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    run_id: str = field(default_factory=_journal_run_id)
     results: dict[str, HostSync] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # preflight HostHealth per host
     lock: threading.Lock = field(default_factory=threading.Lock)
+    observer: Any = field(default_factory=_journal_observer)  # told about every step as it ends (journal)
 
     def result(self, host: Host) -> HostSync:
         return self.results.setdefault(host.name, HostSync(host.name))

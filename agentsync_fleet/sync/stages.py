@@ -60,6 +60,7 @@ def step(ctx: RunContext, host: Host, stage: str, action: str):
         if record.status == "ok" and not result.active:
             record.status = result.status
         ctx.listener(host.name, stage, f"{action}: {record.status}")
+        ctx.observer.step_done(host.name, record, result)  # journaled now, so a killed run keeps it
 
 
 def checkout(ctx: RunContext, host: Host, log: StepLog, path: str | None = None) -> Checkout:
@@ -77,6 +78,7 @@ def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, r
     guard = make_guard(co.session, host, ctx.options.allow_running, refusals)
     outcome = move(co, head, new, guard, ctx.run_id, known)
     record.data["guard"] = refusals
+    record.data.update(head_before=head, head_after=outcome.head)
     result = ctx.result(host)
     result.stash_used |= outcome.stash_used
     for refusal in refusals:

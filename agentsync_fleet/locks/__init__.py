@@ -1,0 +1,210 @@
+"""The fleet lock: one run at a time per inventory, on the controller and on every host it touches.
+
+    with fleet_lock(inv, hosts, connector, task="results"):
+        ...                      # stale locks taken over are already reported (stderr) and journaled
+
+Tasks that change the fleet (sync-all, pull, push, results, artifacts) wrap
+their work in `fleet_lock`; read-only tasks (health, status, plan, history)
+take none. The lock is taken on the controller first (a file in the state
+dir, keyed by the inventory's path), then as `.git/agentsync.lock` in each
+reachable host's repo, so two controllers with inventories sharing a host
+are kept apart too. A second run is refused with `LockHeld`, naming the
+holder and since when. A stale lock — its process gone on this controller,
+or older than `lock_ttl` — is taken over with a warning. Locks are released
+when the block ends, normally or by an error; a killed run leaves stale
+locks the next run takes over.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..errors import FleetError, HostUnreachable, LockHeld
+from ..identity import controller, process_alive, process_start, who
+from ..models import Host, Inventory
+from ..pool import run_each
+from ..settings import lock_ttl
+from . import remote
+from .local import LocalLock
+from .model import Holder, stale_reason
+
+UNLOCK_HINT = ("wait for that run to finish; if it is gone, `agentsync unlock` removes stale locks "
+               "(`agentsync unlock --force` removes any lock)")
+
+
+@dataclass
+class FleetLock:
+    """What taking the lock found: takeovers to warn about, hosts that could not be locked."""
+
+    holder: Holder
+    warnings: list[str] = field(default_factory=list)
+    locked_hosts: dict[str, str] = field(default_factory=dict)  # host -> our record's text there
+    not_locked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, no repo...)
+
+
+def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
+    return Holder(who(), controller(), os.getpid(), process_start(os.getpid()), time.time(), run_id, task,
+                  os.path.abspath(inv.path))
+
+
+def _state_dir(inv: Inventory) -> str:
+    from ..commands import state_dir
+
+    return state_dir(inv)
+
+
+def _judge(holder: Holder | None, text: str, ttl: float, where: str) -> str:
+    """A takeover reason for a stale lock; raises LockHeld for a live one."""
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_alive)
+    if reason is None:
+        raise LockHeld(f"the fleet is locked {where} by {holder.describe()}; not starting", hint=UNLOCK_HINT)
+    return f"took over a stale lock {where} held by {holder.describe() if holder else repr(text[:80])}: {reason}"
+
+
+@contextmanager
+def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_id: str | None = None,
+               workers: int | None = None) -> Iterator[FleetLock]:
+    """Hold the fleet lock for `hosts` of `inv` for the duration of the block."""
+    from ..journal import annotate, current_run_id
+
+    holder = new_holder(inv, task, run_id or current_run_id())
+    ttl = lock_ttl(inv)
+    state = FleetLock(holder)
+    local = LocalLock(_state_dir(inv), inv.path)
+    taken = local.acquire(holder, lambda existing: _judge(existing, "", ttl, "on this controller"))
+    if taken:
+        state.warnings.append(taken)
+    try:
+        _lock_hosts(state, hosts, connector, ttl, workers)
+        annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
+        from ..output import warn
+
+        for warning in state.warnings:
+            warn(warning)
+        yield state
+    finally:
+        _release_hosts(state, hosts, connector, workers)
+        local.release(holder)
+
+
+def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
+    outcomes = run_each(hosts, lambda h: _lock_one(connector, h, state.holder, ttl), workers)
+    refusals: list[tuple[str, LockHeld]] = []
+    for host, outcome in outcomes.items():
+        if isinstance(outcome, LockHeld):
+            refusals.append((host.name, outcome))
+        elif isinstance(outcome, HostUnreachable):
+            state.not_locked[host.name] = f"unreachable: {outcome.message}"
+        elif isinstance(outcome, Exception):
+            state.not_locked[host.name] = f"lock not taken: {outcome}"
+            state.warnings.append(f"{host.name}: {state.not_locked[host.name]}")
+        elif outcome.status == "acquired":
+            state.locked_hosts[host.name] = state.holder.to_json()
+            if outcome.detail:
+                state.warnings.append(outcome.detail)
+        else:
+            state.not_locked[host.name] = outcome.detail or outcome.status
+    if refusals:
+        more = [name for name, _ in refusals[1:]]
+        raise LockHeld(refusals[0][1].message + (f" (also locked on {', '.join(more)})" if more else ""),
+                       hint=UNLOCK_HINT)
+
+
+def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.RemoteState:
+    """Take `.git/agentsync.lock` on one host; a stale one is taken over (twice at most, if it keeps moving)."""
+    session = connector.session(host)
+    where = f"on {host.name} ({host.repo}/.git)"
+    state = remote.run_script(session, host, remote.acquire_script(host.repo, holder))
+    for _ in range(2):
+        if state.status != "held":
+            break
+        reason = _judge(state.holder, state.text, ttl, where)  # raises LockHeld while the holder may live
+        state = remote.run_script(session, host, remote.takeover_script(host.repo, holder, state.text))
+        if state.status == "acquired":
+            return remote.RemoteState("acquired", detail=reason)
+        if state.status == "changed":  # someone else took it over first: judge their lock instead
+            state = remote.RemoteState("held", state.text)
+    if state.status == "held":
+        _judge(state.holder, state.text, ttl, where)
+        raise LockHeld(f"the lock {where} keeps changing hands; not starting", hint=UNLOCK_HINT)
+    if state.status == "norepo":
+        return remote.RemoteState("norepo", detail=f"no git repo at {host.repo}: {state.detail}")
+    if state.status != "acquired":
+        raise FleetError(f"could not take the lock {where}: {state.detail or state.status}", host=host.name)
+    return state
+
+
+def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
+    mine = [h for h in hosts if h.name in state.locked_hosts]
+
+    def release(host: Host) -> None:
+        session = connector.session(host)
+        remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]))
+
+    run_each(mine, release, workers)  # best effort: a host lost meanwhile keeps a lock the next run takes over
+
+
+@dataclass(frozen=True)
+class UnlockRow:
+    """What `unlock` did at one place: the controller or a host."""
+
+    where: str
+    status: str  # none | removed | kept | unreachable | error
+    holder: str = ""
+    reason: str = ""
+
+
+def unlock(inv: Inventory, hosts: list[Host], connector, *, force: bool = False,
+           workers: int | None = None) -> list[UnlockRow]:
+    """Remove stale locks (any lock with `force`) on the controller and on `hosts`; live ones are kept."""
+    ttl = lock_ttl(inv)
+    local = LocalLock(_state_dir(inv), inv.path)
+    rows = [_unlock_local(local, ttl, force)]
+    outcomes = run_each(hosts, lambda h: _unlock_host(connector, h, ttl, force), workers)
+    for host, outcome in outcomes.items():
+        if isinstance(outcome, HostUnreachable):
+            rows.append(UnlockRow(host.name, "unreachable", reason=outcome.message))
+        elif isinstance(outcome, Exception):
+            rows.append(UnlockRow(host.name, "error", reason=str(outcome)))
+        else:
+            rows.append(outcome)
+    return rows
+
+
+def _verdict(holder: Holder | None, ttl: float, force: bool) -> tuple[bool, str]:
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_alive)
+    if reason:
+        return True, reason
+    return force, "--force" if force else "its holder may still be running"
+
+
+def _unlock_local(local: LocalLock, ttl: float, force: bool) -> UnlockRow:
+    exists, holder, text = local.read()
+    if not exists:
+        return UnlockRow("controller", "none")
+    shown = holder.describe() if holder else text[:80]
+    remove, reason = _verdict(holder, ttl, force)
+    if remove and local.remove_if(text):
+        return UnlockRow("controller", "removed", shown, reason)
+    return UnlockRow("controller", "kept", shown, reason if not remove else "it changed meanwhile")
+
+
+def _unlock_host(connector, host: Host, ttl: float, force: bool) -> UnlockRow:
+    session = connector.session(host)
+    state = remote.run_script(session, host, remote.read_script(host.repo))
+    if state.status in ("absent", "norepo"):
+        return UnlockRow(host.name, "none", reason=state.detail)
+    if state.status != "held":
+        return UnlockRow(host.name, "error", reason=state.detail or state.status)
+    shown = state.holder.describe() if state.holder else state.text[:80]
+    remove, reason = _verdict(state.holder, ttl, force)
+    if not remove:
+        return UnlockRow(host.name, "kept", shown, reason)
+    done = remote.run_script(session, host, remote.release_script(host.repo, state.text))
+    if done.status == "removed":
+        return UnlockRow(host.name, "removed", shown, reason)
+    return UnlockRow(host.name, "kept", shown, "it changed meanwhile")

@@ -1,0 +1,96 @@
+"""The fleet lock on a host: `.git/agentsync.lock` in its repo, through the host's session.
+
+Each operation is one small `sh` script (one round trip). The lock file is
+created complete and atomically: the holder record is written to a
+temporary file which is then hard-linked to the lock's name — `ln` fails if
+the name exists, so of two runs exactly one gets it. Taking over a stale
+lock first renames it aside and checks that what was moved is still the
+stale record (not a lock someone else just took); if not, it is put back.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from ..shell import SECTION_MARK, script, section, split_sections
+from ..steps import git as G
+from .model import REMOTE_NAME, Holder
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """What a lock script found on a host."""
+
+    status: str  # acquired | held | changed | released | removed | absent | kept | norepo
+    text: str = ""  # the lock file's content when it matters (held, changed, present)
+    detail: str = ""
+
+    @property
+    def holder(self) -> Holder | None:
+        return Holder.from_json(self.text) if self.text else None
+
+
+def _prelude(repo: str) -> list[str]:
+    return [
+        f"d=$({G.common_dir(repo)} 2>&1) || {{ {section('norepo')}; printf '%s\\n' \"$d\"; exit 0; }}",
+        f'lock="$d/{REMOTE_NAME}"',
+    ]
+
+
+def _create(holder: Holder) -> list[str]:
+    return [
+        'tmp="$lock.$$.tmp"',
+        f"printf '%s\\n' {shlex.quote(holder.to_json())} > \"$tmp\" || exit 3",
+        f'if ln "$tmp" "$lock" 2>/dev/null; then rm -f "$tmp"; {section("acquired")}; '
+        f'else rm -f "$tmp"; {section("held")}; cat "$lock" 2>/dev/null; fi',
+    ]
+
+
+def acquire_script(repo: str, holder: Holder) -> str:
+    return script(_prelude(repo) + _create(holder))
+
+
+def takeover_script(repo: str, holder: Holder, stale_text: str) -> str:
+    """Replace the lock only if it still holds `stale_text`; then create ours as usual."""
+    return script(_prelude(repo) + [
+        'aside="$lock.$$.stale"',
+        'if mv "$lock" "$aside" 2>/dev/null; then',
+        f'  if [ "$(cat "$aside")" = {shlex.quote(stale_text)} ]; then rm -f "$aside"; '
+        f'else ln "$aside" "$lock" 2>/dev/null; rm -f "$aside"; {section("changed")}; cat "$lock"; exit 0; fi',
+        "fi",
+    ] + _create(holder))
+
+
+def release_script(repo: str, expected_text: str) -> str:
+    """Remove the lock only if it holds exactly `expected_text` (ours, or what `unlock` showed)."""
+    return script(_prelude(repo) + [
+        f'if [ "$(cat "$lock" 2>/dev/null)" = {shlex.quote(expected_text)} ]; then rm -f "$lock"; '
+        f'{section("removed")}; elif [ -e "$lock" ]; then {section("kept")}; cat "$lock"; '
+        f'else {section("absent")}; fi',
+    ])
+
+
+def read_script(repo: str) -> str:
+    return script(_prelude(repo) + [
+        f'if [ -e "$lock" ]; then {section("held")}; cat "$lock"; else {section("absent")}; fi',
+    ])
+
+
+def parse(output: str) -> RemoteState:
+    """The first section a lock script printed, with the text under it."""
+    parts = split_sections(output)
+    for line in output.splitlines():
+        if line.startswith(SECTION_MARK):
+            name = line[len(SECTION_MARK):].strip()
+            text = parts.get(name, "").strip()
+            return RemoteState(name, text if name != "norepo" else "", text if name == "norepo" else "")
+    return RemoteState("error", detail=output.strip()[-400:])
+
+
+def run_script(session, host, text: str) -> RemoteState:
+    result = session.run("sh -s", stdin=text, timeout=min(host.command_timeout, 60))
+    state = parse(result.stdout)
+    if state.status == "error":
+        return RemoteState("error", detail=(result.tail(4) or f"exit {result.exit_code}"))
+    return state

@@ -1,0 +1,145 @@
+"""How the run history looks: the run list, one run in full, the stats, and what --resume picked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from . import console, human_bytes
+
+STATUS_STYLE = {"ok": "green", "failed": "red", "error": "red", "refused": "yellow", "interrupted": "magenta",
+                "running": "cyan", "unreachable": "red", "conflict": "red", "guarded": "yellow",
+                "skipped": "yellow"}
+
+
+def when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "—"
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}s"
+
+
+def styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
+
+
+def _args(args: dict[str, Any]) -> str:
+    shown = [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
+             for k, v in sorted((args or {}).items()) if v not in (None, False, "", 0) and k != "inventory"]
+    return " ".join(shown)
+
+
+def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
+    out = console()
+    if not rows:
+        out.print(f"no runs recorded yet in {escape(journal_path)}")
+        return
+    table = Table(title=f"history ({escape(journal_path)})", title_justify="left")
+    # The run id is its start time (local, to the second). Who and arguments only where they fit.
+    wide = out.width >= 110
+    columns = ("run (started)", "task", "time", "status", "hosts") + (("who", "args") if wide else ())
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "hosts" else None)
+    for r in rows:
+        hosts = " ".join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
+        cells = [escape(r["id"]), escape(r["task"]), seconds(r["duration_s"]), styled(r["status"]), hosts or "—"]
+        table.add_row(*cells, *((escape(r["who"]), escape(_args(r["args"]))) if wide else ()))
+    out.print(table)
+
+
+def render_run(run: dict[str, Any]) -> None:
+    out = console()
+    out.print(f"[bold]{escape(run['task'])}[/] run [bold]{escape(run['id'])}[/] — {styled(run['status'])}"
+              + (f" (exit {run['exit_code']})" if run.get("exit_code") is not None else ""))
+    out.print(f"  by {escape(run['who'])}, pid {run['pid']} on {escape(run['controller'])}")
+    out.print(f"  from {when(run['started'])} to {when(run.get('ended'))} ({seconds(run.get('duration_s'))})")
+    out.print(f"  inventory {escape(run['inventory'])} (sha256 {run['inventory_sha256'][:12]})")
+    if _args(run["args"]):
+        out.print(f"  arguments: {escape(_args(run['args']))}")
+    if run.get("message"):
+        out.print(f"  [bold]message:[/] {escape(run['message'])}", soft_wrap=True)
+    _host_table(out, run["hosts"])
+    _step_table(out, run["steps"])
+
+
+def _host_table(out, hosts: list[dict[str, Any]]) -> None:
+    if not hosts:
+        return
+    table = Table(title="hosts", title_justify="left")
+    for column in ("host", "status", "HEAD before→after", "pulled", "pushed", "time", "message"):
+        table.add_column(column, no_wrap=column != "message")
+    for h in hosts:
+        message = "\n".join([h["message"].strip(), *(f"! {w}" for w in h.get("warnings") or [])]).strip()
+        table.add_row(escape(h["host"]), styled(h["status"]),
+                      f"{(h['head_before'] or '—')[:8]}→{(h['head_after'] or '—')[:8]}", str(h["pulled"]),
+                      str(h["pushed"]), seconds(h["duration_s"]), escape(message))
+    out.print(table)
+
+
+def _step_table(out, steps: list[dict[str, Any]]) -> None:
+    if not steps:
+        out.print("  no steps recorded")
+        return
+    table = Table(title="steps (in the order they finished)", title_justify="left")
+    for column in ("host", "stage", "action", "status", "time", "exit", "HEAD before→after", "moved", "error"):
+        table.add_column(column, no_wrap=column not in ("error", "action"))
+    for s in steps:
+        heads = s["head_before"][:8] + (f"→{s['head_after'][:8]}" if s["head_after"] else "")
+        moved = ", ".join(x for x in (human_bytes(s["bytes"]) if s["bytes"] is not None else "",
+                                      f"{s['files']} files" if s["files"] is not None else "") if x)
+        table.add_row(escape(s["host"]), escape(s["stage"]), escape(s["action"]), styled(s["status"]),
+                      seconds(s["duration_s"]), "" if s["exit_code"] is None else str(s["exit_code"]), heads,
+                      moved, escape((s["error"] or "").strip()))
+    out.print(table)
+    commands = sum(len(s["commands"] or []) for s in steps)
+    out.print(f"  [dim]{commands} command(s) recorded; `agentsync history.show {steps[0]['run_id']} --json` "
+              "lists each with its exit code and output tail[/]")
+
+
+def render_stats(data: dict[str, Any], journal_path: str) -> None:
+    out = console()
+    rate = data["success_rate"]
+    out.print(f"[bold]{data['runs']}[/] runs in {escape(journal_path)}: {data['ok']} ok of {data['finished']} "
+              f"finished ({'—' if rate is None else f'{rate:.0%}'} success)")
+    if data["by_status"]:
+        out.print("  " + ", ".join(f"{styled(k)} {v}" for k, v in data["by_status"].items()))
+    tasks = Table(title="per task", title_justify="left")
+    for column in ("task", "runs", "ok", "success", "median time"):
+        tasks.add_column(column)
+    for task, t in data["tasks"].items():
+        rate = "—" if t["success_rate"] is None else f"{t['success_rate']:.0%}"
+        tasks.add_row(escape(task), str(t["runs"]), str(t["ok"]), rate, seconds(t["median_duration_s"]))
+    out.print(tasks)
+    steps = Table(title="median step time per host and stage", title_justify="left")
+    for column in ("host", "stage", "steps", "ok", "median"):
+        steps.add_column(column)
+    for s in data["steps"]:
+        steps.add_row(escape(s["host"]), escape(s["stage"]), str(s["steps"]), str(s["ok"]),
+                      seconds(s["median_duration_s"]))
+    out.print(steps)
+    last = Table(title="last success per host", title_justify="left")
+    for column in ("host", "when", "task", "run"):
+        last.add_column(column)
+    for host, row in data["last_success"].items():
+        last.add_row(escape(host), when(row["at"]), escape(row["task"]), escape(row["run_id"]))
+    out.print(last)
+
+
+def render_resume(plan, to_stderr: bool = False) -> None:
+    out = console(stderr=to_stderr)
+    if not plan.rerun:
+        out.print(f"nothing to resume: every host of sync-all {escape(plan.run_id)} ended ok "
+                  f"({escape(', '.join(plan.done)) or 'no hosts selected'})")
+        return
+    out.print(f"resuming sync-all {escape(plan.run_id)}: running again "
+              + "; ".join(f"[bold]{escape(h)}[/] ({escape(why)})" for h, why in plan.rerun.items()), soft_wrap=True)
+    if plan.done:
+        out.print(f"  left alone (ended ok): {escape(', '.join(plan.done))}")
+
+
+def render_export(path: str, count: int) -> None:
+    console(stderr=True).print(f"exported {count} run(s) to {escape(path)}")

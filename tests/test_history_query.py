@@ -1,0 +1,125 @@
+"""The journal's pure questions (stats, resume, summaries) and its SQLite store, without a fleet."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+
+from agentsync_fleet.gitops import CommandRecord
+from agentsync_fleet.journal import query
+from agentsync_fleet.journal.recorder import RunRecorder, step_row
+from agentsync_fleet.journal.store import Journal
+from agentsync_fleet.sync.model import HostSync, StepRecord
+
+
+def run(id_: str, status: str = "ok", task: str = "sync-all", started: float = 100.0, ended: float | None = 110.0,
+        **extra) -> dict:
+    return {"id": id_, "task": task, "status": status, "started": started, "ended": ended, "args": {},
+            "extra": extra}
+
+
+def host(run_id: str, name: str, status: str = "ok", ended: float = 110.0, message: str = "") -> dict:
+    return {"run_id": run_id, "host": name, "status": status, "ended": ended, "message": message}
+
+
+def step(run_id: str, name: str, stage: str, status: str = "ok", duration: float = 1.0) -> dict:
+    return {"run_id": run_id, "host": name, "stage": stage, "status": status, "duration_s": duration}
+
+
+def test_stats_give_success_rate_median_step_times_and_last_success_per_host():
+    runs = [run("r1", started=0, ended=10), run("r2", "failed", started=20, ended=24),
+            run("r3", "ok", "health", started=30, ended=31), run("r4", "running", ended=None)]
+    hosts = [host("r1", "cloud", ended=10), host("r2", "cloud", "conflict", ended=24), host("r3", "cloud", ended=31),
+             host("r1", "gpu", ended=10), host("r2", "gpu", ended=24)]
+    steps = [step("r1", "cloud", "converge", duration=1), step("r2", "cloud", "converge", "conflict", 3),
+             step("r3", "cloud", "converge", duration=8), step("r1", "gpu", "converge", duration=2)]
+    stats = query.stats(runs, hosts, steps)
+    assert stats["runs"] == 4 and stats["finished"] == 3 and stats["ok"] == 2 and stats["success_rate"] == 0.6667
+    assert stats["tasks"]["sync-all"] == {"runs": 3, "ok": 1, "success_rate": 0.5, "median_duration_s": 7.0}
+    assert stats["steps"] == [{"host": "cloud", "stage": "converge", "steps": 3, "ok": 2, "median_duration_s": 3},
+                              {"host": "gpu", "stage": "converge", "steps": 1, "ok": 1, "median_duration_s": 2}]
+    assert stats["last_success"] == {"cloud": {"at": 31, "run_id": "r3", "task": "health"},
+                                     "gpu": {"at": 24, "run_id": "r2", "task": "sync-all"}}
+    assert query.stats([], [], [])["success_rate"] is None
+
+
+def test_resume_picks_hosts_that_did_not_end_ok_including_those_an_interrupted_run_never_finished():
+    last = run("r9", "interrupted", hosts=["laptop", "cloud", "gpu", "review"])
+    hosts = [host("r9", "laptop"), host("r9", "cloud", "conflict", message="files differ\nmore")]
+    steps = [step("r9", "gpu", "preflight"), step("r9", "gpu", "publish", "ok")]
+    plan = query.resume_plan(last, hosts, steps, ["laptop", "cloud", "gpu", "review", "new"])
+    assert plan.run_id == "r9" and plan.done == ("laptop",)
+    assert plan.rerun == {"cloud": "conflict: files differ", "gpu": "no result (run interrupted, last step publish ok)",
+                          "review": "no result (run interrupted)"}  # "new" was not in that run
+    assert list(query.resume_plan(last, hosts, steps, ["gpu"]).rerun) == ["gpu"]
+
+
+def test_only_real_sync_runs_with_rows_can_be_resumed():
+    rows = [host("r", "cloud")]
+    assert query.was_sync(run("r"), rows, [])
+    assert not query.was_sync(run("r", task="pull"), rows, [])
+    assert not query.was_sync(run("r", "refused"), rows, [])
+    assert not query.was_sync({**run("r"), "args": {"dry_run": True}}, rows, [])
+    assert not query.was_sync(run("r", "error"), [], [])
+
+
+def test_summaries_show_each_hosts_final_status_or_its_worst_step():
+    [summary] = query.summaries([run("r1")], [host("r1", "cloud")],
+                                [step("r1", "cloud", "preflight"), step("r1", "gpu", "preflight"),
+                                 step("r1", "gpu", "converge", "failed")])
+    assert summary["hosts"] == {"cloud": "ok", "gpu": "failed"} and summary["hosts_ok"] == 1
+    assert summary["duration_s"] == 10.0
+
+
+def test_a_step_row_carries_exit_code_heads_bytes_files_and_the_error():
+    record = StepRecord("publish", "publish local commits", status="failed", duration_s=0.5,
+                        commands=[CommandRecord("git fetch", 0, 0.1), CommandRecord("git push", 1, 0.2, "denied")],
+                        data={"head_before": "aaa", "head_after": "bbb", "bytes": 2048, "files": ["a", "b", "c"]})
+    result = HostSync("cloud", status="failed", message="publish: push failed")
+    row = step_row("r1", "cloud", record, result, ended=1000.0)
+    assert row["exit_code"] == 1 and row["error"] == "publish: push failed" and row["started"] == 999.5
+    assert (row["head_before"], row["head_after"], row["bytes"], row["files"]) == ("aaa", "bbb", 2048, 3)
+    ok = step_row("r1", "cloud", StepRecord("converge", "x", commands=[CommandRecord("git merge-base", 1, 0.1)]),
+                  HostSync("cloud", head_before="ccc"))
+    assert ok["exit_code"] == 0 and ok["error"] == "" and ok["head_before"] == "ccc"  # an ok step exited fine
+
+
+def test_rows_are_on_disk_as_soon_as_written_and_a_dead_process_run_becomes_interrupted(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    journal.start_run({"id": "r1", "task": "sync-all", "started": 1.0, "status": "running", "who": "me@here",
+                       "controller": socket.gethostname(), "pid": gone.pid, "inventory": "/f.yaml",
+                       "inventory_sha256": "00"})
+    journal.add_step({"run_id": "r1", "host": "cloud", "stage": "preflight", "action": "probe", "status": "ok",
+                      "ended": 5.0})
+    other = Journal.in_dir(tmp_path)  # another process's view, before anything is closed
+    assert [r["id"] for r in other.runs()] == ["r1"] and len(other.steps_of(["r1"])) == 1
+    assert other.reconcile() == ["r1"]
+    run_row = other.find("r1")
+    assert run_row["status"] == "interrupted" and run_row["ended"] == 5.0
+    assert other.find("r") == run_row and other.find("last") == run_row and other.find("x") is None
+
+
+def test_a_live_run_is_left_running(tmp_path):
+    recorder = RunRecorder("health", {"json": True}, run_id="live")
+
+    class Inv:
+        path = tmp_path / "fleet.yaml"
+        sha256 = "ab"
+        settings = {"state_dir": str(tmp_path / "state")}
+
+    recorder.attach(Inv())
+    threads = [threading.Thread(target=recorder.host_done, args=(HostSync(f"h{i}"),)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    journal = Journal.in_dir(tmp_path / "state")
+    assert journal.reconcile() == []  # this very process is alive
+    assert journal.find("live")["status"] == "running" and journal.find("live")["pid"] == os.getpid()
+    assert len(journal.hosts_of(["live"])) == 8  # written from several threads at once
+    recorder.finish("ok", 0)
+    assert journal.find("live")["status"] == "ok" and journal.find("live")["exit_code"] == 0

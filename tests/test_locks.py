@@ -1,0 +1,175 @@
+"""The fleet lock against real runs: a second run is refused, stale locks are taken over, unlock."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from agentsync_fleet.identity import process_start
+from agentsync_fleet.locks.local import LocalLock
+from agentsync_fleet.locks.model import Holder, stale_reason
+
+AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+HERE = socket.gethostname()
+
+
+def holder(**changes) -> Holder:
+    values = {"who": "ann@laptop-2", "controller": "laptop-2", "pid": 4242, "pid_start": "99", "since": 1000.0,
+              "run_id": "20260101-000000-abcdef", "task": "sync-all", "inventory": "/x/fleet.yaml"}
+    return Holder(**{**values, **changes})
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def remote_lock(fleet, host: str):
+    return fleet.repo(host) / ".git" / "agentsync.lock"
+
+
+def local_lock(fleet, inv) -> LocalLock:
+    return LocalLock(fleet.root / "state", inv)
+
+
+def gated_laptop_push(fleet, gate):
+    """The laptop's push waits until `gate` is removed: a sync-all that holds the lock for as long as we like."""
+    hook = fleet.repo("laptop") / ".git" / "hooks" / "pre-push"
+    hook.write_text(f"#!/bin/sh\nwhile [ -e {gate} ]; do sleep 0.1; done\nexit 0\n")
+    hook.chmod(0o755)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ------------------------------------------------------------------ pure rules
+
+
+def test_a_lock_is_stale_when_its_process_is_gone_here_or_it_is_older_than_lock_ttl():
+    def alive(pid, start):
+        return pid == 4242
+
+    mine = holder(controller="here")
+    assert stale_reason(mine, now=1010, ttl=60, here="here", alive=alive) is None
+    assert "process 7 on here is gone" in stale_reason(holder(controller="here", pid=7), now=1010, ttl=60,
+                                                        here="here", alive=alive)
+    # Another controller's process cannot be checked from here: only its age counts.
+    assert stale_reason(holder(pid=7), now=1010, ttl=60, here="here", alive=alive) is None
+    assert "older than lock_ttl (60s)" in stale_reason(holder(pid=7), now=1061, ttl=60, here="here", alive=alive)
+    assert stale_reason(None, now=0, ttl=60, here="here", alive=alive) == "its holder record is unreadable"
+
+
+def test_holder_records_round_trip_and_garbage_is_not_a_holder():
+    h = holder()
+    assert Holder.from_json(h.to_json()) == h
+    assert Holder.from_json("not json") is None and Holder.from_json('{"who": "x"}') is None
+    assert "ann@laptop-2 (sync-all run 20260101-000000-abcdef, pid 4242 on laptop-2) since 1970-01-01" in h.describe(
+        now=1042)
+
+
+# ------------------------------------------------------------------ real runs
+
+
+def test_a_second_concurrent_sync_is_refused_and_names_the_first(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    first = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu")),
+                 what="the first run's locks on every host")
+        held = Holder.from_json(remote_lock(fleet, "cloud").read_text())
+        assert held.pid == first.pid and held.task == "sync-all" and held.controller == HERE
+
+        second = fleet.agentsync("sync-all", inventory=inv)
+        assert second.returncode == 1
+        assert "the fleet is locked on this controller by" in second.stderr
+        assert f"sync-all run {held.run_id}, pid {first.pid} on {HERE}" in second.stderr and "since" in second.stderr
+        assert "Traceback" not in second.stderr
+
+        # Another controller (its own state dir) meets the locks in the hosts' repos instead.
+        elsewhere = fleet.agentsync("sync-all", inventory=inv, env={"AGENTSYNC_STATE_DIR": str(fleet.root / "other")})
+        assert elsewhere.returncode == 1
+        assert "the fleet is locked on " in elsewhere.stderr and f"pid {first.pid}" in elsewhere.stderr
+        assert "the fleet is locked on laptop (" in elsewhere.stderr and "also locked on cloud, gpu" in elsewhere.stderr
+        assert Holder.from_json(remote_lock(fleet, "cloud").read_text()) == held  # the refused runs left it alone
+        assert local_lock(fleet, inv).read()[1].pid == first.pid
+    finally:
+        gate.unlink()
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert json.loads(out)["run_id"] == held.run_id
+    assert not any(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu"))  # released
+    assert not local_lock(fleet, inv).path.exists()
+    refused = fleet.agentsync("history", "--status", "refused", "--json")
+    assert len(json.loads(refused.stdout)["runs"]) == 1  # the refused run is in the history too
+
+
+def test_stale_locks_are_taken_over_with_a_warning(fleet):
+    inv = fleet.inventory()
+    gone = dead_pid()
+    lock = local_lock(fleet, inv)
+    lock.dir.mkdir(parents=True)
+    lock.path.write_text(holder(controller=HERE, who=f"root@{HERE}", pid=gone, pid_start="1",
+                                since=time.time() - 30).to_json() + "\n")
+    old = holder(controller="laptop-2", since=time.time() - 3 * 3600)  # older than the default lock_ttl (2h)
+    remote_lock(fleet, "cloud").write_text(old.to_json() + "\n")
+
+    result = fleet.agentsync("sync-all", "--json", inventory=inv)
+
+    assert result.returncode == 0, result.stderr
+    assert f"took over a stale lock on this controller held by root@{HERE}" in result.stderr
+    assert f"its process {gone} on {HERE} is gone" in result.stderr
+    assert "took over a stale lock on cloud (/srv/agentsync/crpbot/.git) held by ann@laptop-2" in result.stderr
+    assert "older than lock_ttl (2h00m)" in result.stderr
+    assert not remote_lock(fleet, "cloud").exists() and not lock.path.exists()
+
+
+def test_a_live_lock_from_another_controller_is_kept_until_unlock_force(fleet):
+    inv = fleet.inventory(lock_ttl="30m")
+    remote_lock(fleet, "gpu").write_text(holder(since=time.time() - 60).to_json() + "\n")
+
+    refused = fleet.agentsync("pull", inventory=inv)
+    assert refused.returncode == 1
+    assert "the fleet is locked on gpu (/srv/agentsync/crpbot/.git) by ann@laptop-2" in refused.stderr
+    assert not remote_lock(fleet, "cloud").exists()  # what the refused run had taken is released again
+
+    kept = fleet.agentsync("unlock", "--json", inventory=inv)
+    rows = {r["where"]: r for r in json.loads(kept.stdout)["locks"]}
+    assert kept.returncode == 1 and rows["gpu"]["status"] == "kept" and rows["cloud"]["status"] == "none"
+    assert remote_lock(fleet, "gpu").exists()
+
+    forced = fleet.agentsync("unlock", "--force", inventory=inv)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "removed" in forced.stdout and not remote_lock(fleet, "gpu").exists()
+    assert fleet.agentsync("pull", inventory=inv).returncode == 0
+
+
+def test_read_only_tasks_take_no_lock(fleet):
+    inv = fleet.inventory()
+    remote_lock(fleet, "cloud").write_text(holder(since=time.time()).to_json() + "\n")
+    for task in (["health"], ["status"], ["plan"], ["sync-all", "--dry-run"]):
+        result = fleet.agentsync(*task, inventory=inv)
+        assert result.returncode == 0, (task, result.stderr)
+        assert "locked" not in result.stderr
+    assert Holder.from_json(remote_lock(fleet, "cloud").read_text()).who == "ann@laptop-2"
+
+
+def test_process_start_tells_a_reused_pid_from_the_original():
+    start = process_start(os.getpid())
+    assert start and start.isdigit()
