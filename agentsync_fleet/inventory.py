@@ -19,6 +19,7 @@ import yaml
 from .errors import InventoryError
 from .models import Guard, Host, Inventory, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
+from .transfer.entries import build_results_entries, build_rsync_entries, check_transfers
 
 DEFAULT_PATH = "inventory/fleet.yaml"
 ENV_VAR = "AGENTSYNC_INVENTORY"
@@ -184,6 +185,7 @@ def _check_document(data: LineDict, problems: _Problems) -> None:
     for name, settings in hosts.items():
         _check_host(name, settings, hosts.key_lines.get(name), problems)
     _check_order(data, hosts, problems)
+    check_transfers(hosts, problems.add)
 
 
 def _check_host(name: Any, settings: Any, line: int | None, problems: _Problems) -> None:
@@ -262,6 +264,9 @@ def _build_host(name: str, s: dict, defaults: dict) -> Host:
         worktrees=tuple(_build_worktree(w) for w in s.get("worktrees", ())),
         connect_timeout=float(s.get("connect_timeout", defaults["connect_timeout"])),
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),
+        rsync=build_rsync_entries(s.get("rsync", ())),
+        results=build_results_entries(s.get("results", ())),
+        push_code=s.get("push_code", False),
     )
 
 

@@ -98,6 +98,7 @@ def _notes(h) -> str:
     for wt in h.worktrees:
         merged = f" +{wt['merged']}" if wt.get("merged") else ""
         notes.append(f"worktree {wt['branch']}: {wt['status']}{merged}")
+    notes += [f"{s.stage}: {s.detail}" for s in h.steps if "transfers" in s.data and s.detail]
     return "\n".join(notes)
 
 

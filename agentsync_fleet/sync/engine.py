@@ -14,13 +14,14 @@ from ..health import HostHealth, probe_host
 from ..models import Host
 from ..pool import run_each
 from ..steps import git as G
+from ..transfer.stages import CodePushStage, ResultsStage
 from .model import HostSync, RunContext, SyncReport
 from .stages import ConvergeStage, PublishStage, Stage, origin_ref
 from .worktrees import WorktreeStage
 
 
 def default_stages() -> list[Stage]:
-    return [PublishStage(), ConvergeStage(), WorktreeStage()]
+    return [PublishStage(), ConvergeStage(), CodePushStage(), WorktreeStage(), ResultsStage()]
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
