@@ -74,7 +74,7 @@ def render_report(report: TransferReport) -> None:
     t = totals(report.transfers)
     verb = "would move" if report.dry_run else "moved"
     verdict = "[bold green]ok[/]" if report.ok else "[bold red]not all transfers finished[/]"
-    out.print(f"{verdict} — {t['transfers']} transfer(s): {t['files']} file(s), {human_bytes(t['bytes'])} {verb}, "
+    out.print(f"{verdict} — {t['count']} transfer(s): {t['files']} file(s), {human_bytes(t['bytes'])} {verb}, "
               f"{t['backed_up']} backed up, {t['held_back']} held back, {report.duration_s:.1f}s")
 
 

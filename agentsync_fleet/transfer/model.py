@@ -92,4 +92,4 @@ def totals(results: list[TransferResult] | tuple[TransferResult, ...]) -> dict[s
     return {"files": sum(t.files for t in results), "bytes": sum(t.bytes for t in results),
             "wire_bytes": sum(t.wire_bytes for t in results), "deleted": sum(t.deleted for t in results),
             "backed_up": sum(len(t.backed_up) for t in results),
-            "held_back": sum(len(t.held_back) for t in results), "transfers": len(results)}
+            "held_back": sum(len(t.held_back) for t in results), "count": len(results)}

@@ -174,13 +174,13 @@ def diagnose(code: int, stderr: str, where: str) -> Diagnosis | None:
     if code == 30:
         return Diagnosis("timeout", f"the transfer with {where} stalled (no data within the I/O timeout)", tail,
                          partial=True)
-    if code in (12, 255, 10, 35) or "connection unexpectedly closed" in stderr or "Broken pipe" in stderr:
+    if code in (23, 11):  # checked before the connection signs: rsync adds a "Broken pipe" line to these
+        return Diagnosis("files", "some files could not be transferred", tail)
+    if code in (12, 255, 10, 35) or "connection unexpectedly closed" in stderr:
         return Diagnosis("cut off", f"the transfer with {where} was cut off mid-way (connection lost)", tail,
                          partial=True)
     if code == 20:
         return Diagnosis("interrupted", "the transfer was interrupted", tail, partial=True)
-    if code in (23, 11):
-        return Diagnosis("files", "some files could not be transferred", tail)
     return Diagnosis("failed", f"rsync exited with code {code}", tail)
 
 
