@@ -274,3 +274,19 @@ def test_no_local_host_allows_absolute_laptop_paths_only(tmp_path):
         """)
     assert P.pull_routes(inv, inv.hosts["gpu"])[0].dest.resolved == "/tmp/results/"
     assert P.controller(inv).local and isinstance(P.controller(inv), Host)
+
+
+def test_the_example_inventory_transfers_resolve_to_the_documented_routes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("")
+    inv = inventory.load(Path(__file__).parent.parent / "inventory" / "example.yaml")
+    gpu = inv.hosts["gpu"]
+    assert gpu.push_code
+    assert [(r.entry.name, r.mode) for r in P.push_routes(inv, gpu, code=True)] == [
+        ("push-code", "local"), ("datasets", "relay")]
+    assert [(r.entry.name, r.src.display, r.dest.display) for r in P.pull_routes(inv, gpu)] == [
+        ("results", "gpu:./eon/nt/results/", f"laptop:{tmp_path}/crpbot/results/gpu/"),
+        ("checkpoints", "gpu:./eon/nt/checkpoints/", f"laptop:{tmp_path}/checkpoints/gpu/")]
+    settings = P.TransferSettings.from_inventory(inv)
+    assert "*.p12" in settings.secrets and settings.bwlimit == 20000

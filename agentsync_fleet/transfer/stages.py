@@ -55,6 +55,8 @@ class TransferStage(Stage):
         for route in self.routes(ctx, host):
             note = {"relay": "relayed through the laptop's cache", "direct": "run on the source host"}.get(route.mode,
                                                                                                           "")
+            if route.is_code:
+                note = "the file list (git ls-files --cached --others --exclude-standard) goes on stdin"
             try:
                 commands = tuple(runner.commands(route))
             except FleetError as exc:
