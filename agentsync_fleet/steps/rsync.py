@@ -95,6 +95,7 @@ class RsyncCall:
     excludes: tuple[str, ...] = SECRET_PATTERNS
     backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
     files_from: bool = False  # read NUL-separated relative names from stdin
+    checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)
 
 
 def rsync_argv(call: RsyncCall) -> list[str]:
@@ -110,6 +111,8 @@ def rsync_argv(call: RsyncCall) -> list[str]:
         argv.append("--delete")
     if call.compress:
         argv.append("--compress")
+    if call.checksum:
+        argv.append("--checksum")
     if call.bwlimit:
         argv.append(f"--bwlimit={call.bwlimit}")
     if call.backup_dir:

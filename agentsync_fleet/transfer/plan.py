@@ -28,7 +28,6 @@ from ..steps.rsync import (
     RsyncCall,
     SshTarget,
     remote_spec,
-    split_port,
     ssh_argv,
 )
 from .entries import split_ref
@@ -107,7 +106,6 @@ class Leg:
     peer: Host | None = None  # the remote host this rsync talks to
     dest_dir: str = ""  # the receiving side's path, for restore instructions
     final: bool = True  # False for the source → cache leg of a relay
-    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,11 @@ def entry_route(inv: Inventory, owner: Host, entry: RsyncEntry) -> Route:
 
 
 def code_route(inv: Inventory, host: Host) -> Route:
-    """The laptop's working tree (its repo) onto the host's repo; the file list comes from git at run time."""
+    """The laptop's working tree (its repo) onto the host's repo; the file list comes from git at run time.
+
+    Two checkouts of one commit have the same content but different mtimes, so rsync's quick check
+    (size + mtime) would "update" — and back up — every file; push-code compares content (--checksum),
+    which for a source tree costs little."""
     entry = RsyncEntry(name=CODE_ENTRY, direction="push", src="./", dest="./", kind="code")
     return Route(host, entry, Place(controller(inv), "./"), Place(host, "./"))
 
@@ -215,10 +217,10 @@ def _spec(place_: Place, ssh: Callable[[Host], SshTarget]) -> str:
 def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> Leg:
     remote = route.dest if route.src.local else route.src
     target = ssh(remote.host)
-    call = RsyncCall(src=_spec(route.src, ssh), dest=_spec(route.dest, ssh), rsh=tuple(_ssh_argv(target)),
+    call = RsyncCall(src=_spec(route.src, ssh), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
                      remote="receiver" if route.src.local else "sender", delete=route.entry.delete,
                      io_timeout=_timeout(remote.host), backup_dir=backup_dir(route, route.dest.host, opts),
-                     files_from=route.is_code, **common)
+                     files_from=route.is_code, checksum=route.is_code, **common)
     return Leg(call, f"{route.src.display} → {route.dest.display}", None,
                None if route.dest.local else route.dest.host, remote.host, route.dest.resolved)
 
@@ -226,15 +228,15 @@ def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget],
 def _relay_legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> list[Leg]:
     cache = os.path.join(opts.state_dir, "relay", route.owner.name, route.entry.name) + "/"
     src, dest = route.src, route.dest
-    inbound = RsyncCall(src=_spec(src, ssh), dest=cache, rsh=tuple(_ssh_argv(ssh(src.host))), remote="sender",
+    inbound = RsyncCall(src=_spec(src, ssh), dest=cache, rsh=tuple(ssh_argv(ssh(src.host))), remote="sender",
                         delete=True, io_timeout=_timeout(src.host), **common)  # the cache mirrors the source
     name = src.resolved.rstrip("/").rsplit("/", 1)[-1]
     staged = cache if src.resolved.endswith("/") else cache + name
-    outbound = RsyncCall(src=staged, dest=_spec(dest, ssh), rsh=tuple(_ssh_argv(ssh(dest.host))), remote="receiver",
+    outbound = RsyncCall(src=staged, dest=_spec(dest, ssh), rsh=tuple(ssh_argv(ssh(dest.host))), remote="receiver",
                          delete=route.entry.delete, io_timeout=_timeout(dest.host),
                          backup_dir=backup_dir(route, dest.host, opts), **common)
-    return [Leg(inbound, f"{src.display} → laptop cache", None, None, src.host, cache, final=False, cache=cache),
-            Leg(outbound, f"laptop cache → {dest.display}", None, dest.host, dest.host, dest.resolved, cache=cache)]
+    return [Leg(inbound, f"{src.display} → laptop cache", None, None, src.host, cache, final=False),
+            Leg(outbound, f"laptop cache → {dest.display}", None, dest.host, dest.host, dest.resolved)]
 
 
 def _direct_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> Leg:
@@ -247,17 +249,8 @@ def _direct_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]
     hop = SshTarget(target=target.address or target.target, port=target.resolved_port or target.port,
                     connect_timeout=target.connect_timeout)
     call = RsyncCall(src=route.src.resolved, dest=remote_spec(hop.target, route.dest.resolved),
-                     rsh=tuple(_ssh_argv(hop, first_hop=False)), remote="receiver", delete=route.entry.delete,
+                     rsh=tuple(ssh_argv(hop, first_hop=False)), remote="receiver", delete=route.entry.delete,
                      io_timeout=_timeout(route.dest.host), backup_dir=backup_dir(route, route.dest.host, opts),
                      **common)
     return Leg(call, f"{route.src.display} → {route.dest.display} (direct)", route.src.host, route.dest.host,
                route.dest.host, route.dest.resolved)
-
-
-def _ssh_argv(target: SshTarget, first_hop: bool = True) -> list[str]:
-    return ssh_argv(target, first_hop=first_hop)
-
-
-def ssh_target_basic(host: Host, config: str | None, known_hosts: tuple[str, ...] = ()) -> SshTarget:
-    target, port = split_port(host.ssh or host.name)
-    return SshTarget(target, port, config, known_hosts, host.connect_timeout)

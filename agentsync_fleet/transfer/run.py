@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..errors import FleetError
 from ..models import Host, Inventory
 from ..shell import join
-from ..steps.rsync import PARTIAL_DIR, rsync_argv, ssh_argv
+from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, ssh_argv
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import Change, Diagnosis, Progress, RsyncOutput, diagnose, feed
@@ -60,12 +60,16 @@ class Runner:
         if leg.on is None:
             return argv
         hop = self.ssh(leg.on)  # direct: rsync runs on the source host, started over ssh
-        return [*ssh_argv(hop), hop.target, join(argv)]
+        return [*ssh_argv(hop), hop.target, remote_command(argv)]
 
     def _run_leg(self, route: P.Route, leg: P.Leg, result: TransferResult, stdin: bytes | None) -> bool:
         argv = self._argv(leg)
         if not self.opts.dry_run and leg.on is None and leg.receiver is None:
-            os.makedirs(os.path.dirname(leg.call.dest.rstrip("/")) or "/", exist_ok=True)
+            parent = os.path.dirname(leg.call.dest.rstrip("/")) or "/"
+            try:  # rsync creates the last directory only
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise FleetError(f"cannot create {parent} on the laptop: {exc.strerror}") from None
         out = RsyncOutput()
 
         def on_record(line: str) -> None:
