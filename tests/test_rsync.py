@@ -154,6 +154,18 @@ def test_push_code_sends_only_what_git_tracks_or_would_track_never_git_or_secret
         "README.md", "pkg/sub/mod.py"]
 
 
+def test_push_code_of_an_unchanged_checkout_moves_and_backs_up_nothing(fleet):
+    for path in fleet.repo("gpu").rglob("*"):  # same commit, other mtimes: what two real checkouts look like
+        os.utime(path, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inventory(fleet))
+
+    assert code == 0, data
+    t = data["by_name"]["push-code"]
+    assert t["files"] == 0 and t["backed_up"] == []
+    assert {c["action"] for c in t["changes"]} == {"attrs"}  # only mtimes were brought in line
+
+
 def test_an_interrupted_transfer_fails_clearly_and_resumes_on_the_next_run(fleet, sandbox):
     big = write(fleet.repo("gpu") / "results" / "big.bin", os.urandom(16 * 1024 * 1024))
     old = write(fleet.repo("laptop") / "results" / "gpu" / "big.bin", b"the laptop's old big.bin\n")
