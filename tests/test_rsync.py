@@ -166,27 +166,33 @@ def test_push_code_of_an_unchanged_checkout_moves_and_backs_up_nothing(fleet):
     assert {c["action"] for c in t["changes"]} == {"attrs"}  # only mtimes were brought in line
 
 
-def test_an_interrupted_transfer_fails_clearly_and_resumes_on_the_next_run(fleet, sandbox):
-    big = write(fleet.repo("gpu") / "results" / "big.bin", os.urandom(16 * 1024 * 1024))
-    old = write(fleet.repo("laptop") / "results" / "gpu" / "big.bin", b"the laptop's old big.bin\n")
-    dest = old.parent
-    slow = inventory(fleet, transfers={"backup_dir": BACKUPS, "bwlimit": 2048})
-    argv = [*AGENTSYNC, "results", "--host", "gpu", "--json", "--inventory", str(slow)]
+def kill_mid_transfer(fleet, sandbox, task: str, watch: Path, inv: Path) -> tuple[int, dict]:
+    """Start `task` for gpu, wait until rsync writes its temp file in `watch`, pull gpu's plug, restart gpu."""
+    argv = [*AGENTSYNC, task, "--host", "gpu", "--json", "--inventory", str(inv)]
     env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 30
-        while not list(dest.glob(".big.bin.*")) and time.monotonic() < deadline:
+        while not list(watch.glob(".big.bin.*")) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1.5)  # ~3 MB of 16 MB are across
         sandbox.kill("gpu")
         out, err = proc.communicate(timeout=60)
     finally:
         sandbox.start("gpu")  # the sandbox lives for the whole session: later tests need gpu
+    assert out.startswith("{"), err
+    return proc.returncode, json.loads(out)["transfers"][0]
 
-    assert proc.returncode == 1, err
-    t = json.loads(out)["transfers"][0]
-    assert t["status"] == "failed" and "the transfer with gpu was cut off mid-way" in t["error"]
+
+def test_an_interrupted_pull_fails_clearly_and_resumes_on_the_next_run(fleet, sandbox):
+    big = write(fleet.repo("gpu") / "results" / "big.bin", os.urandom(16 * 1024 * 1024))
+    old = write(fleet.repo("laptop") / "results" / "gpu" / "big.bin", b"the laptop's old big.bin\n")
+    dest = old.parent
+    slow = inventory(fleet, transfers={"backup_dir": BACKUPS, "bwlimit": 2048})
+
+    code, t = kill_mid_transfer(fleet, sandbox, "results", dest, slow)
+
+    assert code == 1 and t["status"] == "failed" and "the transfer with gpu was cut off mid-way" in t["error"]
     assert "run `agentsync results --host gpu` again" in t["hint"] and "resumes" in t["hint"]
     partial = dest / ".agentsync-partial" / "big.bin"
     assert 0 < partial.stat().st_size < big.stat().st_size
@@ -201,6 +207,30 @@ def test_an_interrupted_transfer_fails_clearly_and_resumes_on_the_next_run(fleet
     assert t["legs"][0]["matched"] > 0
     assert Path(t["backed_up"][0]["backup"]).read_bytes() == b"the laptop's old big.bin\n"
     assert not (dest / ".agentsync-partial").exists()
+
+
+def test_a_push_cut_off_by_the_receiving_host_dying_completes_on_the_next_run(fleet, sandbox):
+    big = write(fleet.repo("laptop") / "big.bin", os.urandom(16 * 1024 * 1024))  # untracked, not ignored
+    old = write(fleet.repo("gpu") / "big.bin", b"gpu's old big.bin\n")
+    write(fleet.repo("laptop") / "README.md", "laptop README, sent before big.bin\n")
+    write(fleet.repo("gpu") / "README.md", "gpu's own README\n")
+    slow = inventory(fleet, transfers={"backup_dir": BACKUPS, "bwlimit": 2048})
+
+    code, t = kill_mid_transfer(fleet, sandbox, "push-code", fleet.repo("gpu"), slow)
+
+    assert code == 1 and t["status"] == "failed" and "the transfer with gpu was cut off mid-way" in t["error"]
+    assert "run `agentsync push-code --host gpu` again" in t["hint"]
+    assert old.read_bytes() == b"gpu's old big.bin\n"
+    (readme,) = t["backed_up"]  # replaced before the cut: still reported, with its way back
+    assert readme["path"] == "README.md"
+    assert fleet.sandbox.hosts["gpu"].path(readme["backup"]).read_text() == "gpu's own README\n"
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inventory(fleet))
+
+    assert code == 0, data
+    assert hashlib.sha256(old.read_bytes()).digest() == hashlib.sha256(big.read_bytes()).digest()
+    (backup,) = data["by_name"]["push-code"]["backed_up"]
+    assert fleet.sandbox.hosts["gpu"].path(backup["backup"]).read_bytes() == b"gpu's old big.bin\n"
 
 
 def test_cloud_to_gpu_relays_through_the_laptop_cache_and_arrives_intact(fleet):

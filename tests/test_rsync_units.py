@@ -114,6 +114,19 @@ def test_cut_off_transfer_is_diagnosed_with_the_host_and_a_resume_promise():
     assert diagnose(24, "file has vanished", "gpu") is None and diagnose(0, "", "gpu") is None
 
 
+def test_notices_rsync_left_on_stderr_when_it_failed_are_kept_in_the_report():
+    from agentsync_fleet.transfer.parse import RsyncOutput
+    from agentsync_fleet.transfer.run import keep_notices
+
+    out = RsyncOutput()
+    errors = keep_notices(out, "Connection to 10.0.0.3 closed by remote host.\n"
+                               "backed up README.md to /bk/run/gpu.push-code/README.md\n"
+                               "rsync error: unexplained error (code 255) at io.c(849) [sender=3.2.7]\n")
+    assert out.backed_up == [("README.md", "/bk/run/gpu.push-code/README.md")]
+    assert errors.splitlines() == ["Connection to 10.0.0.3 closed by remote host.",
+                                   "rsync error: unexplained error (code 255) at io.c(849) [sender=3.2.7]"]
+
+
 # ------------------------------------------------------------------ argv
 
 

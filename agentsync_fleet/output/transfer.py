@@ -84,6 +84,9 @@ def _render_one(out, t: TransferResult) -> None:
     out.print(f"{mark} [bold]{escape(t.key)}[/] {escape(t.source)} → {escape(t.dest)}{via}", soft_wrap=True)
     verb = "would move" if t.dry_run else "moved"
     line = f"    {t.files} file(s), {human_bytes(t.bytes)} {verb}"
+    if not t.ok:  # rsync prints its totals only when it finishes
+        started = sum(c["action"] in ("new", "update") for c in t.changes)
+        line = f"    stopped before the end ({started} file(s) started; --json lists them)"
     if t.deleted:
         line += f", {t.deleted} deleted"
     if t.excluded:

@@ -19,7 +19,7 @@ from ..shell import join
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, ssh_argv
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
-from .parse import Change, Diagnosis, Progress, RsyncOutput, diagnose, feed
+from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
 from .proc import SshSettings, git_files, stream
 
 Listener = Callable[[TransferEvent], None]
@@ -80,6 +80,7 @@ class Runner:
                 self.listener(TransferEvent(result.key, "change", leg.label, change=parsed))
 
         finished = stream(argv, on_record, stdin)
+        errors = keep_notices(out, finished.stderr)
         stats = out.stats
         result.legs.append(LegResult(leg.label, shlex.join(argv), finished.code, round(finished.duration_s, 3),
                                      stats.get("files", 0), stats.get("bytes", 0),
@@ -88,8 +89,8 @@ class Runner:
         if finished.code == 24:
             result.warnings.append("some source files vanished while the transfer ran (they were not sent)")
         # direct: ssh to the source host failed (no rsync ran), or the source host's own rsync → target did
-        second_hop = leg.on is not None and "rsync" in finished.stderr
-        problem = diagnose(finished.code, finished.stderr, self._where(leg, second_hop))
+        second_hop = leg.on is not None and "rsync" in errors
+        problem = diagnose(finished.code, errors, self._where(leg, second_hop))
         if problem is None:
             return True
         result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message,
@@ -109,9 +110,10 @@ class Runner:
                     "direct: true to relay through the laptop")
         host = (leg.on or leg.peer).name if (leg.on or leg.peer) else "the host"
         if problem.partial:
-            return (f"nothing is lost: files at the destination are unchanged (or backed up), and the file that "
-                    f"was moving is kept in {PARTIAL_DIR}/ there; when {host} is back, run {self.rerun} again to "
-                    "finish (it resumes where it stopped)")
+            return (f"nothing is lost: files at the destination are unchanged or backed up; when {host} is back, "
+                    f"run {self.rerun} again to finish. A file cut off half-way resumes from {PARTIAL_DIR}/ "
+                    "next to it, if the receiving side could keep it there; a receiving host that died could "
+                    "not: that file is sent again, and rsync's half-written .NAME.XXXXXX beside it can be deleted")
         return {
             "host key unknown": f"check the fingerprint with the host's owner, then run: agentsync trust {host}",
             "host key changed": f"if {host} was reinstalled, remove its old key (ssh-keygen -R) and run: "
@@ -183,6 +185,20 @@ class Runner:
         result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
                              for f in critical]
         return [f for f in files if f not in set(critical)]
+
+
+def keep_notices(out: RsyncOutput, stderr: str) -> str:
+    """When rsync fails, the notices still in flight (a file it backed up, one it held back) land on stderr:
+    keep them in the report, and return the rest — the actual error text."""
+    errors = []
+    for line in stderr.splitlines():
+        if (backup := parse_backup(line)) is not None:
+            out.backed_up.append(backup)
+        elif (hidden := HIDING.match(line)) is not None:
+            out.hidden.append((unescape(hidden.group(2)), hidden.group(3)))
+        else:
+            errors.append(line)
+    return "\n".join(errors)
 
 
 def guard_processes(ssh: SshSettings, host: Host) -> tuple:
