@@ -104,11 +104,12 @@ class Bench:
         path = self.tree / f"d{round_no % 40:02d}" / f"f{round_no:04d}.dat"
         path.write_bytes(os.urandom(path.stat().st_size + 1))
 
-    def run(self) -> dict:
+    def run(self) -> tuple[dict, dict[str, list[float]]]:
         tools = {"agentsync": self.cli, "library": self.library, "plain": self.plain}
         for tool in tools.values():  # first full copy, and warm caches
             tool()
         samples: dict[str, dict[str, list[float]]] = {"no-change": {}, "one-file-change": {}}
+        costs: dict[str, list[float]] = {}
         for round_no in range(self.rounds):
             order = list(tools) if round_no % 2 == 0 else list(reversed(tools))
             for name in order:
@@ -116,18 +117,18 @@ class Bench:
             self.change_one_file(round_no)
             for name in order:  # every tool pulls the same one changed file
                 samples["one-file-change"].setdefault(name, []).append(tools[name]())
-        return samples
+            for name, argv in self.probes().items():  # measured in the same rounds, under the same load
+                costs.setdefault(name, []).append(timed(argv, self.env))
+        return samples, costs
 
-    def startup_costs(self) -> dict[str, float]:
-        """Where the CLI's extra time goes, measured the same way (median of the rounds)."""
-        probes = {"python -c pass": [sys.executable, "-c", "pass"],
-                  "import invoke": [sys.executable, "-c", "import invoke"],
-                  "import cli (invoke)": [sys.executable, "-c", "import agentsync_fleet.cli"],
-                  "import transfer path": [sys.executable, "-c", "import agentsync_fleet.cli, agentsync_fleet.inventory,"
-                                           " agentsync_fleet.transfer.task, agentsync_fleet.output.transfer"],
-                  "ssh -G": ["ssh", "-F", str(self.box.ssh_config), "-G", "gpu"]}
-        return {name: statistics.median(timed(argv, self.env) for _ in range(self.rounds))
-                for name, argv in probes.items()}
+    def probes(self) -> dict[str, list[str]]:
+        """Where the CLI's extra time goes: starting Python and importing what `agentsync results` imports."""
+        return {"python -c pass": [sys.executable, "-c", "pass"],
+                "import invoke": [sys.executable, "-c", "import invoke"],
+                "import cli (invoke)": [sys.executable, "-c", "import agentsync_fleet.cli"],
+                "import transfer path": [sys.executable, "-c", "import agentsync_fleet.cli, agentsync_fleet.inventory,"
+                                         " agentsync_fleet.transfer.task, agentsync_fleet.output.transfer"],
+                "ssh -G": ["ssh", "-F", str(self.box.ssh_config), "-G", "gpu"]}
 
     def close(self) -> None:
         self.box.destroy()
@@ -154,8 +155,8 @@ def cause(summary: dict, costs: dict[str, float]) -> str:
             f"Python: {round(extra * 1000)} ms more than the library call, of which {round(imports * 1000)} ms is "
             f"the interpreter plus the imports of the command path (python alone {ms['python -c pass']} ms, "
             f"`import invoke` {ms['import invoke']} ms incl. python, `import agentsync_fleet.cli` "
-            f"{ms['import cli (invoke)']} ms) and the remaining {round((extra - imports) * 1000)} ms is loading the "
-            "inventory and printing the report (cProfile). ssh -G costs "
+            f"{ms['import cli (invoke)']} ms); the rest ({max(0, round((extra - imports) * 1000))} ms) is loading the "
+            "inventory and printing the report. ssh -G costs "
             f"{ms['ssh -G']} ms. Both tools pay the same ~0.2 s ssh handshake, which dominates.")
 
 
@@ -177,8 +178,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-rsync-"))
     bench = Bench(root, max(5, args.rounds))
     try:
-        summary = summarize(bench.run())
-        costs = bench.startup_costs()
+        samples, cost_samples = bench.run()
+        summary = summarize(samples)
+        costs = {name: statistics.median(v) for name, v in cost_samples.items()}
     finally:
         bench.close()
         shutil.rmtree(root, ignore_errors=True)
