@@ -55,22 +55,24 @@ def gpu_results(fleet) -> Path:
 
 def test_results_come_back_from_gpu_and_secrets_are_held_back_and_reported(fleet):
     source = gpu_results(fleet)
-    inv = inventory(fleet)
+    write(source / "run1" / "vault.token", "an extra secret pattern from the inventory\n")
+    inv = inventory(fleet, transfers={"backup_dir": BACKUPS, "secrets": ["*.token"]})
 
     code, data = run(fleet, "results", "--host", "gpu", inv=inv)
 
     assert code == 0 and data["ok"], data
     local = fleet.repo("laptop") / "results" / "gpu"
-    expected = {k: v for k, v in digest_tree(source).items() if k not in (".env", "keys/deploy.pem")}
+    secrets = (".env", "keys/deploy.pem", "run1/vault.token")
+    expected = {k: v for k, v in digest_tree(source).items() if k not in secrets}
     assert digest_tree(local) == expected
     t = data["by_name"]["results"]
     assert {(h["path"], h["pattern"], h["reason"]) for h in t["held_back"]} == {
-        (".env", ".env", "secret"), ("keys/deploy.pem", "*.pem", "secret")}
+        (".env", ".env", "secret"), ("keys/deploy.pem", "*.pem", "secret"), ("run1/vault.token", "*.token", "secret")}
     assert t["files"] == 3 and t["bytes"] == sum((source / p).stat().st_size for p in expected)
-    assert data["totals"]["held_back"] == 2 and t["mode"] == "local" and t["source"].startswith("gpu:")
+    assert data["totals"]["held_back"] == 3 and t["mode"] == "local" and t["source"].startswith("gpu:")
     people = fleet.agentsync("results", "--host", "gpu", inventory=inv)
     assert people.returncode == 0, people.stderr
-    assert "held back (secrets, never sent): .env (.env), keys/deploy.pem (*.pem)" in people.stdout
+    assert "held back (secrets, never sent): " in people.stdout and "keys/deploy.pem (*.pem)" in people.stdout
     assert "0 file(s), 0 B moved" in people.stdout  # the second run had nothing left to move
 
 
