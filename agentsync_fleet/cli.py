@@ -140,6 +140,29 @@ def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=
     return command.run(FleetArgs(inventory, host, json, workers), direction=direction, dry_run=dry_run)
 
 
+TRANSFER_HELP = {
+    "host": "the host(s) to transfer with, comma-separated (default: every host that has something to transfer)",
+    "dry_run": "show the itemized changes (rsync -n -i) and move nothing",
+    "allow_running": "send guard.critical_files even while a guard process runs on the host",
+}
+
+
+@fleet_task(help=TRANSFER_HELP, name="push-code")
+def push_code(c, host=None, inventory=None, json=False, workers=0, dry_run=False, allow_running=False):
+    """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
+    from .commands import push_code as command
+
+    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run, allow_running=allow_running)
+
+
+@fleet_task(help=TRANSFER_HELP)
+def results(c, host=None, inventory=None, json=False, workers=0, dry_run=False):
+    """Bring results back from a host to the laptop (its results: and rsync pull entries), backing up what they replace."""
+    from .commands import results as command
+
+    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run)
+
+
 @fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
 def trust(c, host, inventory=None, yes=False, json=False):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
@@ -279,8 +302,8 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
 
 def build_collection() -> Collection:
     ns = Collection()
-    for item in (health, status, sync_all, plan, pull, push, trust, artifacts, patch_relay, unlock, claim, checkin,
-                 release, claims):
+    for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
+                 unlock, claim, checkin, release, claims):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

@@ -20,6 +20,7 @@ import yaml
 from .errors import InventoryError
 from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
+from .transfer.entries import build_results_entries, build_rsync_entries, check_transfers
 
 DEFAULT_PATH = "inventory/fleet.yaml"
 ENV_VAR = "AGENTSYNC_INVENTORY"
@@ -186,6 +187,7 @@ def _check_document(data: LineDict, problems: _Problems) -> None:
     for name, settings in hosts.items():
         _check_host(name, settings, hosts.key_lines.get(name), problems)
     _check_order(data, hosts, problems)
+    check_transfers(hosts, problems.add)
 
 
 def _check_host(name: Any, settings: Any, line: int | None, problems: _Problems) -> None:
@@ -268,6 +270,9 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),
         s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})})
                  for e in s.get("s3", ())),
+        rsync=build_rsync_entries(s.get("rsync", ())),
+        results=build_results_entries(s.get("results", ())),
+        push_code=s.get("push_code", False),
     )
 
 

@@ -54,6 +54,24 @@ class S3Entry:
 
 
 @dataclass(frozen=True)
+class RsyncEntry:
+    """One rsync transfer a host declares: `push` into that host, or `pull` out of it.
+
+    `src`/`dest` are as written in the inventory (a path, or `host:path`); see
+    `transfer/plan.py` for how they resolve to machines and paths.
+    """
+
+    name: str
+    direction: str  # push | pull
+    src: str
+    dest: str
+    exclude: tuple[str, ...] = ()
+    delete: bool = False
+    direct: bool = False
+    kind: str = "rsync"  # rsync | results (the `results:` shorthand)
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the fleet, as the inventory describes it."""
 
@@ -74,6 +92,9 @@ class Host:
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     s3: tuple[S3Entry, ...] = ()
+    rsync: tuple[RsyncEntry, ...] = ()
+    results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries
+    push_code: bool = False
 
     @property
     def target(self) -> str:

@@ -44,6 +44,7 @@ class SandboxHost:
     env: dict[str, str] = field(default_factory=dict)
     etc_hosts: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # sshd = init of the host's PID namespace, as seen from the controller
+    own_ssh_dir: bool = False  # the host's user sees <dir>/dot-ssh as ~/.ssh (its own ssh client keys/config)
 
     @property
     def bin_dir(self) -> Path:
@@ -110,7 +111,7 @@ class Sandbox:
     # ---------------------------------------------------------------- creation
 
     def add_host(self, name: str, env: dict[str, str] | None = None, etc_hosts: dict[str, str] | None = None,
-                 port: int | None = None) -> SandboxHost:
+                 port: int | None = None, own_ssh_dir: bool = False) -> SandboxHost:
         """Create a host's disk, host key and sshd_config (does not start it)."""
         require_tools()
         self._ensure_client_key()
@@ -122,7 +123,9 @@ class Sandbox:
         if not key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(key)])
         host = SandboxHost(name, address, port or free_port(address), str(host_dir), dict(env or {}),
-                           dict(etc_hosts or {}))
+                           dict(etc_hosts or {}), own_ssh_dir=own_ssh_dir)
+        if own_ssh_dir:
+            (host_dir / "dot-ssh").mkdir(mode=0o700, exist_ok=True)
         self.hosts[name] = host
         self._write_sshd_config(host)
         self.save()
@@ -174,6 +177,9 @@ class Sandbox:
             binds.append(f"mount --bind /dev/null {bashrc}")
         if (etc / "hosts").exists():
             binds.append(f"mount --bind {etc / 'hosts'} /etc/hosts")
+        if host.own_ssh_dir:  # ssh finds ~/.ssh through passwd, not $HOME: bind one over it in this host only
+            (Path.home() / ".ssh").mkdir(mode=0o700, exist_ok=True)  # the mount point (what ssh would create)
+            binds.append(f"mount --bind {Path(host.dir) / 'dot-ssh'} {Path.home() / '.ssh'}")
         inner = " && ".join(binds + [f"exec {SSHD} -D -e -f {etc / 'sshd_config'}"])
         log = open(Path(host.dir) / "sshd.log", "ab")
         wrapper = subprocess.Popen(

@@ -134,6 +134,44 @@ S3_ENTRY = Field((dict,), "a mapping with path, url, direction, exclude, delete"
     **S3_SETTINGS_KEYS,
 })
 
+ENTRY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def entry_name_problem(value: str) -> str | None:
+    return None if ENTRY_NAME.match(value) else "is not a valid name (letters, digits, '._-'; not starting with '.' or '-')"
+
+
+def rsync_pattern_problem(value: str) -> str | None:
+    """rsync reads `+ `/`- ` prefixes and a lone `!` even in --exclude (they would include or clear rules)."""
+    if not value or "\n" in value or "\r" in value or "\0" in value:
+        return "must be one non-empty line"
+    if value.startswith(("!", "+ ", "- ", "+,", "-,", "+_", "-_")) or value in ("+", "-"):
+        return "starts with an rsync filter prefix; give a plain pattern like '*.tmp' or 'cache/'"
+    return None
+
+
+PATTERNS = Field((list,), "a list of rsync patterns", items=text("an rsync pattern, e.g. '*.tmp'",
+                                                                 check=rsync_pattern_problem))
+
+RSYNC_ENTRY = Field((dict,), "a mapping with name, direction, src, dest (exclude, delete, direct optional)", keys={
+    "name": Field((str,), "a name for this transfer", required=True, check=entry_name_problem),
+    "direction": Field((str,), "push (into this host) or pull (out of it)", required=True,
+                       choices=("push", "pull")),
+    "src": Field((str,), "a path, or host:path", required=True, check=nonempty),
+    "dest": Field((str,), "a path, or host:path", required=True, check=nonempty),
+    "exclude": PATTERNS,
+    "delete": Field((bool,), "true or false", hint="delete: true removes files at dest that src no longer has "
+                                                   "(they are backed up first)"),
+    "direct": Field((bool,), "true or false", hint="direct: true runs rsync on the source host straight to the "
+                                                   "target instead of relaying through the laptop"),
+})
+
+RESULTS_ENTRY = Field((dict,), "a mapping with remote and local", keys={
+    "remote": Field((str,), "the path on this host (relative to its repo)", required=True, check=nonempty),
+    "local": Field((str,), "the path on the laptop (relative to its repo)", required=True, check=nonempty),
+    "exclude": PATTERNS,
+})
+
 HOST_KEYS: dict[str, Field] = {
     "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
     "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
@@ -156,6 +194,10 @@ HOST_KEYS: dict[str, Field] = {
     "s3": Field((list,), "a list of S3 sync entries ({path, url, direction, exclude, delete})", items=S3_ENTRY),
     "s3_settings": Field((dict,), "a mapping with profile, region, endpoint_url, timeout", keys=S3_SETTINGS_KEYS,
                          hint="overrides the top-level s3: settings for this host"),
+    "rsync": Field((list,), "a list of rsync entries", items=RSYNC_ENTRY),
+    "results": Field((list,), "a list of {remote, local} results to bring back to the laptop", items=RESULTS_ENTRY),
+    "push_code": Field((bool,), "true or false", hint="push_code: true makes sync-all push the laptop's working "
+                                                      "tree to this host after converge"),
 }
 
 DEFAULT_KEYS: dict[str, Field] = {
@@ -173,6 +215,12 @@ TOP_KEYS: dict[str, Field] = {
     "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
     "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
                 keys=S3_SETTINGS_KEYS),
+    "transfers": Field((dict,), "a mapping with secrets, bwlimit, backup_dir", keys={
+        "secrets": Field((list,), "a list of extra secret patterns (the built-in ones always apply)",
+                         items=text("an rsync pattern, e.g. '*.p12'", check=rsync_pattern_problem)),
+        "bwlimit": Field((int,), "a whole number of KiB per second", check=positive),
+        "backup_dir": PATH,
+    }),
 }
 
 # Run journal, fleet lock, work claims and notify (see settings.py for defaults and units).

@@ -80,6 +80,7 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("jump", etc_hosts={"inner.fleet": "127.91.0.5"})
     box.add_host("inner")  # 127.91.0.5: reached through jump by a name only jump can resolve
     box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
     assert box.hosts["inner"].address == "127.91.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)

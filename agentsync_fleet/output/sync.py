@@ -101,6 +101,7 @@ def _notes(h) -> str:
     for step in h.steps:
         if step.stage.startswith("artifacts") and step.status == "ok":
             notes.append(f"{step.action}: {step.detail}, {step.duration_s:.1f}s")
+    notes += [f"{s.stage}: {s.detail}" for s in h.steps if "transfers" in s.data and s.detail]
     return "\n".join(notes + _relay_notes(h))
 
 

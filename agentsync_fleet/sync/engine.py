@@ -15,6 +15,7 @@ from ..health import HostHealth, probe_host
 from ..models import Host
 from ..pool import run_each
 from ..steps import git as G
+from ..transfer.stages import CodePushStage, ResultsStage
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
 from .model import HostSync, RunContext, StepRecord, SyncReport
 from .relay import RelayInStage, RelayOutStage
@@ -23,8 +24,8 @@ from .worktrees import WorktreeStage
 
 
 def default_stages() -> list[Stage]:
-    return [RelayInStage(), PublishStage(), ConvergeStage(), RelayOutStage(), WorktreeStage(), ArtifactsUpStage(),
-            ArtifactsDownStage(), ClaimsStage()]
+    return [RelayInStage(), PublishStage(), ConvergeStage(), RelayOutStage(), CodePushStage(), WorktreeStage(),
+            ArtifactsUpStage(), ArtifactsDownStage(), ResultsStage(), ClaimsStage()]
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:

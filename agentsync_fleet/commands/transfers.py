@@ -1,0 +1,28 @@
+"""What `push-code` and `results` share: load, choose hosts, run with a progress display, report, exit status."""
+
+from __future__ import annotations
+
+from . import FleetArgs, state_dir
+
+
+def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
+    from ..output.transfer import TransferDisplay, render_report
+    from ..transfer.task import choose_hosts, run_task
+
+    inv = args.load()
+    hosts = choose_hosts(inv, args.hosts, task, routes_for)
+    with TransferDisplay(enabled=not dry_run) as display:
+        report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
+                          workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
+                          allow_running=allow_running)
+    if args.json:
+        from ..models import to_jsonable
+        from ..output import emit_json
+        from ..transfer.model import totals
+
+        data = to_jsonable(report)
+        data.update(ok=report.ok, totals=totals(report.transfers))
+        emit_json(data)
+    else:
+        render_report(report)
+    return 0 if report.ok else 1

@@ -1,0 +1,142 @@
+"""Exact ssh and rsync argv for a transfer, built from argv and never from shell text.
+
+Why each fixed option is there:
+
+* `-rlpt`: recurse, symlinks as symlinks, permissions, times. Not `-a`: owners,
+  groups and device files of one machine mean nothing on another.
+* `-s` (secluded args): paths and options reach the remote rsync through the
+  protocol, not the remote shell's command line, so no inventory value can be
+  word-split or run as shell on any rsync version. Every path we pass is
+  absolute or starts with `./`, so none can be read as an option either.
+* `--partial-dir`: an interrupted file is kept aside (not over the old one) and
+  the next run resumes from it; rsync excludes and protects that dir itself.
+* `--backup --backup-dir`: a file the transfer overwrites or deletes on the
+  receiving side is moved into a timestamped dir first.
+* Secret patterns come first among the excludes: rsync uses the first rule that
+  matches, so nothing later can let a secret through.
+* `-e`: OpenSSH with the inventory's ssh_config, its known_hosts files plus the
+  user's, BatchMode and strict host-key checking (never auto-add).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from ..shell import Raw, join, quote_path
+
+SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*_secrets.json", "credentials*")
+PARTIAL_DIR = ".agentsync-partial"
+REMOTE_BACKUP_ROOT = "~/.local/state/agentsync/backups"
+PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
+RSH_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./~-]+$")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How OpenSSH reaches one host: the inventory's target, and the client settings that apply to it."""
+
+    target: str  # alias or user@host (the port, if the inventory gave one, is in `port`)
+    port: int | None = None
+    config: str | None = None  # -F: the inventory's ssh_config
+    known_hosts: tuple[str, ...] = ()  # UserKnownHostsFile: ssh_config's files plus the user's
+    connect_timeout: float = 10.0
+    address: str = ""  # user@hostname as ssh_config resolves it (what another host must dial)
+    resolved_port: int | None = None
+    proxy_jump: str = ""
+
+
+def split_port(ssh: str) -> tuple[str, int | None]:
+    """`user@host:2222` → ("user@host", 2222); OpenSSH and rsync take the port as `-p`."""
+    match = PORT_SUFFIX.match(ssh)
+    if match and not ssh.endswith("]"):
+        return match.group(1), int(match.group(2))
+    return ssh, None
+
+
+def ssh_argv(t: SshTarget, *, first_hop: bool = True) -> list[str]:
+    """The OpenSSH client command (without the target). `first_hop=False`: on another host (no -F, no files)."""
+    argv = ["ssh"]
+    if first_hop and t.config:
+        argv += ["-F", t.config]
+    argv += ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    if first_hop and t.known_hosts:
+        argv += ["-o", "UserKnownHostsFile=" + " ".join(t.known_hosts)]
+    argv += ["-o", f"ConnectTimeout={max(1, math.ceil(t.connect_timeout))}",
+             "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+    if t.port:
+        argv += ["-p", str(t.port)]
+    return argv
+
+
+def rsh_quote(arg: str) -> str:
+    """Quote one word for rsync's own -e splitter: quotes group, a doubled quote is a literal one."""
+    return arg if RSH_SAFE.match(arg) else "'" + arg.replace("'", "''") + "'"
+
+
+def rsh_string(argv: list[str]) -> str:
+    return " ".join(rsh_quote(a) for a in argv)
+
+
+@dataclass(frozen=True)
+class RsyncCall:
+    """One rsync run. `src`/`dest` are absolute local paths or `target:path` (path absolute or ./relative)."""
+
+    src: str
+    dest: str
+    rsh: tuple[str, ...] = ()  # ssh argv for -e (empty: both sides local)
+    remote: str = ""  # which side the remote rsync is: "sender", "receiver" or "" (none)
+    dry_run: bool = False
+    delete: bool = False
+    compress: bool = False
+    bwlimit: int | None = None
+    io_timeout: int = 120
+    excludes: tuple[str, ...] = SECRET_PATTERNS
+    backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
+    files_from: bool = False  # read NUL-separated relative names from stdin
+    checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)
+
+
+def rsync_argv(call: RsyncCall) -> list[str]:
+    argv = ["rsync", "-rlpt", "-s", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
+            "--info=progress2,backup", "--debug=FILTER1", f"--timeout={call.io_timeout}"]
+    if call.remote == "sender":
+        argv.append("--remote-option=--debug=FILTER1")  # which files the remote sender held back
+    if call.remote == "receiver":
+        argv.append("--remote-option=--info=backup")  # which files the remote receiver backed up
+    if call.dry_run:
+        argv.append("--dry-run")
+    if call.delete:
+        argv.append("--delete")
+    if call.compress:
+        argv.append("--compress")
+    if call.checksum:
+        argv.append("--checksum")
+    if call.bwlimit:
+        argv.append(f"--bwlimit={call.bwlimit}")
+    if call.backup_dir:
+        argv += backup_args(call.backup_dir, remote_receiver=call.remote == "receiver")
+    if call.files_from:
+        argv += ["--files-from=-", "--from0"]
+    argv += [f"--exclude={pattern}" for pattern in call.excludes]
+    if call.rsh:
+        argv += ["-e", rsh_string(list(call.rsh))]
+    return [*argv, call.src, call.dest]
+
+
+def backup_args(backup_dir: str, *, remote_receiver: bool) -> list[str]:
+    """`--backup-dir` is read by the receiver. For a remote `~/` dir, the remote shell must expand the home:
+    -s keeps option values away from that shell, so the option rides on --rsync-path (quoted, $HOME only)."""
+    if remote_receiver and (backup_dir == "~" or backup_dir.startswith("~/")):
+        return ["--backup", "--rsync-path=" + join(["rsync", Raw("--backup-dir=" + quote_path(backup_dir))])]
+    return ["--backup", f"--backup-dir={backup_dir}"]
+
+
+def remote_spec(target: str, path: str) -> str:
+    return f"{target}:{path}"
+
+
+def remote_command(argv: list[str]) -> str:
+    """argv for a command run on a host through ssh, as that host's shell will read it."""
+    return join(argv)

@@ -1,0 +1,219 @@
+"""Run routes: each leg is one rsync process; its output becomes a `TransferResult`.
+
+A failure never raises out of `Runner.run`: it is the transfer's status,
+with the host named and what to do next, so one bad host or entry never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+
+from ..errors import FleetError
+from ..models import Host, Inventory
+from ..shell import join
+from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, ssh_argv
+from . import plan as P
+from .model import LegResult, TransferEvent, TransferResult
+from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
+from .proc import SshSettings, git_files, stream
+
+Listener = Callable[[TransferEvent], None]
+UNREACHABLE = ("host key changed", "host key unknown", "auth", "refused", "dns", "timeout", "network")
+
+
+class Runner:
+    """Runs routes of one inventory for one run (one run id, one set of options)."""
+
+    def __init__(self, inv: Inventory, opts: P.LegOptions, listener: Listener = lambda event: None, *,
+                 rerun: str = "the same command", allow_running: bool = False):
+        self.inv, self.opts, self.listener = inv, opts, listener
+        self.rerun, self.allow_running = rerun, allow_running
+        self.ssh = SshSettings(inv)
+
+    def commands(self, route: P.Route) -> list[str]:
+        """The exact command lines of a route, for plans."""
+        return [shlex.join(self._argv(leg)) for leg in P.legs(route, self.opts, self.ssh)]
+
+    def run(self, route: P.Route) -> TransferResult:
+        result = TransferResult(route.owner.name, route.entry.name, route.entry.kind, route.src.display,
+                                route.dest.display, route.mode, self.opts.dry_run)
+        start = time.monotonic()
+        self.listener(TransferEvent(result.key, "start", f"{route.src.display} → {route.dest.display}"))
+        try:
+            stdin = self._code_list(route, result) if route.is_code else None
+            for leg in P.legs(route, self.opts, self.ssh):
+                if not self._run_leg(route, leg, result, stdin):
+                    break
+        except FleetError as exc:
+            result.fail("failed", exc.message, exc.hint or "")
+        result.duration_s = round(time.monotonic() - start, 3)
+        self.listener(TransferEvent(result.key, "end", result=result))
+        return result
+
+    def _argv(self, leg: P.Leg) -> list[str]:
+        argv = rsync_argv(leg.call)
+        if leg.on is None:
+            return argv
+        hop = self.ssh(leg.on)  # direct: rsync runs on the source host, started over ssh
+        return [*ssh_argv(hop), hop.target, remote_command(argv)]
+
+    def _run_leg(self, route: P.Route, leg: P.Leg, result: TransferResult, stdin: bytes | None) -> bool:
+        argv = self._argv(leg)
+        if not self.opts.dry_run and leg.on is None and leg.receiver is None:
+            parent = os.path.dirname(leg.call.dest.rstrip("/")) or "/"
+            try:  # rsync creates the last directory only
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise FleetError(f"cannot create {parent} on the laptop: {exc.strerror}") from None
+        out = RsyncOutput()
+
+        def on_record(line: str) -> None:
+            parsed = feed(out, line)
+            if isinstance(parsed, Progress):
+                self.listener(TransferEvent(result.key, "progress", leg.label, progress=parsed))
+            elif isinstance(parsed, Change):
+                self.listener(TransferEvent(result.key, "change", leg.label, change=parsed))
+
+        finished = stream(argv, on_record, stdin)
+        errors = keep_notices(out, finished.stderr)
+        stats = out.stats
+        result.legs.append(LegResult(leg.label, shlex.join(argv), finished.code, round(finished.duration_s, 3),
+                                     stats.get("files", 0), stats.get("bytes", 0),
+                                     stats.get("sent", 0) + stats.get("received", 0), stats.get("matched", 0)))
+        self._absorb(route, leg, out, result)
+        if finished.code == 24:
+            result.warnings.append("some source files vanished while the transfer ran (they were not sent)")
+        # direct: ssh to the source host failed (no rsync ran), or the source host's own rsync → target did
+        second_hop = leg.on is not None and "rsync" in errors
+        problem = diagnose(finished.code, errors, self._where(leg, second_hop))
+        if problem is None:
+            return True
+        result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message,
+                    self._hint(problem, leg, second_hop), problem.detail)
+        return False
+
+    @staticmethod
+    def _where(leg: P.Leg, second_hop: bool) -> str:
+        if leg.on is not None:
+            return f"{leg.peer.name} (as seen from {leg.on.name})" if second_hop else leg.on.name
+        return leg.peer.name if leg.peer is not None else "the laptop"
+
+    def _hint(self, problem: Diagnosis, leg: P.Leg, second_hop: bool = False) -> str:
+        if second_hop and problem.reason in UNREACHABLE:
+            return (f"direct: true uses {leg.on.name}'s own ssh: it needs a key {leg.peer.name} accepts and "
+                    f"{leg.peer.name}'s host key in its known_hosts (compare the fingerprint first); or remove "
+                    "direct: true to relay through the laptop")
+        host = (leg.on or leg.peer).name if (leg.on or leg.peer) else "the host"
+        if problem.partial:
+            return (f"nothing is lost: files at the destination are unchanged or backed up; when {host} is back, "
+                    f"run {self.rerun} again to finish. A file cut off half-way resumes from {PARTIAL_DIR}/ "
+                    "next to it, if the receiving side could keep it there; a receiving host that died could "
+                    "not: that file is sent again, and rsync's half-written .NAME.XXXXXX beside it can be deleted")
+        return {
+            "host key unknown": f"check the fingerprint with the host's owner, then run: agentsync trust {host}",
+            "host key changed": f"if {host} was reinstalled, remove its old key (ssh-keygen -R) and run: "
+                                f"agentsync trust {host}",
+            "auth": f"check the IdentityFile ssh_config gives for {host}",
+            "no rsync": f"install rsync on {host} (Debian/Ubuntu: apt-get install rsync)",
+            "files": "see rsync's messages below; fix them and run it again",
+        }.get(problem.reason, f"is {host} up, and its network (VPN/ZeroTier) connected? `agentsync health` shows it")
+
+    def _absorb(self, route: P.Route, leg: P.Leg, out: RsyncOutput, result: TransferResult) -> None:
+        secrets = set(self.opts.settings.secrets)
+        seen = {h["path"] for h in result.held_back}
+        for path, pattern in out.hidden:
+            if pattern in secrets and path not in seen:
+                result.held_back.append({"path": path, "pattern": pattern, "reason": "secret"})
+                seen.add(path)
+            elif pattern not in secrets and pattern != ".git" and not pattern.startswith(PARTIAL_DIR):
+                result.excluded += 1
+        shown = leg.final or self.opts.dry_run
+        for change in out.changes if shown else ():
+            item = {"action": change.action, "path": change.path}
+            result.changes.append(item | ({"leg": leg.label} if route.mode == "relay" else {}))
+        if not leg.final:
+            return
+        result.files, result.bytes = out.stats.get("files", 0), out.stats.get("bytes", 0)
+        result.wire_bytes = sum(leg_.wire_bytes for leg_ in result.legs)
+        result.deleted = out.stats.get("deleted", 0)
+        if self.opts.dry_run:
+            return  # rsync -n announces the backups of deletions it would make; nothing was backed up
+        for path, where in out.backed_up:
+            result.backed_up.append({"path": path, "backup": where, "restore": self._restore(leg, where, path)})
+        if out.backed_up:
+            path, where = out.backed_up[0]
+            result.backup_dir = where[: -len(path) - 1]
+            result.restore_all = self._on_receiver(leg, ["rsync", "-rlpt", "--", result.backup_dir + "/",
+                                                         leg.dest_dir.rstrip("/") + "/"])
+
+    def _restore(self, leg: P.Leg, backup: str, path: str) -> str:
+        return self._on_receiver(leg, ["cp", "-p", "--", backup, leg.dest_dir.rstrip("/") + "/" + path])
+
+    def _on_receiver(self, leg: P.Leg, argv: list[str]) -> str:
+        if leg.receiver is None:
+            return shlex.join(argv)
+        target = self.ssh(leg.receiver)
+        hop = ["ssh", *(["-F", target.config] if target.config else []),
+               *(["-p", str(target.port)] if target.port else []), target.target]
+        return shlex.join([*hop, join(argv)])
+
+    def _code_list(self, route: P.Route, result: TransferResult) -> bytes:
+        """push-code's file list: git's view of the laptop's checkout, minus guarded files while a guard runs."""
+        files = git_files(P.controller(self.inv).repo)
+        host = route.owner
+        if host.guard.processes and host.guard.critical_files:
+            files = self._guarded(host, files, result)
+        return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in files)
+
+    def _guarded(self, host: Host, files: list[str], result: TransferResult) -> list[str]:
+        from ..sync.guard import is_critical
+
+        critical = [f for f in files if is_critical(f, host.guard.critical_files)]
+        running = guard_processes(self.ssh, host) if critical else ()
+        if not running:
+            return files
+        proc = running[0]
+        if self.allow_running:
+            result.warnings.append(f"--allow-running: sent {', '.join(critical)} while pid {proc.pid} "
+                                   f"({proc.command}) runs")
+            return files
+        result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
+                             for f in critical]
+        return [f for f in files if f not in set(critical)]
+
+
+def keep_notices(out: RsyncOutput, stderr: str) -> str:
+    """When rsync fails, the notices still in flight (a file it backed up, one it held back) land on stderr:
+    keep them in the report, and return the rest — the actual error text."""
+    errors = []
+    for line in stderr.splitlines():
+        if (backup := parse_backup(line)) is not None:
+            out.backed_up.append(backup)
+        elif (hidden := HIDING.match(line)) is not None:
+            out.hidden.append((unescape(hidden.group(2)), hidden.group(3)))
+        else:
+            errors.append(line)
+    return "\n".join(errors)
+
+
+def guard_processes(ssh: SshSettings, host: Host) -> tuple:
+    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
+    from ..probes import guard_probe, parse_guard
+    from ..shell import split_sections
+
+    target = ssh(host)
+    script = "\n".join(guard_probe(host)) + "\n"
+    try:
+        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
+                              text=True, timeout=host.command_timeout + host.connect_timeout)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"checking guard processes on {host.name} timed out", host=host.name) from None
+    if proc.returncode != 0:
+        raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
+                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
+    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)
