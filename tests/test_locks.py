@@ -120,6 +120,33 @@ def test_a_second_concurrent_sync_is_refused_and_names_the_first(fleet):
     assert len(json.loads(refused.stdout)["runs"]) == 1  # the refused run is in the history too
 
 
+def test_results_and_push_code_wait_their_turn_behind_a_running_sync(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    state = fleet.sandbox.hosts["gpu"].path("state")
+    transfers = {"backup_dir": str(state)}
+    (fleet.repo("gpu") / "results").mkdir()
+    (fleet.repo("gpu") / "results" / "run1.csv").write_text("loss,0.1\n")
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {"results": [{"remote": "results", "local": "results"}],
+                                                              "push_code": True}}, transfers=transfers)
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    first = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "gpu").exists(), what="the sync's lock on gpu")
+        for task in ("results", "push-code"):
+            refused = fleet.agentsync(task, "--host", "gpu", inventory=inv)
+            assert refused.returncode == 1, refused.stderr
+            assert "the fleet is locked on this controller by" in refused.stderr and f"pid {first.pid}" in refused.stderr
+    finally:
+        gate.unlink()
+    out, _ = first.communicate(timeout=60)
+    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
+    assert first.returncode == 0, {n: (h["status"], h["message"]) for n, h in hosts.items()}
+
+
 def test_stale_locks_are_taken_over_with_a_warning(fleet):
     inv = fleet.inventory()
     gone = dead_pid()

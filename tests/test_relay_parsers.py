@@ -20,7 +20,7 @@ from agentsync_fleet.relay.patchinfo import (
     unquote_git_path,
     written_paths,
 )
-from agentsync_fleet.relay.protected import PROTECTED_PATTERNS, is_protected, protected_paths
+from agentsync_fleet.secrets import PROTECTED_PATTERNS, is_protected, protected_paths
 from agentsync_fleet.steps import relay as R
 
 
@@ -180,3 +180,15 @@ def test_relay_commands_quote_everything_and_only_remove_relay_directories():
     assert "core.hooksPath=/dev/null" in commit and "--cleanup=verbatim" in commit
     line = R.validate(path_arg("~/my repo"), "make test && echo ok")
     assert line == "cd \"$HOME\"/'my repo' && sh -c 'make test && echo ok'"
+
+
+def test_one_secret_list_serves_rsync_and_relay_and_the_inventory_can_only_add_to_it():
+    from agentsync_fleet.relay.core import RelayError, refuse_protected
+    from agentsync_fleet.secrets import SECRET_PATTERNS, secret_patterns
+
+    patterns = secret_patterns({"transfers": {"secrets": ["*.p12"]}})
+    assert patterns[: len(SECRET_PATTERNS)] == SECRET_PATTERNS and "*.p12" in patterns
+    assert secret_patterns({}) == SECRET_PATTERNS
+    with pytest.raises(RelayError) as caught:
+        refuse_protected(["certs/client.p12", "README.md"], "cloud's commits", patterns)
+    assert caught.value.files == ["certs/client.p12"]

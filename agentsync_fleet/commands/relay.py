@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 
 from ..errors import UsageError
+from ..secrets import secret_patterns
 from . import FleetArgs
 
 
@@ -50,7 +51,8 @@ def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool =
                          hint="relay to a host that can reach origin (the default is the local host)")
     connector = Connector(inv)
     try:
-        result = run_relay(connector, src, dst, RelayOptions(new_relay_id(), dry_run, push, allow_running))
+        result = run_relay(connector, src, dst, RelayOptions(new_relay_id(), dry_run, push, allow_running,
+                                                                 secret_patterns(inv.settings)))
     finally:
         connector.close_all()
     if args.json:

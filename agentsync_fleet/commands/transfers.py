@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from . import FleetArgs, state_dir
 
 
@@ -11,7 +13,7 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
 
     inv = args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
-    with TransferDisplay(enabled=not dry_run) as display:
+    with _fleet_lock(inv, hosts, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
         report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                           workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
                           allow_running=allow_running)
@@ -26,3 +28,21 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
     else:
         render_report(report)
     return 0 if report.ok else 1
+
+
+@contextlib.contextmanager
+def _fleet_lock(inv, hosts, task: str, dry_run: bool, workers: int | None):
+    """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
+    if dry_run:
+        yield
+        return
+    from ..connection import Connector
+    from ..locks import fleet_lock
+
+    involved = [h for h in inv.select(None) if h in hosts or h.local]
+    connector = Connector(inv)
+    try:
+        with fleet_lock(inv, involved, connector, task=task, workers=workers):
+            yield
+    finally:
+        connector.close_all()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import CommandTimeout, FleetError
 from ..gitops import Checkout, move
 from ..models import Host
+from ..secrets import SECRET_PATTERNS, protected_paths
 from ..shell import path_arg
 from ..steps import git as G
 from ..steps import relay as R
@@ -30,7 +31,6 @@ from . import transfer
 from .apply import Patch, apply_patches, patches_in
 from .export import Range, RelayError, common_dir, export_patches, find_range, origin_ref
 from .patchinfo import RelayMeta, is_empty_patch, written_paths
-from .protected import protected_paths
 
 OK_STATUSES = ("ok", "nothing", "planned")
 SECRET_HINT = ("secrets (.env, keys, credentials) never travel in a relay: take the file out of those commits on "
@@ -51,6 +51,7 @@ class RelayOptions:
     dry_run: bool = False
     push: bool = False
     allow_running: bool = False
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # built-ins + the inventory's transfers.secrets
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
         raise RelayError(f"{src.host.name}'s new commits include {rng.merges} merge commit(s); patches cannot carry "
                          "merges, nothing was relayed", status="refused",
                          hint=f"make the history linear on {src.host.name} first (git rebase)")
-    refuse_protected(rng.written, f"{src.host.name}'s commits")
+    refuse_protected(rng.written, f"{src.host.name}'s commits", opts.secrets)
     if opts.dry_run:
         result.status = "planned"
         result.plan = plan_commands(src, dst, rng, head, opts)
@@ -137,7 +138,7 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
     result.patches = names = [n for n in files if n.endswith(".patch")]
     for name in names:  # the text that will be applied, checked again: it is what really travels
         refuse_protected(written_paths(files[name].decode("utf-8", errors="replace")), f"patch {name} would",
-                         "nothing was applied")
+                         opts.secrets, "nothing was applied")
     dst_dir = R.relay_dir(common_dir(dst.co), opts.relay_id)
     try:
         dst.co.run(R.make_dir(dst_dir))
@@ -167,9 +168,10 @@ def _describe(result: RelayResult, rng: Range) -> None:
     result.deletions = sum(f.deletions or 0 for f in rng.files)
 
 
-def refuse_protected(paths, where: str, stage: str = "nothing was transferred or applied") -> None:
+def refuse_protected(paths, where: str, patterns: tuple[str, ...] = SECRET_PATTERNS,
+                     stage: str = "nothing was transferred or applied") -> None:
     """Refuse (naming the files) if any of `paths` is a protected file such as `.env` or a key."""
-    found = protected_paths(paths)
+    found = protected_paths(paths, patterns)
     if found:
         raise RelayError(f"refused: {where} add or change protected file(s): {', '.join(found)}; {stage}",
                          status="refused", hint=SECRET_HINT, files=found)

@@ -24,9 +24,9 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..secrets import SECRET_PATTERNS
 from ..shell import Raw, join, quote_path
 
-SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*_secrets.json", "credentials*")
 PARTIAL_DIR = ".agentsync-partial"
 REMOTE_BACKUP_ROOT = "~/.local/state/agentsync/backups"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")

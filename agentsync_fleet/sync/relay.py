@@ -19,6 +19,7 @@ from ..gitops import StepLog
 from ..models import Host, to_jsonable
 from ..relay.bundle import deliver_branch
 from ..relay.core import End, RelayOptions, relay
+from ..secrets import secret_patterns
 from ..steps import git as G
 from ..steps import relay as R
 from .model import PlannedStep, RunContext, StepRecord
@@ -75,7 +76,7 @@ class RelayInStage(Stage):
         log = StepLog()
         try:
             result = relay(End(host, checkout(ctx, host, log)), End(hub, checkout(ctx, hub, log)),
-                           RelayOptions(ctx.run_id, dry_run=True))
+                           RelayOptions(ctx.run_id, dry_run=True, secrets=secret_patterns(ctx.inventory.settings)))
         except FleetError as exc:  # unreachable, a failing command: the plan says so, the run reports it
             return [PlannedStep(self.name, host.name, f"relay commits to {hub.name}", (), f"cannot plan: {exc}")]
         if result.status == "nothing":
@@ -98,7 +99,8 @@ class RelayInStage(Stage):
             start = time.monotonic()
             try:
                 result = relay(End(host, checkout(ctx, host, log)), End(hub, checkout(ctx, hub, hub_log)),
-                               RelayOptions(f"{ctx.run_id}-{host.name}", allow_running=ctx.options.allow_running))
+                               RelayOptions(f"{ctx.run_id}-{host.name}", allow_running=ctx.options.allow_running,
+                                            secrets=secret_patterns(ctx.inventory.settings)))
             except FleetError:  # reported on the relayed host by step(); the hub's checkout did not move
                 hub_record.status, hub_record.detail = "failed", f"relay from {host.name} failed; see {host.name}"
                 raise

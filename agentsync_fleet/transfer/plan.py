@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError
 from ..models import Host, Inventory, RsyncEntry
+from ..secrets import SECRET_PATTERNS, secret_patterns
 from ..steps.rsync import (
     REMOTE_BACKUP_ROOT,
-    SECRET_PATTERNS,
     RsyncCall,
     SshTarget,
     remote_spec,
@@ -49,7 +49,7 @@ class TransferSettings:
         root = raw.get("backup_dir", REMOTE_BACKUP_ROOT)
         if not root.startswith(("/", "~")):
             root = "~/" + root  # rsync would read a relative --backup-dir against the destination dir
-        return cls(secrets=tuple(dict.fromkeys((*SECRET_PATTERNS, *raw.get("secrets", ())))),
+        return cls(secrets=secret_patterns(inv.settings),
                    bwlimit=raw.get("bwlimit"), backup_dir=root)
 
 

@@ -1,7 +1,9 @@
-"""Files that must never travel in a relayed patch: environment files, keys, credentials.
+"""Files that must never travel: environment files, keys, credentials.
 
-Kept in one small pure module on purpose: the rsync transfer has the same
-list (configurable there), and the two are meant to become one at merge time.
+One list for every way files move: rsync transfers exclude these patterns
+(`steps/rsync.py`), patch relay refuses commits that add or change them
+(`relay/core.py`). The built-in patterns always apply; an inventory adds its
+own under `transfers: {secrets: [...]}`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,16 @@ import posixpath
 from collections.abc import Iterable
 
 # Matched against the file's base name, case-insensitively (`.ENV` is `.env` on many disks).
-PROTECTED_PATTERNS: tuple[str, ...] = (
+SECRET_PATTERNS: tuple[str, ...] = (
     ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*_secrets.json", "credentials*",
 )
+PROTECTED_PATTERNS = SECRET_PATTERNS  # the name patch relay uses
+
+
+def secret_patterns(settings: dict) -> tuple[str, ...]:
+    """The built-in patterns plus the inventory's `transfers.secrets` (never fewer than the built-ins)."""
+    extra = (settings.get("transfers") or {}).get("secrets", ())
+    return tuple(dict.fromkeys((*SECRET_PATTERNS, *extra)))
 
 
 def is_protected(path: str, patterns: Iterable[str] = PROTECTED_PATTERNS) -> bool:
