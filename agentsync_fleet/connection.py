@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -169,7 +170,25 @@ def _classify(exc: BaseException, timed_out: bool) -> tuple[str, str]:
     return "ssh", text
 
 
-class SSHSession:
+ARG_SCRIPT_LIMIT = 100_000  # bytes; Linux refuses a single argument over 128 KiB
+
+
+class ScriptRunner:
+    """`run_script`, shared by both session kinds."""
+
+    def run_script(self, text: str, *, timeout: float = 120.0, on_output: OutputFn | None = None) -> CommandResult:
+        """Run a POSIX sh script as `sh -c <script>`: one round trip, the script travels with the exec.
+
+        Sending it on stdin to `sh -s` instead costs one more round trip (the
+        exec must be accepted before stdin flows); only a script too large for
+        one argument goes that way.
+        """
+        if len(text.encode()) > ARG_SCRIPT_LIMIT:
+            return self.run("sh -s", stdin=text, timeout=timeout, on_output=on_output)
+        return self.run(shlex.join(["sh", "-c", text]), timeout=timeout, on_output=on_output)
+
+
+class SSHSession(ScriptRunner):
     """One open SSH connection to a host; runs commands and moves files over it."""
 
     def __init__(self, name: str, endpoint: Endpoint, client: paramiko.SSHClient, via: SSHSession | None):
@@ -265,7 +284,7 @@ def _start_command(chan: paramiko.Channel, command: str) -> None:
     chan.transport._send_user_message(message)
 
 
-class LocalSession:
+class LocalSession(ScriptRunner):
     """The controller itself (`local: true`): same interface, no SSH."""
 
     last_rtt: float | None = 0.0

@@ -14,7 +14,6 @@ from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
-from .shell import join
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHeal
     start = time.monotonic()
     try:
         session = connector.session(host)
-        result = session.run(join(["sh", "-c", health_script(host, fetch and host.git_access)]),
+        result = session.run_script(health_script(host, fetch and host.git_access),
                              timeout=host.command_timeout)
     except HostUnreachable as exc:
         return HostHealth(host.name, host.target, False, exc.reason, exc.message, exc.hint or "",

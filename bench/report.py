@@ -34,12 +34,14 @@ def _health_rows(results: dict) -> list[str]:
 
 
 def _pair_rows(rows_in: list[dict], title: str, key: str) -> list[str]:
-    rows = [f"| {title} | link | agentsync | peer | peer ÷ agentsync |", "|---|---|---|---|---|"]
+    """agentsync (first series) against the peer (second); any further series are shown as extra cells."""
+    rows = [f"| {title} | link | agentsync | peer | peer ÷ agentsync | also measured |", "|---|---|---|---|---|---|"]
     for row in rows_in:
         names = list(row["series"])
         ours, peer = row["series"][names[0]], row["series"][names[1]]
-        rows.append(f"| {row[key]} | {row.get('link', 'loopback')} | {_cell(ours)} | {names[1]}: {_cell(peer)} | "
-                    f"**{peer['median'] / ours['median']:.2f}×** |")
+        extra = "; ".join(f"{n}: {_cell(row['series'][n])}" for n in names[2:])
+        rows.append(f"| {row[key]} | {row.get('link', 'loopback')} | {names[0]}: {_cell(ours)} | {names[1]}: "
+                    f"{_cell(peer)} | **{peer['median'] / ours['median']:.2f}×** | {extra} |")
     return rows
 
 
@@ -130,9 +132,12 @@ def plot(results: dict, path: Path) -> bool:
 def write_results(results: dict, out: Path, causes: dict[str, str] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     results["goals"] = goals(results)
+    causes = {**load_causes(out), **(causes or {})}
+    if results.get("rsync_cause"):
+        causes["rsync_no_change"] = results["rsync_cause"]  # measured in this run, see bench_rsync.cause
     paths = [out / "latest.json", out / "latest.md"]
     paths[0].write_text(json.dumps(results, indent=2) + "\n")
-    paths[1].write_text(markdown(results, causes or load_causes(out)))
+    paths[1].write_text(markdown(results, causes))
     if plot(results, out / "latest.png"):
         paths.append(out / "latest.png")
     return paths

@@ -33,7 +33,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from fleet import BenchFleet  # noqa: E402
-from measure import alternate, run_ok  # noqa: E402
+from measure import Series, alternate, run_ok  # noqa: E402
 from peers import PEERS, probe_script  # noqa: E402
 from report import write_results  # noqa: E402
 
@@ -70,17 +70,27 @@ def bench_sync(fleet: BenchFleet, rounds: int) -> list[dict]:
     return rows
 
 
-def bench_rsync(fleet: BenchFleet, rounds: int) -> list[dict]:
+def bench_rsync(rounds: int) -> tuple[list[dict], str]:
+    """A 2,000-file tree pulled by `agentsync results` and by plain rsync (bench_rsync.py builds its own host)."""
+    from bench_rsync import Bench, cause
+
+    root = Path(tempfile.mkdtemp(prefix="agentsync-bench-rsync-"))
+    bench = Bench(root, rounds)
     try:
-        from bench_rsync import rsync_series
-    except ImportError:
-        print("  rsync: transfer feature not installed, skipped", flush=True)
-        return []
-    rows = rsync_series(fleet, rounds, AGENTSYNC)
-    for row in rows:
-        summary = ", ".join(f"{k} {v['median']:.3f}s" for k, v in row["series"].items())
-        print(f"  rsync {row['scenario']:10} {summary}", flush=True)
-    return rows
+        samples, cost_samples = bench.run()
+    finally:
+        bench.close()
+        shutil.rmtree(root, ignore_errors=True)
+    rows = []
+    for scenario, tools in samples.items():
+        series = {"agentsync results": Series(tools["agentsync"]), "rsync -a -e ssh": Series(tools["plain"]),
+                  "agentsync (library, warm process)": Series(tools["library"])}
+        rows.append({"scenario": scenario, "link": "loopback", "series": {k: v.to_dict() for k, v in series.items()}})
+        print(f"  rsync {scenario:16} " + ", ".join(f"{k} {v.median:.3f}s" for k, v in series.items()), flush=True)
+    summary = {case: {name: {"median_s": Series(v).median, "ratio_to_plain": Series(v).median / Series(
+        tools["plain"]).median} for name, v in tools.items()} for case, tools in samples.items()}
+    costs = {name: Series(v).median for name, v in cost_samples.items()}
+    return rows, cause(summary, costs)
 
 
 def bench_cold_start(rounds: int) -> dict:
@@ -126,12 +136,12 @@ def main() -> int:
         if "sync" in sections:
             print("sync-all, 3 hosts:", flush=True)
             results["sync"] = bench_sync(fleet, args.rounds)
-        if "rsync" in sections:
-            print("rsync, 2,000-file tree:", flush=True)
-            results["rsync"] = bench_rsync(fleet, args.rounds)
     finally:
         fleet.down()
         shutil.rmtree(root, ignore_errors=True)
+    if "rsync" in sections:
+        print("rsync, 2,000-file tree:", flush=True)
+        results["rsync"], results["rsync_cause"] = bench_rsync(args.rounds)
     if "cold" in sections:
         print("cold start:", flush=True)
         results["cold_start"] = bench_cold_start(max(args.rounds, 10))

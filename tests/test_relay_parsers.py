@@ -191,4 +191,4 @@ def test_one_secret_list_serves_rsync_and_relay_and_the_inventory_can_only_add_t
     assert secret_patterns({}) == SECRET_PATTERNS
     with pytest.raises(RelayError) as caught:
         refuse_protected(["certs/client.p12", "README.md"], "cloud's commits", patterns)
-    assert caught.value.files == ["certs/client.p12"]
+    assert list(caught.value.files) == ["certs/client.p12"]

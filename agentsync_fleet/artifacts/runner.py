@@ -105,7 +105,7 @@ def run_entry(session, host: Host, index: int, entry: S3Entry, *, dry_run: bool 
     if on_progress is not None:
         on_progress(host.name, index, 0, 0, "")  # started: the display shows a spinner from now on
     try:
-        result = session.run("sh -s", stdin=S.sync_script(host, entry, dry_run), timeout=entry.timeout,
+        result = session.run_script(S.sync_script(host, entry, dry_run), timeout=entry.timeout,
                              on_output=feed)
     except CommandTimeout:
         error = FleetError(f"sync of {entry.path} ⇄ {entry.url} did not finish within {entry.timeout:g}s",

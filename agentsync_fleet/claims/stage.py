@@ -44,26 +44,29 @@ class ClaimsStage(Stage):
 
     def run(self, ctx: RunContext, host: Host) -> None:
         result = ctx.result(host)
+        if result.head_after and result.head_after == result.head_before:
+            return  # nothing came in
         try:
-            session = ctx.connector.session(host)
-            out = session.run(incoming_command(host, result.head_before), timeout=host.command_timeout)
-            commits = parse_incoming(out.stdout, MARKER) if out.ok else []
-            if not commits:
-                return
-            claims = self._load(ctx, host, session)
+            claims = self._load(ctx, host)
             if self._problem:
                 result.warnings.append(f"could not check claimed areas: {self._problem}")
                 return
+            if not claims:
+                return  # the common case costs no round trip on the hosts
+            session = ctx.connector.session(host)
+            out = session.run(incoming_command(host, result.head_before), timeout=host.command_timeout)
+            commits = parse_incoming(out.stdout, MARKER) if out.ok else []
             result.warnings.extend(collisions(claims, commits, now=time.time(), ttl=claim_ttl(ctx.inventory)))
         except FleetError as exc:  # a warning is informative; it must never fail the host
             result.warnings.append(f"could not check claimed areas: {exc.message}")
 
-    def _load(self, ctx: RunContext, host: Host, session) -> dict[str, Claim]:
-        """The claims, read once per run (from the first host that needs them)."""
+    def _load(self, ctx: RunContext, host: Host) -> dict[str, Claim]:
+        """The claims, read once per run: from the local host when there is one (no network), else this one."""
+        reader = next((h for h in ctx.hosts if h.local and h.git_access and ctx.result(h).active), host)
         with self._lock:
             if self._claims is None and not self._problem:
                 try:
-                    self._claims = store.read(session, host).claims
+                    self._claims = store.read(ctx.connector.session(reader), reader).claims
                 except FleetError as exc:
                     self._problem = exc.message
             return self._claims or {}

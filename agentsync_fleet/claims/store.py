@@ -89,7 +89,7 @@ def push_outcome(text: str) -> str:
 
 
 def read(session, host: Host) -> Snapshot:
-    result = session.run("sh -s", stdin=read_script(host), timeout=host.command_timeout)
+    result = session.run_script(read_script(host), timeout=host.command_timeout)
     parts = split_sections(result.stdout)
     if "failed" in parts or "commit" not in parts:
         detail = parts.get("failed", "") or result.tail(4) or f"exit {result.exit_code}"
@@ -101,8 +101,8 @@ def read(session, host: Host) -> Snapshot:
 
 
 def write(session, host: Host, parent: str | None, document: str, message: str, who: str, email: str) -> str:
-    result = session.run("sh -s", stdin=write_script(host, parent, document, message, who, email),
-                         timeout=host.command_timeout)
+    result = session.run_script(write_script(host, parent, document, message, who, email),
+                                timeout=host.command_timeout)
     parts = split_sections(result.stdout)
     if "push" not in parts:
         raise FleetError(f"could not build the claims commit in {host.repo}: {result.tail(4)}", host=host.name)

@@ -89,7 +89,7 @@ def parse(output: str) -> RemoteState:
 
 
 def run_script(session, host, text: str) -> RemoteState:
-    result = session.run("sh -s", stdin=text, timeout=min(host.command_timeout, 60))
+    result = session.run_script(text, timeout=min(host.command_timeout, 60))
     state = parse(result.stdout)
     if state.status == "error":
         return RemoteState("error", detail=(result.tail(4) or f"exit {result.exit_code}"))

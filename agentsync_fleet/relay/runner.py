@@ -23,7 +23,7 @@ def new_relay_id() -> str:
 
 def repo_problem(co: Checkout, host: Host, checked_out: bool) -> str | None:
     """Why this checkout cannot take part (None: it can). The target must be on its branch, nothing in progress."""
-    out = co.session.run("sh -s", stdin=script(repo_probe(host, False)), timeout=co.timeout)
+    out = co.session.run_script(script(repo_probe(host, False)), timeout=co.timeout)
     repo = parse_repo(split_sections(out.stdout).get("repo", ""))
     if not repo.present:
         return f"{host.name}: repo {host.repo}: {repo.error}"

@@ -79,7 +79,7 @@ def _enter_dir(directory: Raw, entry: S3Entry, dry_run: bool) -> list[str]:
 
 
 def sync_script(host: Host, entry: S3Entry, dry_run: bool = False) -> str:
-    """The whole remote round trip for one entry (run with `sh -s`); sections split its output."""
+    """The whole remote round trip for one entry (run with `run_script`); sections split its output."""
     directory = path_arg(local_dir(host, entry))
     measure = entry.direction == "up" or not dry_run  # a download that did not happen has nothing to measure
     lines = [

@@ -12,7 +12,7 @@ import fnmatch
 from ..gitops import Guard
 from ..models import Host
 from ..probes import guard_probe, parse_guard
-from ..shell import join, split_sections
+from ..shell import split_sections
 
 
 def is_critical(path: str, patterns: tuple[str, ...]) -> bool:
@@ -32,7 +32,7 @@ def critical_paths(paths: set[str], host: Host) -> list[str]:
 
 def running_guard_processes(session, host: Host):
     script = "\n".join(guard_probe(host)) + "\n"
-    result = session.run(join(["sh", "-c", script]), timeout=host.command_timeout)
+    result = session.run_script(script, timeout=host.command_timeout)
     return parse_guard(split_sections(result.stdout).get("guard", ""), host.guard.processes)
 
 
