@@ -21,7 +21,7 @@ FLEET_HELP = {
     "inventory": "inventory file (default: $AGENTSYNC_INVENTORY, else inventory/fleet.yaml)",
     "hosts": "comma-separated host names to limit the run to (default: all)",
     "json": "print a machine-readable JSON report on stdout (and nothing else there)",
-    "workers": "how many hosts to work on at once (default 0: one per host, at most 32)",
+    "workers": "how many hosts to work on at once (default: one per host, at most 32)",
 }
 
 
@@ -66,7 +66,7 @@ def fleet_task(help: dict[str, str] | None = None, journal: bool = True, **kwarg
 
 
 @fleet_task(help={"no_fetch": "skip `git fetch` (faster; ahead/behind then use the last fetched state)"})
-def health(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False):
+def health(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=False):
     """Deploy gate: reachability, repo state, guard processes, disk, load, GPU and ZeroTier per host."""
     from .commands import health as command
 
@@ -74,7 +74,7 @@ def health(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False)
 
 
 @fleet_task(help={"no_fetch": "skip `git fetch`"})
-def status(c, inventory=None, hosts=None, json=False, workers=0, no_fetch=False):
+def status(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=False):
     """Per host: ahead of / behind origin and uncommitted files (read-only)."""
     from .commands import status as command
 
@@ -90,7 +90,7 @@ SYNC_HELP = {
 
 
 @fleet_task(help=SYNC_HELP, name="sync-all")
-def sync_all(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, strict=False,
+def sync_all(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False, strict=False,
              allow_running=False, resume=False):
     """Bring every checkout to the same commit: preflight, publish, converge, worktrees; never loses work."""
     from .commands import sync as command
@@ -100,7 +100,7 @@ def sync_all(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False
 
 
 @fleet_task(help=SYNC_HELP)
-def plan(c, inventory=None, hosts=None, json=False, workers=0, strict=False):
+def plan(c, inventory=None, hosts=None, json=False, workers=None, strict=False):
     """Show what sync-all would do, command by command, without changing anything (= sync-all --dry-run)."""
     from .commands import sync as command
 
@@ -108,7 +108,7 @@ def plan(c, inventory=None, hosts=None, json=False, workers=0, strict=False):
 
 
 @fleet_task(help=SYNC_HELP)
-def pull(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, allow_running=False):
+def pull(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False, allow_running=False):
     """Bring hosts onto origin's branch (the converge stage alone), keeping uncommitted work."""
     from .commands import sync as command
 
@@ -117,7 +117,7 @@ def pull(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, al
 
 
 @fleet_task(help=SYNC_HELP)
-def push(c, inventory=None, hosts=None, json=False, workers=0, dry_run=False, allow_running=False):
+def push(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False, allow_running=False):
     """Publish hosts' local commits to origin, one host at a time in order (the publish stage alone)."""
     from .commands import sync as command
 
@@ -133,7 +133,7 @@ ARTIFACTS_HELP = {
 
 
 @fleet_task(help=ARTIFACTS_HELP)
-def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=0, dry_run=False):
+def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=None, dry_run=False):
     """Sync models/data between hosts and S3, on each host directly: every up entry before any down."""
     from .commands import artifacts as command
 
@@ -148,7 +148,7 @@ TRANSFER_HELP = {
 
 
 @fleet_task(help=TRANSFER_HELP, name="push-code")
-def push_code(c, host=None, inventory=None, json=False, workers=0, dry_run=False, allow_running=False):
+def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False):
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
@@ -156,7 +156,7 @@ def push_code(c, host=None, inventory=None, json=False, workers=0, dry_run=False
 
 
 @fleet_task(help=TRANSFER_HELP)
-def results(c, host=None, inventory=None, json=False, workers=0, dry_run=False):
+def results(c, host=None, inventory=None, json=False, workers=None, dry_run=False):
     """Bring results back from a host to the laptop (its results: and rsync pull entries), backing up what they replace."""
     from .commands import results as command
 
@@ -172,7 +172,7 @@ def trust(c, host, inventory=None, yes=False, json=False):
 
 
 @fleet_task(help={"force": "also remove locks whose holder may still be running"})
-def unlock(c, inventory=None, hosts=None, json=False, workers=0, force=False):
+def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False):
     """Remove stale fleet locks (holder gone, or older than lock_ttl) here and on the hosts; --force: any lock."""
     from .commands import unlock as command
 

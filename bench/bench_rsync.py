@@ -92,6 +92,11 @@ class Bench:
     def cli(self) -> float:
         return timed([*AGENTSYNC, "results", "--host", "gpu", "--inventory", str(self.inventory)], self.env)
 
+    def cli_dry_run(self) -> float:
+        """The same command without the fleet lock (a dry run takes none) and with `rsync -n`."""
+        return timed([*AGENTSYNC, "results", "--dry-run", "--host", "gpu", "--inventory", str(self.inventory)],
+                     self.env)
+
     def library(self) -> float:
         start = time.perf_counter()
         result = self.runner.run(self.route)
@@ -119,6 +124,7 @@ class Bench:
                 samples["one-file-change"].setdefault(name, []).append(tools[name]())
             for name, argv in self.probes().items():  # measured in the same rounds, under the same load
                 costs.setdefault(name, []).append(timed(argv, self.env))
+            costs.setdefault("results --dry-run", []).append(self.cli_dry_run())
         return samples, costs
 
     def probes(self) -> dict[str, list[str]]:
@@ -150,14 +156,15 @@ def cause(summary: dict, costs: dict[str, float]) -> str:
     cli, lib = case["agentsync"]["median_s"], case["library"]["median_s"]
     extra, imports = cli - lib, costs["import transfer path"]
     ms = {k: round(v * 1000) for k, v in costs.items()}
+    lock = max(0.0, cli - costs["results --dry-run"])
     return (f"no-change: the transfer itself is {case['library']['ratio_to_plain']:.2f}× plain rsync (library, warm "
-            f"process); the CLI is {case['agentsync']['ratio_to_plain']:.2f}× because each run starts a new "
-            f"Python: {round(extra * 1000)} ms more than the library call, of which {round(imports * 1000)} ms is "
-            f"the interpreter plus the imports of the command path (python alone {ms['python -c pass']} ms, "
-            f"`import invoke` {ms['import invoke']} ms incl. python, `import agentsync_fleet.cli` "
-            f"{ms['import cli (invoke)']} ms); the rest ({max(0, round((extra - imports) * 1000))} ms) is loading the "
-            "inventory and printing the report. ssh -G costs "
-            f"{ms['ssh -G']} ms. Both tools pay the same ~0.2 s ssh handshake, which dominates.")
+            f"process); the CLI is {case['agentsync']['ratio_to_plain']:.2f}× because of what surrounds it: "
+            f"{round(extra * 1000)} ms more than the library call, of which {round(imports * 1000)} ms is starting "
+            f"Python and importing the command path (python alone {ms['python -c pass']} ms, `import invoke` "
+            f"{ms['import invoke']} ms incl. python, `import agentsync_fleet.cli` {ms['import cli (invoke)']} ms) "
+            f"and about {round(lock * 1000)} ms is the fleet lock the task must take (an SSH connection to the host "
+            "to write and later remove .git/agentsync.lock, measured as the CLI minus its lock-free --dry-run); "
+            f"the rest is loading the inventory and printing the report. ssh -G costs {ms['ssh -G']} ms.")
 
 
 def table(summary: dict, costs: dict[str, float]) -> str:

@@ -145,3 +145,11 @@ def test_relay_keys_git_access_and_validate_are_read_and_checked(tmp_path):
     assert "host 'laptop', key 'validate': expected a shell command" in text
     assert "host 'agent', key 'git_access': expected true or false" in text
     assert "host 'agent', key 'validate': '' must not be empty" in text
+
+
+def test_a_bad_flag_value_is_a_clear_error_not_a_traceback(tmp_path):
+    path = write(tmp_path, "hosts:\n  laptop: {local: true, repo: /tmp}\n")
+    result = subprocess.run([sys.executable, "-m", "agentsync_fleet", "health", "--workers", "abc", "--inventory",
+                             str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--workers expects a whole number" in result.stderr and "Traceback" not in result.stderr

@@ -43,7 +43,7 @@ def test_artifact_entries_are_journaled_with_files_and_bytes(fleet, bucket, aws_
     assert step["exit_code"] == 0 and "aws s3 sync" in step["commands"][0]["command"]
     assert [(h["host"], h["status"]) for h in detail["hosts"]] == [("cloud", "ok")]
     human = fleet.agentsync("history.show", "last")
-    assert "2 files" in human.stdout and "117.2 KB" in human.stdout
+    assert "2 files" in human.stdout and "117.2 KiB" in human.stdout
 
     (fleet.repo("cloud") / "models" / "more.bin").write_bytes(b"x" * 1000)
     synced = fleet.agentsync("sync-all", "--json", inventory=inv, env=laptop_env(aws_env))

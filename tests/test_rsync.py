@@ -353,4 +353,4 @@ def test_progress_bars_show_bytes_and_files_on_a_terminal(fleet):
     assert proc.wait(timeout=60) == 0
     os.close(master)
     text = screen.decode(errors="replace")
-    assert "gpu.results" in text and "100%" in text and "2.0 MB" in text and "files" in text
+    assert "gpu.results" in text and "100%" in text and "2.0 MiB" in text and "files" in text

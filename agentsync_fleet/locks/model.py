@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
+from ..units import human_duration
+
 REMOTE_NAME = "agentsync.lock"  # in the repo's git dir (the common dir, for worktrees)
 
 
@@ -51,22 +53,12 @@ class Holder:
         """`root@laptop (sync-all run 2026…, pid 4242 on laptop) since 2026-05-01 10:02:03 UTC (42s ago)`."""
         ago = max(0.0, (now if now is not None else time.time()) - self.since)
         return (f"{self.who} ({self.task} run {self.run_id}, pid {self.pid} on {self.controller}) "
-                f"since {utc(self.since)} ({age(ago)} ago)")
+                f"since {utc(self.since)} ({human_duration(ago)} ago)")
 
 
 def utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
-
-def age(seconds: float) -> str:
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d"
 
 
 Alive = Callable[[int, str], bool]  # (pid, pid_start) -> is that process still running here?
@@ -83,5 +75,5 @@ def stale_reason(holder: Holder | None, *, now: float, ttl: float, here: str, al
     if holder.controller == here and not alive(holder.pid, holder.pid_start):
         return f"its process {holder.pid} on {here} is gone"
     if now - holder.since > ttl:
-        return f"it is older than lock_ttl ({age(ttl)})"
+        return f"it is older than lock_ttl ({human_duration(ttl)})"
     return None

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ..models import to_jsonable
+from ..units import human_bytes, human_duration  # noqa: F401 - re-exported for the renderers
 
 
 def console(stderr: bool = False):
@@ -40,27 +41,3 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
-
-
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
-
-
-def human_duration(seconds: float | int | None) -> str:
-    """12s, 4m05s, 3h07m, 2d5h: process uptimes and step times at a glance."""
-    if seconds is None:
-        return "?"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600}h"

@@ -16,8 +16,8 @@ from ..artifacts.runner import EntryResult, entries, failed_entry, run_entry
 from ..errors import FleetError
 from ..gitops import CommandRecord
 from ..models import Host
-from ..output import human_bytes
 from ..steps import s3 as S
+from ..units import human_bytes
 from .model import PlannedStep, RunContext, StepRecord
 from .stages import Stage
 

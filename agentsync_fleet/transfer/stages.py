@@ -18,9 +18,9 @@ from __future__ import annotations
 from ..errors import FleetError
 from ..gitops import CommandRecord
 from ..models import Host, to_jsonable
-from ..output import human_bytes
 from ..sync.model import PlannedStep, RunContext
 from ..sync.stages import Stage, step
+from ..units import human_bytes
 from . import plan as P
 from .model import TransferEvent, TransferResult, totals
 from .run import Runner
