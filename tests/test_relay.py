@@ -335,6 +335,7 @@ def test_hostile_names_messages_and_paths_travel_as_data(fleet):
     cloud = fleet.sandbox.hosts["cloud"].path(weird_repo)
     subprocess.run(["git", "-C", str(cloud), "config", "user.name", "Eve '; $(touch /tmp/agentsync-relay-pwned)"],
                    check=True)
+    subprocess.run(["git", "-C", str(cloud), "config", "user.email", "eve@fleet.example"], check=True)
     subprocess.run(["git", "-C", str(cloud), "remote", "set-url", "origin", "/nonexistent/origin.git"], check=True)
     name = "notes/we'ird $(touch pwned) ;name `id`.txt"
     (cloud / "notes").mkdir()
