@@ -92,7 +92,7 @@ SYNC_HELP = {
 @fleet_task(help=SYNC_HELP, name="sync-all")
 def sync_all(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False, strict=False,
              allow_running=False, resume=False):
-    """Bring every checkout to the same commit: preflight, publish, converge, worktrees; never loses work."""
+    """Bring every checkout to the same commit, then move code, artifacts and results; never loses work."""
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, strict=strict,

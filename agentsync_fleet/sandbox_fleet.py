@@ -128,12 +128,18 @@ def seed_work(sandbox: Sandbox, laptop_repo: Path) -> None:
     git(cloud, "commit", "-q", "-m", "Add mean-reversion strategy (agent on cloud)")
     (laptop_repo / "README.md").write_text(SEED_FILES["README.md"] + "\nRun `agentsync health` before a deploy.\n")
     git(laptop_repo, "commit", "-q", "-am", "Document the deploy gate (laptop)")
+    results = sandbox.hosts["gpu"].path(f"{PROJECT}/results/exp-001")  # ignored by git: comes back by rsync
+    results.mkdir(parents=True)
+    (results / "metrics.json").write_text('{"sharpe": 1.42, "max_drawdown": 0.08}\n')
+    (results / "equity_curve.csv").write_text("day,equity\n" + "".join(f"{d},{1 + d / 1000:.3f}\n" for d in range(250)))
+    (results / ".env").write_text("WANDB_API_KEY=not-a-real-key\n")  # a secret: must never travel
 
 
 def inventory_data(sandbox: Sandbox, laptop_repo: Path) -> dict:
     repo = f"{MOUNT_POINT}/{PROJECT}"
     return {
         "ssh_config": str(sandbox.ssh_config),
+        "state_dir": "state",  # journal, locks and backups stay inside the sandbox
         "defaults": {"branch": "main", "connect_timeout": 5, "command_timeout": 60},
         "order": ["laptop", "cloud", "gpu"],
         "hosts": {
@@ -142,6 +148,7 @@ def inventory_data(sandbox: Sandbox, laptop_repo: Path) -> dict:
                       "guard": {"processes": ["v7_runtime", "dashboard"],
                                 "critical_files": ["apps/runtime/v7_runtime.py"]}},
             "gpu": {"ssh": "gpu", "repo": repo, "zerotier": ZEROTIER_NETWORK, "gpu": True,
+                    "results": [{"remote": "results", "local": "results"}],
                     "worktrees": [{"path": f"{MOUNT_POINT}/{PROJECT}-validation", "branch": "validation",
                                    "merge": "main", "strategy": "merge", "push": False}]},
         },

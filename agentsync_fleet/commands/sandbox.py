@@ -22,7 +22,8 @@ def up(root: str | None) -> int:
     for host in sandbox.hosts.values():
         out.print(f"  {host.name:<7} sshd on {host.address}:{host.port} (pid {host.pid}, own PID + mount namespace)")
     out.print("  laptop  this machine (local: true)")
-    out.print("unpushed work waiting: 1 commit on laptop, 1 on cloud; cloud runs a pretend v7_runtime")
+    out.print("unpushed work waiting: 1 commit on laptop, 1 on cloud; cloud runs a pretend v7_runtime;")
+    out.print("gpu holds experiment results (and a .env that must never leave it)")
     out.print(f"inventory: {inventory}")
     out.print(f"next: [bold]agentsync sync-all --inventory {inventory}[/]  (or export AGENTSYNC_INVENTORY={inventory})",
               soft_wrap=True)

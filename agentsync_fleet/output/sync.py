@@ -68,6 +68,8 @@ class LiveView:
         if not self.enabled:
             return
         with self.lock:
+            if self.state.get(host) == (stage, text):
+                return  # progress reports repeat themselves; say each thing once
             self.state[host] = (stage, text)
             if self.live is not None:
                 self.live.update(self._table())
