@@ -215,3 +215,17 @@ def test_ssh_config_include_is_followed(fleet, tmp_path):
         handle.write(f"\nInclude {tmp_path}/fleet.d/*.conf\n")
     hosts = report(fleet.agentsync("health", "--json", inventory=fleet.inventory({"cloud": {"ssh": "cloud-included"}})))
     assert hosts["cloud"]["passed"] is True
+
+
+def test_a_proxyjump_chain_goes_through_every_hop_in_order(fleet):
+    inner = fleet.sandbox.hosts["inner"]
+    with fleet.ssh_config.open("a") as handle:
+        handle.write(f"\nHost inner-via-chain\n  HostName inner.fleet\n  Port {inner.port}\n  User root\n"
+                     f"  ProxyJump cloud,jump\n  IdentityFile {fleet.sandbox.client_key}\n  IdentitiesOnly yes\n"
+                     f"  UserKnownHostsFile {fleet.known_hosts}\n")
+    cloud_log = fleet.sandbox.hosts["cloud"].path("..") / "sshd.log"
+    logins_before = cloud_log.read_text().count("Accepted publickey")
+    result = fleet.agentsync("health", "--json", inventory=fleet.inventory({"inner": {"ssh": "inner-via-chain"}}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report(result)["inner"]["repo"]["head"] == fleet.origin_head()
+    assert cloud_log.read_text().count("Accepted publickey") == logins_before + 1  # the first hop was used
