@@ -30,6 +30,12 @@ from agentsync_fleet.sandbox_fleet import (
 )
 
 REPO = f"{MOUNT_POINT}/crpbot"
+# gpu's git hangs while this file exists on its disk: a host that accepts commands and never finishes them.
+SLOW_GIT_MARKER = f"{MOUNT_POINT}/.agentsync-test-slow-git"
+SLOW_GIT = f"""#!/bin/sh
+[ -e {SLOW_GIT_MARKER} ] && sleep 60
+exec /usr/bin/git "$@"
+"""
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 
 
@@ -84,6 +90,7 @@ def sandbox(tmp_path_factory, aws_env):
     assert box.hosts["inner"].address == "127.91.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
+    install_tool(box, "gpu", "git", SLOW_GIT)
     from s3_support import install_aws_cli
 
     install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH

@@ -229,3 +229,17 @@ def test_a_proxyjump_chain_goes_through_every_hop_in_order(fleet):
     assert result.returncode == 0, result.stdout + result.stderr
     assert report(result)["inner"]["repo"]["head"] == fleet.origin_head()
     assert cloud_log.read_text().count("Accepted publickey") == logins_before + 1  # the first hop was used
+
+
+def test_a_hung_command_times_out_and_the_other_hosts_still_report(fleet):
+    fleet.sandbox.hosts["gpu"].path(".agentsync-test-slow-git").write_text("")
+    inv = fleet.inventory({"cloud": {}, "gpu": {"command_timeout": 2}})
+    start = time.monotonic()
+    result = fleet.agentsync("health", "--json", inventory=inv)
+    elapsed = time.monotonic() - start
+    hosts = report(result)
+    assert result.returncode == 1
+    assert hosts["cloud"]["passed"] is True
+    assert hosts["gpu"]["reachable"] is True and any("timed out after 2s" in f for f in hosts["gpu"]["failures"])
+    assert "command_timeout" in hosts["gpu"]["hint"]
+    assert elapsed < 2 + 3, elapsed

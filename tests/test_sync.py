@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,16 @@ def test_a_failing_step_reports_command_exit_code_and_output(fleet):
     assert "pushes are frozen today" in cloud["message"]
     assert hosts["gpu"]["status"] == "ok"
     assert "Cloud work" in fleet.git("cloud", "log", "--format=%s")  # nothing lost
+
+
+def test_a_hung_git_command_fails_that_host_only_with_the_command_named(fleet):
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {"command_timeout": 3}})
+    fleet.sandbox.hosts["gpu"].path(".agentsync-test-slow-git").write_text("")  # every git call on gpu hangs
+    start = time.monotonic()
+    code, hosts = sync(fleet, inv)
+    assert time.monotonic() - start < 3 * 3 + 5  # the lock and the probe each time out once, nothing waits longer
+    assert code == 1
+    assert hosts["gpu"]["status"] == "failed" and "timed out after 3s" in hosts["gpu"]["message"]
+    for name in ("laptop", "cloud"):
+        assert hosts[name]["status"] == "ok" and fleet.head(name) == fleet.origin_head()

@@ -67,7 +67,13 @@ class SSHSession(ScriptRunner):
             raise HostUnreachable(f"connection lost: {exc or type(exc).__name__}", reason="lost",
                                   host=self.name) from None
         self.last_rtt = time.monotonic() - start
-        watchdog = threading.Timer(timeout, chan.close)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            chan.close()
+
+        watchdog = threading.Timer(timeout, expire)
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -76,12 +82,12 @@ class SSHSession(ScriptRunner):
             watchdog.cancel()
             chan.close()
         duration = time.monotonic() - start
-        if code is None and duration >= timeout:
+        if expired.is_set() or (code is None and duration >= timeout):
             raise CommandTimeout(f"command timed out after {timeout:g}s: {_short(command)}", host=self.name,
                                  hint="raise command_timeout for this host in the inventory if this is expected")
         if code is None:
-            raise HostUnreachable(f"connection lost while running: {_short(command)}", reason="lost",
-                                  host=self.name)
+            raise HostUnreachable(f"the command ended without an exit status (killed by a signal, or the "
+                                  f"connection dropped): {_short(command)}", reason="lost", host=self.name)
         return CommandResult(self.name, command, code, out, err, duration)
 
     @staticmethod
@@ -111,8 +117,9 @@ class SSHSession(ScriptRunner):
                 select.select([chan], [], [], min(remaining, 1.0))
         except (paramiko.SSHException, OSError, EOFError):
             pass  # the watchdog closed the channel, or the link dropped: reported by the caller
+        # A channel closed without an "exit-status" message reports -1: that is no status at all.
         code = chan.recv_exit_status() if chan.exit_status_ready() else None
-        return out.decode(errors="replace"), err.decode(errors="replace"), code
+        return out.decode(errors="replace"), err.decode(errors="replace"), None if code == -1 else code
 
     def sftp(self) -> paramiko.SFTPClient:
         return self.client.open_sftp()

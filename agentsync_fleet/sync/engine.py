@@ -35,8 +35,10 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
         return
     repo = facts.repo
     result.head_before = repo.head if repo else ""
-    if repo is None or not repo.present:
-        result.fail("failed", f"repo {host.repo}: {repo.error if repo else 'not probed'}")
+    if repo is None:
+        result.fail("failed", f"preflight probe: {facts.error or 'no answer'}")
+    elif not repo.present:
+        result.fail("failed", f"repo {host.repo}: {repo.error}")
     elif repo.in_progress:
         result.fail("skipped", f"{', '.join(repo.in_progress)} already in progress; left alone (finish or abort "
                                "it by hand)")
