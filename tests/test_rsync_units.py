@@ -18,8 +18,10 @@ from agentsync_fleet.steps.rsync import (
     RsyncCall,
     SshTarget,
     backup_args,
+    nocase,
     rsh_string,
     rsync_argv,
+    secret_rules,
     split_port,
     ssh_argv,
 )
@@ -138,6 +140,15 @@ def test_rsync_argv_puts_secrets_first_and_never_forces_delete():
     assert argv[-2:] == ["/laptop/repo/", "gpu:/srv/repo/"]
     assert "--dry-run" in rsync_argv(RsyncCall("/a/", "/b/", dry_run=True))
     assert "--delete" in rsync_argv(RsyncCall("/a/", "/b/", delete=True))
+
+
+def test_secret_rules_match_any_letter_case_and_anything_inside_a_matching_directory():
+    assert nocase(".env.*") == ".[eE][nN][vV].*" and nocase("id_rsa*") == "[iI][dD]_[rR][sS][aA]*"
+    assert nocase("[!a]x\\Y") == "[!a][xX]\\Y" and nocase("[]k]ey") == "[]k][eE][yY]"  # classes, escapes kept
+    assert secret_rules(("*.pem",)) == {"*.[pP][eE][mM]": "*.pem", "*.[pP][eE][mM]/**": "*.pem"}
+    kept = secret_rules(("[ab.key",))  # nocase may misread it: the pattern as written stays a rule
+    assert kept["[ab.key"] == kept["[ab.key/**"] == "[ab.key" and len(kept) == 4
+    assert list(secret_rules(SECRET_PATTERNS))[::2] == [nocase(p) for p in SECRET_PATTERNS]  # same order
 
 
 def test_remote_home_backup_dir_rides_on_rsync_path_with_only_home_expanded():

@@ -13,7 +13,11 @@ Why each fixed option is there:
 * `--backup --backup-dir`: a file the transfer overwrites or deletes on the
   receiving side is moved into a timestamped dir first.
 * Secret patterns come first among the excludes: rsync uses the first rule that
-  matches, so nothing later can let a secret through.
+  matches, so nothing later can let a secret through. rsync matches case-
+  sensitively and, with `--files-from`, checks only the listed name, never the
+  directories above it, so each secret pattern becomes two rules (`secret_rules`):
+  the pattern with every letter as `[xX]`, and the same with `/**` (anything
+  inside a directory that matches).
 * `-e`: OpenSSH with the inventory's ssh_config, its known_hosts files plus the
   user's, BatchMode and strict host-key checking (never auto-add).
 """
@@ -79,6 +83,46 @@ def rsh_string(argv: list[str]) -> str:
     return " ".join(rsh_quote(a) for a in argv)
 
 
+def nocase(pattern: str) -> str:
+    """The rsync pattern that matches whatever the letter case: `.env` → `.[eE][nN][vV]`.
+
+    A `[...]` class and a `\\x` escape are kept as written."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        end = _class_end(pattern, i) if char == "[" else -1
+        if char == "\\" or end != -1:
+            stop = i + 2 if end == -1 else end + 1
+            out.append(pattern[i:stop])
+            i = stop
+            continue
+        out.append(f"[{char.lower()}{char.upper()}]" if char.isascii() and char.isalpha() else char)
+        i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Where the `[...]` class opening at `start` ends (a `]` right after `[`, `[!` or `[^` is a member), or -1."""
+    i = start + 1
+    i += pattern[i:i + 1] in ("!", "^")
+    i += pattern[i:i + 1] == "]"
+    return pattern.find("]", i)
+
+
+def secret_rules(patterns: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The exclude rules that hold back `patterns`, each mapped to the secret pattern it stands for.
+
+    A pattern with a class or an escape stays a rule as written too: however `nocase` reads it, no secret
+    rule is ever weakened."""
+    rules: dict[str, str] = {}
+    for pattern in patterns:
+        kept = (pattern,) if "[" in pattern or "\\" in pattern else ()
+        for rule in dict.fromkeys((*kept, nocase(pattern))):
+            rules.setdefault(rule, pattern)
+            rules.setdefault(rule.rstrip("/") + "/**", pattern)
+    return rules
+
+
 @dataclass(frozen=True)
 class RsyncCall:
     """One rsync run. `src`/`dest` are absolute local paths or `target:path` (path absolute or ./relative)."""
@@ -92,7 +136,7 @@ class RsyncCall:
     compress: bool = False
     bwlimit: int | None = None
     io_timeout: int = 120
-    excludes: tuple[str, ...] = SECRET_PATTERNS
+    excludes: tuple[str, ...] = tuple(secret_rules(SECRET_PATTERNS))
     backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
     files_from: bool = False  # read NUL-separated relative names from stdin
     checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)

@@ -28,6 +28,7 @@ from ..steps.rsync import (
     RsyncCall,
     SshTarget,
     remote_spec,
+    secret_rules,
     ssh_argv,
 )
 from .entries import split_ref
@@ -192,7 +193,7 @@ def backup_dir(route: Route, receiver: Host, opts: LegOptions) -> str:
 
 def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> list[Leg]:
     """The rsync runs for a route, in order. `ssh(host)` gives the OpenSSH settings for a remote host."""
-    excludes = (*opts.settings.secrets, *((".git",) if route.is_code else ()), *route.entry.exclude)
+    excludes = (*secret_rules(opts.settings.secrets), *((".git",) if route.is_code else ()), *route.entry.exclude)
     common = dict(dry_run=opts.dry_run, bwlimit=opts.settings.bwlimit, excludes=excludes,
                   compress=any(_slow(p.host) for p in (route.src, route.dest)))
     if route.mode == "local":

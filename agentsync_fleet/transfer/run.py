@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..errors import FleetError
 from ..models import Host, Inventory
 from ..shell import join
-from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, ssh_argv
+from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
@@ -124,13 +124,13 @@ class Runner:
         }.get(problem.reason, f"is {host} up, and its network (VPN/ZeroTier) connected? `agentsync health` shows it")
 
     def _absorb(self, route: P.Route, leg: P.Leg, out: RsyncOutput, result: TransferResult) -> None:
-        secrets = set(self.opts.settings.secrets)
+        secrets = secret_rules(self.opts.settings.secrets)  # the rule rsync names → the secret pattern
         seen = {h["path"] for h in result.held_back}
-        for path, pattern in out.hidden:
-            if pattern in secrets and path not in seen:
-                result.held_back.append({"path": path, "pattern": pattern, "reason": "secret"})
+        for path, rule in out.hidden:
+            if rule in secrets and path not in seen:
+                result.held_back.append({"path": path, "pattern": secrets[rule], "reason": "secret"})
                 seen.add(path)
-            elif pattern not in secrets and pattern != ".git" and not pattern.startswith(PARTIAL_DIR):
+            elif rule not in secrets and rule != ".git" and not rule.startswith(PARTIAL_DIR):
                 result.excluded += 1
         shown = leg.final or self.opts.dry_run
         for change in out.changes if shown else ():

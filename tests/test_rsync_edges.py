@@ -1,0 +1,73 @@
+"""Transfers at the edges, against real hosts and the real rsync: secrets in any case or directory, missing
+paths, first dry runs of relays, a relay's target under another run's lock, a relative state dir."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from agentsync_fleet.sandbox import MOUNT_POINT
+
+AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
+REPO = f"{MOUNT_POINT}/crpbot"
+
+
+def inventory(fleet, hosts: dict, **top) -> Path:
+    top.setdefault("transfers", {"backup_dir": BACKUPS})
+    return fleet.inventory(hosts, **top)
+
+
+def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
+    result = fleet.agentsync(task, "--json", *flags, inventory=inv)
+    assert result.stdout.startswith("{"), result.stderr
+    data = json.loads(result.stdout)
+    data["by_name"] = {t["name"]: t for t in data["transfers"]}
+    return result.returncode, data
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+def test_push_code_holds_back_secrets_in_any_letter_case_and_inside_directories_named_like_secrets(fleet):
+    laptop = fleet.repo("laptop")
+    fleet.commit("laptop", "credentials/aws.json", '{"key": "AKIA..."}\n', "Add credentials (oops)")
+    write(laptop / ".ENV", "API_KEY=1\n")  # .gitignore has .env; on a case-insensitive disk this is that file
+    write(laptop / "deploy" / "Server.PEM", "-----BEGIN PRIVATE KEY-----\n")
+    write(laptop / "deploy" / ".env.d" / "prod", "DB_PASSWORD=2\n")
+    write(laptop / "app.py", "print('fine')\n")
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inventory(fleet, {"laptop": {}, "gpu": {}}))
+
+    assert code == 0, data
+    sent = files(fleet.repo("gpu"))
+    assert "app.py" in sent
+    secrets = {"credentials/aws.json", ".ENV", "deploy/Server.PEM", "deploy/.env.d/prod"}
+    assert not secrets & sent, secrets & sent
+    held = {h["path"]: h["pattern"] for h in data["by_name"]["push-code"]["held_back"]}
+    assert held == {"credentials/aws.json": "credentials*", ".ENV": ".env", "deploy/Server.PEM": "*.pem",
+                    "deploy/.env.d/prod": ".env.*"}
+
+
+def test_results_hold_back_secrets_in_any_letter_case(fleet):
+    out = fleet.repo("gpu") / "results"
+    write(out / "score.txt", "0.9\n")
+    write(out / "run1" / "Deploy.KEY", "k\n")
+    write(out / "ID_RSA", "k\n")
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"results": [{"remote": "results/", "local": "results/gpu/"}]}})
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0, data
+    assert files(fleet.repo("laptop") / "results" / "gpu") == {"score.txt"}
+    held = {h["path"]: h["pattern"] for h in data["by_name"]["results"]["held_back"]}
+    assert held == {"run1/Deploy.KEY": "*.key", "ID_RSA": "id_rsa*"}
+    assert data["by_name"]["results"]["excluded"] == 0
