@@ -71,3 +71,21 @@ def test_results_hold_back_secrets_in_any_letter_case(fleet):
     held = {h["path"]: h["pattern"] for h in data["by_name"]["results"]["held_back"]}
     assert held == {"run1/Deploy.KEY": "*.key", "ID_RSA": "id_rsa*"}
     assert data["by_name"]["results"]["excluded"] == 0
+
+
+def test_a_source_inside_a_directory_named_like_a_secret_is_refused_before_anything_moves(fleet):
+    write(fleet.repo("gpu") / "config" / "credentials" / "aws.json", "secret\n")
+    write(fleet.repo("gpu") / "config" / "app.yaml", "fine\n")
+    entries = [{"name": "creds", "direction": "pull", "src": "config/credentials/", "dest": "c/"},
+               {"name": "config", "direction": "pull", "src": "config/", "dest": "config-gpu/"}]
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"rsync": entries}})
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    creds = data["by_name"]["creds"]
+    assert code == 1 and creds["status"] == "failed" and creds["legs"] == []
+    assert "gpu.creds: src 'config/credentials/' names 'credentials', which matches the secret pattern " \
+        "'credentials*'; secrets never travel" in creds["error"]
+    assert not (fleet.repo("laptop") / "c").exists()
+    assert data["by_name"]["config"]["status"] == "ok"  # the entry that does not name a secret still runs
+    assert files(fleet.repo("laptop") / "config-gpu") == {"app.yaml"}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError
 from ..models import Host, Inventory, RsyncEntry
-from ..secrets import SECRET_PATTERNS, secret_patterns
+from ..secrets import SECRET_PATTERNS, is_protected, secret_patterns
 from ..steps.rsync import (
     REMOTE_BACKUP_ROOT,
     RsyncCall,
@@ -193,6 +193,7 @@ def backup_dir(route: Route, receiver: Host, opts: LegOptions) -> str:
 
 def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> list[Leg]:
     """The rsync runs for a route, in order. `ssh(host)` gives the OpenSSH settings for a remote host."""
+    refuse_secret_source(route, opts.settings.secrets)
     excludes = (*secret_rules(opts.settings.secrets), *((".git",) if route.is_code else ()), *route.entry.exclude)
     common = dict(dry_run=opts.dry_run, bwlimit=opts.settings.bwlimit, excludes=excludes,
                   compress=any(_slow(p.host) for p in (route.src, route.dest)))
@@ -201,6 +202,18 @@ def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> li
     if route.mode == "direct":
         return [_direct_leg(route, opts, ssh, common)]
     return _relay_legs(route, opts, ssh, common)
+
+
+def refuse_secret_source(route: Route, patterns: tuple[str, ...]) -> None:
+    """rsync's excludes match names *below* the source, so a source that is itself inside `credentials/`
+    (or is `.env`) would send what the patterns are there to hold back: refuse it before anything moves."""
+    for part in route.src.path.split("/"):
+        matched = next((p for p in patterns if part not in ("", ".", "..", "~") and is_protected(part, (p,))), None)
+        if matched is not None:
+            raise FleetError(f"{route.key}: src '{route.src.path}' names '{part}', which matches the secret pattern "
+                             f"'{matched}'; secrets never travel, so nothing was sent", host=route.owner.name,
+                             hint="point src at a path that does not go through it (transfers.secrets and the "
+                                  "built-in patterns are always on)")
 
 
 def _slow(host: Host) -> bool:
