@@ -89,3 +89,35 @@ def test_a_source_inside_a_directory_named_like_a_secret_is_refused_before_anyth
     assert not (fleet.repo("laptop") / "c").exists()
     assert data["by_name"]["config"]["status"] == "ok"  # the entry that does not name a secret still runs
     assert files(fleet.repo("laptop") / "config-gpu") == {"app.yaml"}
+
+
+def test_a_missing_source_or_destination_parent_names_the_host_and_the_path(fleet):
+    write(fleet.repo("cloud") / "data" / "a.txt", "a\n")
+    write(fleet.repo("laptop") / "data" / "a.txt", "a\n")
+    entries = [{"name": "gone", "direction": "pull", "src": "nosuch/", "dest": "x/"},
+               {"name": "gone-file", "direction": "pull", "src": "nosuch.txt", "dest": "x/"}]
+    pushes = [{"name": "local-gone", "direction": "push", "src": "nolocal/", "dest": "y/"},
+              {"name": "deep", "direction": "push", "src": "data/", "dest": "no/such/parent/"}]
+    relay = [{"name": "relay-gone", "direction": "pull", "src": "nosuch/", "dest": "gpu:in/"}]
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"rsync": entries + pushes}, "cloud": {"rsync": relay}})
+
+    code, data = run(fleet, "results", "--host", "gpu,cloud", inv=inv)
+    push_code, pushed = run(fleet, "push-code", "--host", "gpu", inv=inv)
+
+    assert code == 1 and push_code == 1
+    laptop = fleet.repo("laptop")
+    expected = {
+        "gone": f"the source gpu:{REPO}/nosuch does not exist",
+        "gone-file": f"the source gpu:{REPO}/nosuch.txt does not exist",
+        "relay-gone": f"the source cloud:{REPO}/nosuch does not exist",
+        "local-gone": f"the source laptop:{laptop}/nolocal does not exist",
+        "deep": f"gpu:{REPO}/no/such does not exist (rsync creates only the last directory of the destination)",
+    }
+    got = {**data["by_name"], **pushed["by_name"]}
+    for name, message in expected.items():
+        assert got[name]["status"] == "failed" and got[name]["error"] == message, (name, got[name]["error"])
+        assert "some files could not be transferred" not in got[name]["error"]
+    assert "entry 'gone' of gpu" in got["gone"]["hint"] and f"relative to gpu's repo ({REPO})" in got["gone"]["hint"]
+    assert "mkdir -p" in got["deep"]["hint"]
+    people = fleet.agentsync("results", "--host", "gpu", inventory=inv)
+    assert f"failed: the source gpu:{REPO}/nosuch does not exist" in people.stdout

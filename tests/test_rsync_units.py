@@ -129,6 +129,18 @@ def test_notices_rsync_left_on_stderr_when_it_failed_are_kept_in_the_report():
                                    "rsync error: unexplained error (code 255) at io.c(849) [sender=3.2.7]"]
 
 
+def test_a_missing_source_or_destination_parent_is_named_with_its_machine():
+    stderr = ('rsync: [sender] change_dir "/srv/r/no such" failed: No such file or directory (2)\n'
+              "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1874)")
+    problem = diagnose(23, stderr, "gpu", "gpu", "laptop")
+    assert (problem.reason, problem.message) == ("no source", "the source gpu:/srv/r/no such does not exist")
+    old_rsync = 'rsync: link_stat "/home/me/r/x\\#303\\#274.txt" failed: No such file or directory (2)'
+    assert diagnose(23, old_rsync, "gpu", "laptop", "gpu").path == "/home/me/r/xü.txt"
+    problem = diagnose(11, 'rsync: [Receiver] mkdir "/srv/r/a/b" failed: No such file or directory (2)', "gpu",
+                       "laptop", "gpu")
+    assert problem.reason == "no parent" and problem.path == "/srv/r/a" and problem.message.startswith("gpu:/srv/r/a ")
+
+
 # ------------------------------------------------------------------ argv
 
 

@@ -90,12 +90,34 @@ class Runner:
             result.warnings.append("some source files vanished while the transfer ran (they were not sent)")
         # direct: ssh to the source host failed (no rsync ran), or the source host's own rsync → target did
         second_hop = leg.on is not None and "rsync" in errors
-        problem = diagnose(finished.code, errors, self._where(leg, second_hop))
+        problem = diagnose(finished.code, errors, self._where(leg, second_hop), *self._sides(leg))
         if problem is None:
             return True
-        result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message,
-                    self._hint(problem, leg, second_hop), problem.detail)
+        hint = self._path_hint(problem, route) or self._hint(problem, leg, second_hop)
+        result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message, hint,
+                    problem.detail)
         return False
+
+    def _sides(self, leg: P.Leg) -> tuple[str, str]:
+        """The machines holding this leg's source and destination (a relay's cache is on the laptop)."""
+        laptop = P.controller(self.inv).name
+        receiver = leg.receiver.name if leg.receiver is not None else laptop
+        if leg.on is not None:
+            return leg.on.name, receiver
+        return (laptop if leg.receiver is not None else leg.peer.name), receiver
+
+    def _path_hint(self, problem: Diagnosis, route: P.Route) -> str:
+        """What to do about a path that is not there, in the inventory's terms."""
+        if problem.reason == "no source" and route.is_code:
+            return f"a file git listed was removed while push-code ran; run {self.rerun} again"
+        if problem.reason == "no source":
+            side = route.src.host
+            return (f"check src of the entry '{route.entry.name}' of {route.owner.name} (a relative path is "
+                    f"relative to {side.name}'s repo ({side.repo}), ~/ is its home); nothing was moved")
+        if problem.reason == "no parent":
+            return (f"create it first (on {route.dest.host.name}: mkdir -p {shlex.quote(problem.path)}) or correct dest "
+                    f"of the entry '{route.entry.name}' of {route.owner.name}; nothing was moved")
+        return ""
 
     @staticmethod
     def _where(leg: P.Leg, second_hop: bool) -> str:
