@@ -121,3 +121,17 @@ def test_a_missing_source_or_destination_parent_names_the_host_and_the_path(flee
     assert "mkdir -p" in got["deep"]["hint"]
     people = fleet.agentsync("results", "--host", "gpu", inventory=inv)
     assert f"failed: the source gpu:{REPO}/nosuch does not exist" in people.stdout
+
+
+def test_a_first_dry_run_of_a_relay_lists_what_would_come_and_moves_nothing(fleet):
+    write(fleet.repo("cloud") / "data" / "train.csv", "a,b\n")
+    entry = {"name": "to-gpu", "direction": "pull", "src": "data/", "dest": "gpu:incoming/"}
+    inv = inventory(fleet, {"laptop": {}, "cloud": {"rsync": [entry]}, "gpu": {}})
+
+    code, data = run(fleet, "results", "--host", "cloud", "--dry-run", inv=inv)
+
+    t = data["by_name"]["to-gpu"]
+    assert code == 0 and t["status"] == "ok", t
+    assert {(c["action"], c["path"]) for c in t["changes"]} >= {("new", "train.csv")}
+    assert t["files"] == 1 and any("relay cache is still empty" in w for w in t["warnings"]), t["warnings"]
+    assert not (fleet.root / "state" / "relay").exists() and not (fleet.repo("gpu") / "incoming").exists()
