@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
+from agentsync_fleet.locks.model import Holder
 from agentsync_fleet.sandbox import MOUNT_POINT
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
@@ -135,3 +137,19 @@ def test_a_first_dry_run_of_a_relay_lists_what_would_come_and_moves_nothing(flee
     assert {(c["action"], c["path"]) for c in t["changes"]} >= {("new", "train.csv")}
     assert t["files"] == 1 and any("relay cache is still empty" in w for w in t["warnings"]), t["warnings"]
     assert not (fleet.root / "state" / "relay").exists() and not (fleet.repo("gpu") / "incoming").exists()
+
+
+def test_a_relay_does_not_write_into_a_target_host_another_run_holds(fleet):
+    write(fleet.repo("cloud") / "data" / "train.csv", "a,b\n")
+    entry = {"name": "to-gpu", "direction": "pull", "src": "data/", "dest": "gpu:incoming/"}
+    inv = inventory(fleet, {"laptop": {}, "cloud": {"rsync": [entry]}, "gpu": {}})
+    other = Holder("ann@laptop-2", "laptop-2", 4242, "99", time.time() - 60, "20260101-000000-abcdef", "sync-all",
+                   "/x/fleet.yaml")
+    lock = fleet.repo("gpu") / ".git" / "agentsync.lock"
+    lock.write_text(other.to_json() + "\n")
+
+    result = fleet.agentsync("results", "--host", "cloud", inventory=inv)
+
+    assert result.returncode == 1 and "the fleet is locked on gpu" in result.stderr, result.stderr
+    assert not (fleet.repo("gpu") / "incoming").exists()
+    lock.unlink()
