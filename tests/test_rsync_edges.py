@@ -153,3 +153,27 @@ def test_a_relay_does_not_write_into_a_target_host_another_run_holds(fleet):
     assert result.returncode == 1 and "the fleet is locked on gpu" in result.stderr, result.stderr
     assert not (fleet.repo("gpu") / "incoming").exists()
     lock.unlink()
+
+
+def test_sync_all_never_writes_into_a_host_the_run_leaves_alone(fleet):
+    write(fleet.repo("cloud") / "data" / "train.csv", "a,b\n")
+    entry = {"name": "to-gpu", "direction": "pull", "src": "data/", "dest": "gpu:incoming/"}
+    inv = inventory(fleet, {"laptop": {}, "cloud": {"rsync": [entry]}, "gpu": {}})
+
+    result = fleet.agentsync("sync-all", "--json", "--hosts", "laptop,cloud", inventory=inv)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    cloud = next(h for h in json.loads(result.stdout)["hosts"] if h["host"] == "cloud")
+    assert "to-gpu: not run: gpu is not part of this run (--hosts); it is left as it was" in cloud["warnings"]
+    assert not (fleet.repo("gpu") / "incoming").exists() and not (fleet.root / "state" / "relay").exists()
+    plan = fleet.agentsync("plan", "--hosts", "laptop,cloud", inventory=inv)
+    assert "cloud: to-gpu — not run: gpu is not part of this run" in plan.stdout, plan.stdout
+
+    fleet.commit("gpu", "README.md", "gpu's commit\n", "gpu change")  # gpu's converge stops on a conflict
+    fleet.commit("laptop", "README.md", "laptop's commit\n", "laptop change")
+    result = fleet.agentsync("sync-all", "--json", inventory=inv)
+
+    hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
+    assert hosts["gpu"]["status"] == "conflict" and hosts["cloud"]["status"] == "ok"
+    assert "to-gpu: not run: gpu ended conflict earlier in this run; it is left as it was" in hosts["cloud"]["warnings"]
+    assert not (fleet.repo("gpu") / "incoming").exists()
