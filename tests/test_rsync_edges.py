@@ -4,6 +4,8 @@ paths, first dry runs of relays, a relay's target under another run's lock, a re
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -153,6 +155,21 @@ def test_a_relay_does_not_write_into_a_target_host_another_run_holds(fleet):
     assert result.returncode == 1 and "the fleet is locked on gpu" in result.stderr, result.stderr
     assert not (fleet.repo("gpu") / "incoming").exists()
     lock.unlink()
+
+
+def test_a_relative_state_dir_keeps_backups_out_of_the_destination(fleet):
+    write(fleet.repo("gpu") / "results" / "score.txt", "new from gpu\n")
+    write(fleet.repo("laptop") / "results" / "gpu" / "score.txt", "old\n")
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"results": [{"remote": "results/", "local": "results/gpu/"}]}})
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": "state-rel"}
+    proc = subprocess.run([*AGENTSYNC, "results", "--json", "--inventory", str(inv)], cwd=fleet.root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+    assert proc.returncode == 0, proc.stderr
+    (backup,) = json.loads(proc.stdout)["transfers"][0]["backed_up"]
+    assert backup["backup"].startswith(str(fleet.root / "state-rel" / "backups") + "/")
+    assert Path(backup["backup"]).read_text() == "old\n"
+    assert files(fleet.repo("laptop") / "results" / "gpu") == {"score.txt"}
 
 
 def test_sync_all_never_writes_into_a_host_the_run_leaves_alone(fleet):

@@ -120,7 +120,8 @@ class LegOptions:
 
     @classmethod
     def for_inventory(cls, inv: Inventory, run_id: str, state_dir: str, dry_run: bool = False) -> LegOptions:
-        return cls(run_id, state_dir, dry_run, TransferSettings.from_inventory(inv))
+        # absolute: rsync reads a relative --backup-dir against the destination dir (backups inside it)
+        return cls(run_id, os.path.abspath(state_dir), dry_run, TransferSettings.from_inventory(inv))
 
 
 def controller(inv: Inventory) -> Host:
