@@ -194,3 +194,22 @@ def test_sync_all_never_writes_into_a_host_the_run_leaves_alone(fleet):
     assert hosts["gpu"]["status"] == "conflict" and hosts["cloud"]["status"] == "ok"
     assert "to-gpu: not run: gpu ended conflict earlier in this run; it is left as it was" in hosts["cloud"]["warnings"]
     assert not (fleet.repo("gpu") / "incoming").exists()
+
+
+def test_wildcard_characters_in_paths_are_literal_on_every_host(fleet):
+    for host in ("gpu", "cloud"):
+        write(fleet.repo(host) / "out" / "run[1]" / "wanted.txt", "the directory named run[1]\n")
+        write(fleet.repo(host) / "out" / "run1" / "other.txt", "what the glob run[1] matches\n")
+    entries = [{"name": "brackets", "direction": "pull", "src": "out/run[1]/", "dest": "brackets/"},
+               {"name": "star", "direction": "pull", "src": "out/*/", "dest": "star/"}]
+    relay = [{"name": "relay", "direction": "pull", "src": "out/run[1]/", "dest": "gpu:in[2]*/"}]
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"rsync": entries}, "cloud": {"rsync": relay}})
+
+    code, data = run(fleet, "results", "--host", "gpu,cloud", inv=inv)
+
+    assert files(fleet.repo("laptop") / "brackets") == {"wanted.txt"}
+    assert files(fleet.repo("gpu") / "in[2]*") == {"wanted.txt"}  # the receiving side's path is literal too
+    assert data["by_name"]["brackets"]["status"] == data["by_name"]["relay"]["status"] == "ok"
+    star = data["by_name"]["star"]  # no directory is named '*': nothing moves
+    assert code == 1 and star["error"] == f"the source gpu:{REPO}/out/* does not exist", star["error"]
+    assert not (fleet.repo("laptop") / "star").exists()

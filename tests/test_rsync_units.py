@@ -19,6 +19,7 @@ from agentsync_fleet.steps.rsync import (
     SshTarget,
     backup_args,
     nocase,
+    remote_spec,
     rsh_string,
     rsync_argv,
     secret_rules,
@@ -211,6 +212,8 @@ def test_paths_resolve_per_machine_and_never_start_with_a_dash():
     assert P.local_path("/home/me/repo", "/abs/x/") == "/abs/x/"
     assert split_ref("gpu:data/") == ("gpu", "data/") and split_ref("./a:b") == (None, "./a:b")
     assert split_ref("/abs/a:b") == (None, "/abs/a:b")
+    assert remote_spec("gpu", "./r/run[1]/*?\\", sender=True) == "gpu:./r/run\\[1]/\\*\\?\\\\"  # no remote glob
+    assert remote_spec("gpu", "./in[2]/") == "gpu:./in[2]/"  # a receiver does not expand its path
 
 
 def _inv(tmp_path: Path, text: str):

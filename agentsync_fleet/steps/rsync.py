@@ -35,6 +35,7 @@ PARTIAL_DIR = ".agentsync-partial"
 REMOTE_BACKUP_ROOT = "~/.local/state/agentsync/backups"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
 RSH_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./~-]+$")
+GLOB_CHARS = re.compile(r"[*?[\\]")
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,11 @@ def backup_args(backup_dir: str, *, remote_receiver: bool) -> list[str]:
     return ["--backup", f"--backup-dir={backup_dir}"]
 
 
-def remote_spec(target: str, path: str) -> str:
+def remote_spec(target: str, path: str, *, sender: bool = False) -> str:
+    """`target:path`. A remote *sender* expands wildcards in its paths itself (with -s no shell does it first):
+    escaped, `run[1]/` names only that directory (not `run1/`), as a path on the laptop does."""
+    if sender:
+        path = GLOB_CHARS.sub(lambda m: "\\" + m.group(0), path)
     return f"{target}:{path}"
 
 

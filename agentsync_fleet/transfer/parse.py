@@ -174,7 +174,7 @@ def missing_path(stderr: str) -> tuple[str, str] | None:
     match = MISSING.search(stderr)
     if match is None:
         return None
-    path = unescape(match.group(2))
+    path = re.sub(r"\\([*?[\\])", r"\1", unescape(match.group(2)))  # as written: without remote_spec's escapes
     if match.group(1) == "mkdir":
         return "parent", path.rstrip("/").rsplit("/", 1)[0] or "/"
     return "source", path

@@ -225,14 +225,14 @@ def _timeout(host: Host) -> int:
     return max(30, int(host.command_timeout))
 
 
-def _spec(place_: Place, ssh: Callable[[Host], SshTarget]) -> str:
-    return place_.resolved if place_.local else remote_spec(ssh(place_.host).target, place_.resolved)
+def _spec(place_: Place, ssh: Callable[[Host], SshTarget], sender: bool = False) -> str:
+    return place_.resolved if place_.local else remote_spec(ssh(place_.host).target, place_.resolved, sender=sender)
 
 
 def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> Leg:
     remote = route.dest if route.src.local else route.src
     target = ssh(remote.host)
-    call = RsyncCall(src=_spec(route.src, ssh), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
+    call = RsyncCall(src=_spec(route.src, ssh, sender=True), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
                      remote="receiver" if route.src.local else "sender", delete=route.entry.delete,
                      io_timeout=_timeout(remote.host), backup_dir=backup_dir(route, route.dest.host, opts),
                      files_from=route.is_code, checksum=route.is_code, **common)
@@ -243,7 +243,7 @@ def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget],
 def _relay_legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> list[Leg]:
     cache = os.path.join(opts.state_dir, "relay", route.owner.name, route.entry.name) + "/"
     src, dest = route.src, route.dest
-    inbound = RsyncCall(src=_spec(src, ssh), dest=cache, rsh=tuple(ssh_argv(ssh(src.host))), remote="sender",
+    inbound = RsyncCall(src=_spec(src, ssh, sender=True), dest=cache, rsh=tuple(ssh_argv(ssh(src.host))), remote="sender",
                         delete=True, io_timeout=_timeout(src.host), **common)  # the cache mirrors the source
     name = src.resolved.rstrip("/").rsplit("/", 1)[-1]
     staged = cache if src.resolved.endswith("/") else cache + name
