@@ -266,7 +266,7 @@ def test_transfer_entries_in_the_inventory_are_checked_across_hosts(tmp_path):
                   - {name: c, direction: up, src: x, dest: y}
                   - {name: d, direction: pull, src: x, dest: z, exclude: ["+ .env"], direct: true}
                 results: [{remote: out/, local: "gpu:out/"}]
-            transfers: {secrets: ["!"], bwlimit: -1}
+            transfers: {secrets: ["!"], bwlimit: -1, backup_dir: "~ann/bk"}
             """)
     text = str(caught.value)
     assert "'gpuu:x/' names host 'gpuu', which is not defined under hosts" in text and "did you mean 'gpu:'" in text
@@ -277,6 +277,7 @@ def test_transfer_entries_in_the_inventory_are_checked_across_hosts(tmp_path):
     assert "direct: true only applies between two remote hosts" in text
     assert "results always come back to the laptop" in text
     assert "transfers.secrets[0]" in text and "transfers.bwlimit" in text
+    assert "transfers.backup_dir" in text and "names another user's home; only ~/" in text
 
 
 def test_transfer_keys_build_entries_and_settings(tmp_path):
