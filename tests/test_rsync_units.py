@@ -265,12 +265,14 @@ def test_transfer_entries_in_the_inventory_are_checked_across_hosts(tmp_path):
                   - {name: a, direction: pull, src: "cloud:x", dest: y}
                   - {name: c, direction: up, src: x, dest: y}
                   - {name: d, direction: pull, src: x, dest: z, exclude: ["+ .env"], direct: true}
+                  - {name: push-code, direction: push, src: x/, dest: x/}
                 results: [{remote: out/, local: "gpu:out/"}]
             transfers: {secrets: ["!"], bwlimit: -1, backup_dir: "~ann/bk"}
             """)
     text = str(caught.value)
     assert "'gpuu:x/' names host 'gpuu', which is not defined under hosts" in text and "did you mean 'gpu:'" in text
     assert "transfer name 'a' is already used" in text
+    assert "transfer name 'push-code' is already used by push-code itself" in text  # one backup dir per name
     assert "a pull always starts from this host ('gpu')" in text
     assert "key 'rsync[2].direction': expected one of push, pull" in text
     assert "'+ .env' starts with an rsync filter prefix" in text
