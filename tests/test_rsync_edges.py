@@ -213,3 +213,21 @@ def test_wildcard_characters_in_paths_are_literal_on_every_host(fleet):
     star = data["by_name"]["star"]  # no directory is named '*': nothing moves
     assert code == 1 and star["error"] == f"the source gpu:{REPO}/out/* does not exist", star["error"]
     assert not (fleet.repo("laptop") / "star").exists()
+
+
+def test_push_code_sends_a_nested_repository_as_its_own_git_sees_it_never_its_ignored_files(fleet):
+    nested = fleet.repo("laptop") / "vendor" / "tool"
+    write(nested / "tool.py", "TOOL = 1\n")
+    write(nested / ".gitignore", "local.conf\n")
+    write(nested / "local.conf", "token = not-a-secret-by-name\n")  # ignored by the nested repo's own git
+    subprocess.run(["git", "init", "-q", str(nested)], check=True)
+    subprocess.run(["git", "-C", str(nested), "add", "tool.py", ".gitignore"], check=True)
+    write(nested / "new.py", "NEW = 1\n")  # untracked, not ignored
+    (fleet.repo("laptop") / "docs-link").symlink_to("README.md")  # a link is sent as a link, never followed
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inventory(fleet, {"laptop": {}, "gpu": {}}))
+
+    assert code == 0, data
+    sent = files(fleet.repo("gpu") / "vendor" / "tool")
+    assert sent == {"tool.py", ".gitignore", "new.py"}, sent
+    assert (fleet.repo("gpu") / "docs-link").is_symlink()
