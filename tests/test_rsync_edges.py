@@ -231,3 +231,17 @@ def test_push_code_sends_a_nested_repository_as_its_own_git_sees_it_never_its_ig
     sent = files(fleet.repo("gpu") / "vendor" / "tool")
     assert sent == {"tool.py", ".gitignore", "new.py"}, sent
     assert (fleet.repo("gpu") / "docs-link").is_symlink()
+
+
+def test_a_symlinked_directory_on_the_receiving_host_stays_a_symlink(fleet):
+    big_disk = fleet.sandbox.hosts["gpu"].path("bigdisk") / "data"
+    write(big_disk / "shard-0.bin", "on the big disk\n")
+    (fleet.repo("gpu") / "data").symlink_to(f"{MOUNT_POINT}/bigdisk/data")  # a common GPU-box layout
+    write(fleet.repo("laptop") / "data" / "README.md", "what the data is\n")
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inventory(fleet, {"laptop": {}, "gpu": {}}))
+
+    assert code == 0, data
+    assert (fleet.repo("gpu") / "data").is_symlink()  # not replaced by a directory
+    assert files(big_disk) == {"shard-0.bin", "README.md"}
+    assert data["by_name"]["push-code"]["backed_up"] == []

@@ -8,6 +8,9 @@ Why each fixed option is there:
   protocol, not the remote shell's command line, so no inventory value can be
   word-split or run as shell on any rsync version. Every path we pass is
   absolute or starts with `./`, so none can be read as an option either.
+* `--keep-dirlinks`: a symlink to a directory on the receiving side (a GPU box's
+  `data -> /mnt/nvme/data`) stays a symlink; files go into the directory it
+  points to instead of a new directory replacing the link.
 * `--partial-dir`: an interrupted file is kept aside (not over the old one) and
   the next run resumes from it; rsync excludes and protects that dir itself.
 * `--backup --backup-dir`: a file the transfer overwrites or deletes on the
@@ -144,7 +147,7 @@ class RsyncCall:
 
 
 def rsync_argv(call: RsyncCall) -> list[str]:
-    argv = ["rsync", "-rlpt", "-s", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
+    argv = ["rsync", "-rlpt", "-s", "--keep-dirlinks", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
             "--info=progress2,backup", "--debug=FILTER1", f"--timeout={call.io_timeout}"]
     if call.remote == "sender":
         argv.append("--remote-option=--debug=FILTER1")  # which files the remote sender held back
