@@ -245,3 +245,18 @@ def test_a_symlinked_directory_on_the_receiving_host_stays_a_symlink(fleet):
     assert (fleet.repo("gpu") / "data").is_symlink()  # not replaced by a directory
     assert files(big_disk) == {"shard-0.bin", "README.md"}
     assert data["by_name"]["push-code"]["backed_up"] == []
+
+
+def test_no_transfer_moves_git_data_into_a_checkout(fleet):
+    mine = fleet.commit("laptop", "mine.py", "ONLY_HERE = 1\n", "Unpushed work on the laptop")
+    write(fleet.repo("gpu") / "results" / "score.txt", "0.9\n")
+    entry = {"name": "tree", "direction": "pull", "src": "./", "dest": "./", "delete": True}
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"rsync": [entry]}})
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0, data
+    assert fleet.head("laptop") == mine and fleet.git("laptop", "log", "-1", "--format=%s") == \
+        "Unpushed work on the laptop"
+    assert (fleet.repo("laptop") / "results" / "score.txt").read_text() == "0.9\n"
+    assert not any(".git/" in b["path"] or b["path"] == ".git" for b in data["by_name"]["tree"]["backed_up"])

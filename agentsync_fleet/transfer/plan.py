@@ -195,7 +195,9 @@ def backup_dir(route: Route, receiver: Host, opts: LegOptions) -> str:
 def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> list[Leg]:
     """The rsync runs for a route, in order. `ssh(host)` gives the OpenSSH settings for a remote host."""
     refuse_secret_source(route, opts.settings.secrets)
-    excludes = (*secret_rules(opts.settings.secrets), *((".git",) if route.is_code else ()), *route.entry.exclude)
+    # .git never travels (any transfer, any depth): it would replace a receiving checkout's refs, index and
+    # objects — commits move with git (sync-all); .git on the receiving side is also kept from `delete`
+    excludes = (*secret_rules(opts.settings.secrets), ".git", *route.entry.exclude)
     common = dict(dry_run=opts.dry_run, bwlimit=opts.settings.bwlimit, excludes=excludes,
                   compress=any(_slow(p.host) for p in (route.src, route.dest)))
     if route.mode == "local":
