@@ -260,3 +260,21 @@ def test_no_transfer_moves_git_data_into_a_checkout(fleet):
         "Unpushed work on the laptop"
     assert (fleet.repo("laptop") / "results" / "score.txt").read_text() == "0.9\n"
     assert not any(".git/" in b["path"] or b["path"] == ".git" for b in data["by_name"]["tree"]["backed_up"])
+
+
+def test_a_pulled_symlink_is_never_followed_by_a_later_pull(fleet):
+    outside = fleet.root / "outside-the-results"  # on the laptop, e.g. ~/.ssh
+    outside.mkdir()
+    results = fleet.repo("gpu") / "results"
+    results.mkdir()
+    (results / "x").symlink_to(outside)  # run 1: the GPU box (or code running there) sends a link
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"results": [{"remote": "results/", "local": "results/gpu/"}]}})
+    assert run(fleet, "results", "--host", "gpu", inv=inv)[0] == 0
+    (results / "x").unlink()
+    write(results / "x" / "authorized_keys", "ssh-ed25519 AAAA... intruder\n")  # run 2: a dir of that name
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0, data
+    assert not (outside / "authorized_keys").exists()  # nothing written through the link
+    assert (fleet.repo("laptop") / "results" / "gpu" / "x" / "authorized_keys").is_file()

@@ -8,9 +8,11 @@ Why each fixed option is there:
   protocol, not the remote shell's command line, so no inventory value can be
   word-split or run as shell on any rsync version. Every path we pass is
   absolute or starts with `./`, so none can be read as an option either.
-* `--keep-dirlinks`: a symlink to a directory on the receiving side (a GPU box's
-  `data -> /mnt/nvme/data`) stays a symlink; files go into the directory it
-  points to instead of a new directory replacing the link.
+* `--keep-dirlinks`, only when the laptop's own files go out: a symlink to a
+  directory on the receiving host (a GPU box's `data -> /mnt/nvme/data`) stays
+  a symlink and files go where it points. Never when the files come from a host:
+  a link it sent in one run and a directory of that name in the next would
+  write through the link anywhere on the laptop (or on a relay's target).
 * `--partial-dir`: an interrupted file is kept aside (not over the old one) and
   the next run resumes from it; rsync excludes and protects that dir itself.
 * `--backup --backup-dir`: a file the transfer overwrites or deletes on the
@@ -144,10 +146,11 @@ class RsyncCall:
     backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
     files_from: bool = False  # read NUL-separated relative names from stdin
     checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)
+    keep_dirlinks: bool = False  # the sender is the laptop's own tree (see the module docstring)
 
 
 def rsync_argv(call: RsyncCall) -> list[str]:
-    argv = ["rsync", "-rlpt", "-s", "--keep-dirlinks", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
+    argv = ["rsync", "-rlpt", "-s", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
             "--info=progress2,backup", "--debug=FILTER1", f"--timeout={call.io_timeout}"]
     if call.remote == "sender":
         argv.append("--remote-option=--debug=FILTER1")  # which files the remote sender held back
@@ -161,6 +164,8 @@ def rsync_argv(call: RsyncCall) -> list[str]:
         argv.append("--compress")
     if call.checksum:
         argv.append("--checksum")
+    if call.keep_dirlinks:
+        argv.append("--keep-dirlinks")
     if call.bwlimit:
         argv.append(f"--bwlimit={call.bwlimit}")
     if call.backup_dir:

@@ -237,7 +237,7 @@ def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget],
     call = RsyncCall(src=_spec(route.src, ssh, sender=True), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
                      remote="receiver" if route.src.local else "sender", delete=route.entry.delete,
                      io_timeout=_timeout(remote.host), backup_dir=backup_dir(route, route.dest.host, opts),
-                     files_from=route.is_code, checksum=route.is_code, **common)
+                     files_from=route.is_code, checksum=route.is_code, keep_dirlinks=route.src.local, **common)
     return Leg(call, f"{route.src.display} → {route.dest.display}", None,
                None if route.dest.local else route.dest.host, remote.host, route.dest.resolved)
 
