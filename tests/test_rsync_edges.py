@@ -278,3 +278,18 @@ def test_a_pulled_symlink_is_never_followed_by_a_later_pull(fleet):
     assert code == 0, data
     assert not (outside / "authorized_keys").exists()  # nothing written through the link
     assert (fleet.repo("laptop") / "results" / "gpu" / "x" / "authorized_keys").is_file()
+
+
+def test_a_replaced_symlink_is_restored_as_the_symlink_it_was(fleet):
+    write(fleet.repo("gpu") / "results" / "latest", "a regular file on gpu\n")
+    mine = fleet.repo("laptop") / "results" / "gpu" / "latest"
+    mine.parent.mkdir(parents=True)
+    mine.symlink_to("run-42/")  # the laptop's own pointer to a run it has not pulled yet (dangling)
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"results": [{"remote": "results/", "local": "results/gpu/"}]}})
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0 and not mine.is_symlink(), data
+    (backup,) = data["by_name"]["results"]["backed_up"]
+    subprocess.run(backup["restore"], shell=True, check=True, timeout=30)
+    assert mine.is_symlink() and os.readlink(mine) == "run-42/"

@@ -191,7 +191,8 @@ class Runner:
                                                          leg.dest_dir.rstrip("/") + "/"])
 
     def _restore(self, leg: P.Leg, backup: str, path: str) -> str:
-        return self._on_receiver(leg, ["cp", "-p", "--", backup, leg.dest_dir.rstrip("/") + "/" + path])
+        # -a: a backed-up symlink comes back as the link (cp -p would copy what it points to, or fail)
+        return self._on_receiver(leg, ["cp", "-a", "--", backup, leg.dest_dir.rstrip("/") + "/" + path])
 
     def _on_receiver(self, leg: P.Leg, argv: list[str]) -> str:
         if leg.receiver is None:
