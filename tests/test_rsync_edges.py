@@ -293,3 +293,20 @@ def test_a_replaced_symlink_is_restored_as_the_symlink_it_was(fleet):
     (backup,) = data["by_name"]["results"]["backed_up"]
     subprocess.run(backup["restore"], shell=True, check=True, timeout=30)
     assert mine.is_symlink() and os.readlink(mine) == "run-42/"
+
+
+def test_a_file_pulled_under_another_name_has_working_restore_commands(fleet):
+    write(fleet.repo("gpu") / "checkpoints" / "best.pt", "the newest weights\n")
+    mine = write(fleet.repo("laptop") / "models" / "gpu-best.pt", "the laptop's weights\n")
+    entry = {"name": "best", "direction": "pull", "src": "checkpoints/best.pt", "dest": "models/gpu-best.pt"}
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"rsync": [entry]}})
+
+    code, data = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0 and mine.read_text() == "the newest weights\n", data
+    t = data["by_name"]["best"]
+    subprocess.run(t["backed_up"][0]["restore"], shell=True, check=True, timeout=30)
+    assert mine.read_text() == "the laptop's weights\n"
+    mine.write_text("again replaced\n")
+    subprocess.run(t["restore_all"], shell=True, check=True, timeout=30)
+    assert mine.read_text() == "the laptop's weights\n" and files(mine.parent) == {"gpu-best.pt"}

@@ -188,11 +188,11 @@ class Runner:
             path, where = out.backed_up[0]
             result.backup_dir = where[: -len(path) - 1]
             result.restore_all = self._on_receiver(leg, ["rsync", "-rlpt", "--", result.backup_dir + "/",
-                                                         leg.dest_dir.rstrip("/") + "/"])
+                                                         _dest_root(leg.dest_dir, path) + "/"])
 
     def _restore(self, leg: P.Leg, backup: str, path: str) -> str:
         # -a: a backed-up symlink comes back as the link (cp -p would copy what it points to, or fail)
-        return self._on_receiver(leg, ["cp", "-a", "--", backup, leg.dest_dir.rstrip("/") + "/" + path])
+        return self._on_receiver(leg, ["cp", "-a", "--", backup, _dest_root(leg.dest_dir, path) + "/" + path])
 
     def _on_receiver(self, leg: P.Leg, argv: list[str]) -> str:
         if leg.receiver is None:
@@ -225,6 +225,16 @@ class Runner:
         result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
                              for f in critical]
         return [f for f in files if f not in set(critical)]
+
+
+def _dest_root(dest: str, path: str) -> str:
+    """The directory rsync's backup paths are relative to: the destination, or its parent when the destination
+    names the file itself (`src: ckpt/best.pt, dest: models/gpu-best.pt` backs up `gpu-best.pt`)."""
+    if dest.endswith("/"):
+        return dest.rstrip("/")
+    if "/" not in path and dest.rsplit("/", 1)[-1] == path:
+        return dest.rsplit("/", 1)[0] or "/"
+    return dest
 
 
 def keep_notices(out: RsyncOutput, stderr: str) -> str:
