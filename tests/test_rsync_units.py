@@ -115,6 +115,8 @@ def test_cut_off_transfer_is_diagnosed_with_the_host_and_a_resume_promise():
     assert diagnose(127, "bash: line 1: rsync: command not found", "gpu").reason == "no rsync"
     assert diagnose(23, "rsync: [sender] link_stat \"/x\" failed", "gpu").reason == "files"
     assert diagnose(24, "file has vanished", "gpu") is None and diagnose(0, "", "gpu") is None
+    killed = diagnose(-9, "", "gpu")
+    assert killed.partial and killed.message == "rsync on the laptop was killed (signal 9) mid-way"
 
 
 def test_notices_rsync_left_on_stderr_when_it_failed_are_kept_in_the_report():

@@ -206,6 +206,9 @@ def diagnose(code: int, stderr: str, where: str, sender: str = "the sender", rec
                          partial=True)
     if code == 20:
         return Diagnosis("interrupted", "the transfer was interrupted", tail, partial=True)
+    if code < 0:  # the laptop's own rsync was killed (out of memory, kill): no exit code of its own
+        return Diagnosis("interrupted", f"rsync on the laptop was killed (signal {-code}) mid-way", tail,
+                         partial=True)
     return Diagnosis("failed", f"rsync exited with code {code}", tail)
 
 
