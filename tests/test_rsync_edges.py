@@ -140,6 +140,15 @@ def test_a_first_dry_run_of_a_relay_lists_what_would_come_and_moves_nothing(flee
     assert t["files"] == 1 and any("relay cache is still empty" in w for w in t["warnings"]), t["warnings"]
     assert not (fleet.root / "state" / "relay").exists() and not (fleet.repo("gpu") / "incoming").exists()
 
+    assert run(fleet, "results", "--host", "cloud", inv=inv)[0] == 0
+    write(fleet.repo("cloud") / "data" / "more.csv", "c,d\n")
+    code, data = run(fleet, "results", "--host", "cloud", "--dry-run", inv=inv)
+
+    t = data["by_name"]["to-gpu"]  # the cache is there now, but as the last run left it: said so
+    assert code == 0 and ("new", "more.csv") in {(c["action"], c["path"]) for c in t["changes"]}
+    assert any("as the last run left it" in w for w in t["warnings"]), t["warnings"]
+    assert not (fleet.repo("gpu") / "incoming" / "more.csv").exists()
+
 
 def test_a_relay_does_not_write_into_a_target_host_another_run_holds(fleet):
     write(fleet.repo("cloud") / "data" / "train.csv", "a,b\n")
