@@ -1,5 +1,5 @@
 """Relays and runs, against real hosts and the real rsync: a relay's dry run, its target under another
-run's lock or left alone by sync-all, laptop backups with a relative state dir."""
+run's lock or left alone by sync-all, backups on a relay's target, laptop backups with a relative state dir."""
 
 from __future__ import annotations
 
@@ -116,3 +116,24 @@ def test_sync_all_never_writes_into_a_host_the_run_leaves_alone(fleet):
     assert hosts["gpu"]["status"] == "conflict" and hosts["cloud"]["status"] == "ok"
     assert "to-gpu: not run: gpu ended conflict earlier in this run; it is left as it was" in hosts["cloud"]["warnings"]
     assert not (fleet.repo("gpu") / "incoming").exists()
+
+
+def test_a_relay_backs_up_on_the_target_what_it_replaces_or_deletes_and_the_restore_works(fleet):
+    write(fleet.repo("cloud") / "data" / "a.txt", "new from cloud, longer\n")
+    write(fleet.repo("gpu") / "in" / "a.txt", "gpu's a\n")
+    write(fleet.repo("gpu") / "in" / "stale.txt", "only on gpu\n")
+    entry = {"name": "mirror", "direction": "pull", "src": "data/", "dest": "gpu:in/", "delete": True}
+    inv = inventory(fleet, {"laptop": {}, "cloud": {"rsync": [entry]}, "gpu": {}})
+
+    result = fleet.agentsync("results", "--json", "--host", "cloud", inventory=inv)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (t,) = json.loads(result.stdout)["transfers"]
+    assert not (fleet.repo("gpu") / "in" / "stale.txt").exists() and t["deleted"] == 1
+    gpu = fleet.sandbox.hosts["gpu"]
+    kept = {b["path"]: gpu.path(b["backup"]).read_text() for b in t["backed_up"]}
+    assert kept == {"a.txt": "gpu's a\n", "stale.txt": "only on gpu\n"}
+    assert all(b["backup"].startswith(f"{BACKUPS}/") for b in t["backed_up"])  # on gpu, not on the laptop
+    subprocess.run(t["restore_all"], shell=True, check=True, timeout=30)
+    assert (fleet.repo("gpu") / "in" / "a.txt").read_text() == "gpu's a\n"
+    assert (fleet.repo("gpu") / "in" / "stale.txt").read_text() == "only on gpu\n"
