@@ -150,6 +150,13 @@ def rsync_pattern_problem(value: str) -> str | None:
     return None
 
 
+def backup_dir_problem(value: str) -> str | None:
+    """rsync would read `~other/...` as a dir named `~other` inside the destination (backups among the files)."""
+    if value.startswith("~") and value != "~" and not value.startswith("~/"):
+        return "names another user's home; only ~/ (your own home on each host) is understood, or an absolute path"
+    return nonempty(value)
+
+
 PATTERNS = Field((list,), "a list of rsync patterns", items=text("an rsync pattern, e.g. '*.tmp'",
                                                                  check=rsync_pattern_problem))
 
@@ -219,7 +226,7 @@ TOP_KEYS: dict[str, Field] = {
         "secrets": Field((list,), "a list of extra secret patterns (the built-in ones always apply)",
                          items=text("an rsync pattern, e.g. '*.p12'", check=rsync_pattern_problem)),
         "bwlimit": Field((int,), "a whole number of KiB per second", check=positive),
-        "backup_dir": PATH,
+        "backup_dir": text("a path (absolute, ~/…, or relative to the home)", check=backup_dir_problem),
     }),
 }
 

@@ -97,7 +97,7 @@ def test_hostile_paths_patterns_and_backup_dir_are_plain_data_to_rsync(fleet):
         assert (fleet.repo("laptop") / "-rf" / "a.txt").read_text() == "arrived\n"
         assert data["by_name"]["odd"]["status"] == "ok"
         dash = data["by_name"]["dash"]  # a source that does not exist: a clean error, not an option
-        assert code == 1 and dash["status"] == "failed" and "could not be transferred" in dash["error"]
+        assert code == 1 and dash["status"] == "failed" and "/--rsync-path=touch PWNED does not exist" in dash["error"]
         assert "--rsync-path=touch PWNED" in dash["detail"] and "No such file" in dash["detail"]
         assert push_code == 0, pushed
         (backup,) = pushed["by_name"]["push-code"]["backed_up"]

@@ -18,8 +18,11 @@ from agentsync_fleet.steps.rsync import (
     RsyncCall,
     SshTarget,
     backup_args,
+    nocase,
+    remote_spec,
     rsh_string,
     rsync_argv,
+    secret_rules,
     split_port,
     ssh_argv,
 )
@@ -112,6 +115,8 @@ def test_cut_off_transfer_is_diagnosed_with_the_host_and_a_resume_promise():
     assert diagnose(127, "bash: line 1: rsync: command not found", "gpu").reason == "no rsync"
     assert diagnose(23, "rsync: [sender] link_stat \"/x\" failed", "gpu").reason == "files"
     assert diagnose(24, "file has vanished", "gpu") is None and diagnose(0, "", "gpu") is None
+    killed = diagnose(-9, "", "gpu")
+    assert killed.partial and killed.message == "rsync on the laptop was killed (signal 9) mid-way"
 
 
 def test_notices_rsync_left_on_stderr_when_it_failed_are_kept_in_the_report():
@@ -127,6 +132,18 @@ def test_notices_rsync_left_on_stderr_when_it_failed_are_kept_in_the_report():
                                    "rsync error: unexplained error (code 255) at io.c(849) [sender=3.2.7]"]
 
 
+def test_a_missing_source_or_destination_parent_is_named_with_its_machine():
+    stderr = ('rsync: [sender] change_dir "/srv/r/no such" failed: No such file or directory (2)\n'
+              "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1874)")
+    problem = diagnose(23, stderr, "gpu", "gpu", "laptop")
+    assert (problem.reason, problem.message) == ("no source", "the source gpu:/srv/r/no such does not exist")
+    old_rsync = 'rsync: link_stat "/home/me/r/x\\#303\\#274.txt" failed: No such file or directory (2)'
+    assert diagnose(23, old_rsync, "gpu", "laptop", "gpu").path == "/home/me/r/xü.txt"
+    problem = diagnose(11, 'rsync: [Receiver] mkdir "/srv/r/a/b" failed: No such file or directory (2)', "gpu",
+                       "laptop", "gpu")
+    assert problem.reason == "no parent" and problem.path == "/srv/r/a" and problem.message.startswith("gpu:/srv/r/a ")
+
+
 # ------------------------------------------------------------------ argv
 
 
@@ -138,6 +155,15 @@ def test_rsync_argv_puts_secrets_first_and_never_forces_delete():
     assert argv[-2:] == ["/laptop/repo/", "gpu:/srv/repo/"]
     assert "--dry-run" in rsync_argv(RsyncCall("/a/", "/b/", dry_run=True))
     assert "--delete" in rsync_argv(RsyncCall("/a/", "/b/", delete=True))
+
+
+def test_secret_rules_match_any_letter_case_and_anything_inside_a_matching_directory():
+    assert nocase(".env.*") == ".[eE][nN][vV].*" and nocase("id_rsa*") == "[iI][dD]_[rR][sS][aA]*"
+    assert nocase("[!a]x\\Y") == "[!a][xX]\\Y" and nocase("[]k]ey") == "[]k][eE][yY]"  # classes, escapes kept
+    assert secret_rules(("*.pem",)) == {"*.[pP][eE][mM]": "*.pem", "*.[pP][eE][mM]/**": "*.pem"}
+    kept = secret_rules(("[ab.key",))  # nocase may misread it: the pattern as written stays a rule
+    assert kept["[ab.key"] == kept["[ab.key/**"] == "[ab.key" and len(kept) == 4
+    assert list(secret_rules(SECRET_PATTERNS))[::2] == [nocase(p) for p in SECRET_PATTERNS]  # same order
 
 
 def test_remote_home_backup_dir_rides_on_rsync_path_with_only_home_expanded():
@@ -188,6 +214,8 @@ def test_paths_resolve_per_machine_and_never_start_with_a_dash():
     assert P.local_path("/home/me/repo", "/abs/x/") == "/abs/x/"
     assert split_ref("gpu:data/") == ("gpu", "data/") and split_ref("./a:b") == (None, "./a:b")
     assert split_ref("/abs/a:b") == (None, "/abs/a:b")
+    assert remote_spec("gpu", "./r/run[1]/*?\\", sender=True) == "gpu:./r/run\\[1]/\\*\\?\\\\"  # no remote glob
+    assert remote_spec("gpu", "./in[2]/") == "gpu:./in[2]/"  # a receiver does not expand its path
 
 
 def _inv(tmp_path: Path, text: str):
@@ -239,18 +267,21 @@ def test_transfer_entries_in_the_inventory_are_checked_across_hosts(tmp_path):
                   - {name: a, direction: pull, src: "cloud:x", dest: y}
                   - {name: c, direction: up, src: x, dest: y}
                   - {name: d, direction: pull, src: x, dest: z, exclude: ["+ .env"], direct: true}
+                  - {name: push-code, direction: push, src: x/, dest: x/}
                 results: [{remote: out/, local: "gpu:out/"}]
-            transfers: {secrets: ["!"], bwlimit: -1}
+            transfers: {secrets: ["!"], bwlimit: -1, backup_dir: "~ann/bk"}
             """)
     text = str(caught.value)
     assert "'gpuu:x/' names host 'gpuu', which is not defined under hosts" in text and "did you mean 'gpu:'" in text
     assert "transfer name 'a' is already used" in text
+    assert "transfer name 'push-code' is already used by push-code itself" in text  # one backup dir per name
     assert "a pull always starts from this host ('gpu')" in text
     assert "key 'rsync[2].direction': expected one of push, pull" in text
     assert "'+ .env' starts with an rsync filter prefix" in text
     assert "direct: true only applies between two remote hosts" in text
     assert "results always come back to the laptop" in text
     assert "transfers.secrets[0]" in text and "transfers.bwlimit" in text
+    assert "transfers.backup_dir" in text and "names another user's home; only ~/" in text
 
 
 def test_transfer_keys_build_entries_and_settings(tmp_path):

@@ -13,7 +13,8 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
 
     inv = args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
-    with _fleet_lock(inv, hosts, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
+    touched = _touched(inv, hosts, routes_for, bool(args.hosts))
+    with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
         report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                           workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
                           allow_running=allow_running)
@@ -30,8 +31,16 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
     return 0 if report.ok else 1
 
 
+def _touched(inv, hosts, routes_for, explicit: bool) -> list:
+    """The chosen hosts, the other side of each of their transfers (a relay's target), and the laptop."""
+    names = {h.name for h in hosts}
+    for host in hosts:
+        names.update(n for r in routes_for(inv, host, explicit) for n in (r.src.host.name, r.dest.host.name))
+    return [h for h in inv.select(None) if h.name in names or h.local]
+
+
 @contextlib.contextmanager
-def _fleet_lock(inv, hosts, task: str, dry_run: bool, workers: int | None):
+def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None):
     """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
     if dry_run:
         yield
@@ -39,7 +48,6 @@ def _fleet_lock(inv, hosts, task: str, dry_run: bool, workers: int | None):
     from ..connection import Connector
     from ..locks import fleet_lock
 
-    involved = [h for h in inv.select(None) if h in hosts or h.local]
     connector = Connector(inv)
     try:
         with fleet_lock(inv, involved, connector, task=task, workers=workers):

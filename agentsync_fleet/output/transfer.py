@@ -86,7 +86,8 @@ def _render_one(out, t: TransferResult) -> None:
     line = f"    {t.files} file(s), {human_bytes(t.bytes)} {verb}"
     if not t.ok:  # rsync prints its totals only when it finishes
         started = sum(c["action"] in ("new", "update") for c in t.changes)
-        line = f"    stopped before the end ({started} file(s) started; --json lists them)"
+        line = (f"    stopped before the end ({started} file(s) started; --json lists them)" if started else
+                "    stopped before any file moved")
     if t.deleted:
         line += f", {t.deleted} deleted"
     if t.excluded:

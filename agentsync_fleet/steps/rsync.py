@@ -8,12 +8,21 @@ Why each fixed option is there:
   protocol, not the remote shell's command line, so no inventory value can be
   word-split or run as shell on any rsync version. Every path we pass is
   absolute or starts with `./`, so none can be read as an option either.
+* `--keep-dirlinks`, only when the laptop's own files go out: a symlink to a
+  directory on the receiving host (a GPU box's `data -> /mnt/nvme/data`) stays
+  a symlink and files go where it points. Never when the files come from a host:
+  a link it sent in one run and a directory of that name in the next would
+  write through the link anywhere on the laptop (or on a relay's target).
 * `--partial-dir`: an interrupted file is kept aside (not over the old one) and
   the next run resumes from it; rsync excludes and protects that dir itself.
 * `--backup --backup-dir`: a file the transfer overwrites or deletes on the
   receiving side is moved into a timestamped dir first.
 * Secret patterns come first among the excludes: rsync uses the first rule that
-  matches, so nothing later can let a secret through.
+  matches, so nothing later can let a secret through. rsync matches case-
+  sensitively and, with `--files-from`, checks only the listed name, never the
+  directories above it, so each secret pattern becomes two rules (`secret_rules`):
+  the pattern with every letter as `[xX]`, and the same with `/**` (anything
+  inside a directory that matches).
 * `-e`: OpenSSH with the inventory's ssh_config, its known_hosts files plus the
   user's, BatchMode and strict host-key checking (never auto-add).
 """
@@ -31,6 +40,7 @@ PARTIAL_DIR = ".agentsync-partial"
 REMOTE_BACKUP_ROOT = "~/.local/state/agentsync/backups"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
 RSH_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./~-]+$")
+GLOB_CHARS = re.compile(r"[*?[\\]")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,46 @@ def rsh_string(argv: list[str]) -> str:
     return " ".join(rsh_quote(a) for a in argv)
 
 
+def nocase(pattern: str) -> str:
+    """The rsync pattern that matches whatever the letter case: `.env` → `.[eE][nN][vV]`.
+
+    A `[...]` class and a `\\x` escape are kept as written."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        end = _class_end(pattern, i) if char == "[" else -1
+        if char == "\\" or end != -1:
+            stop = i + 2 if end == -1 else end + 1
+            out.append(pattern[i:stop])
+            i = stop
+            continue
+        out.append(f"[{char.lower()}{char.upper()}]" if char.isascii() and char.isalpha() else char)
+        i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Where the `[...]` class opening at `start` ends (a `]` right after `[`, `[!` or `[^` is a member), or -1."""
+    i = start + 1
+    i += pattern[i:i + 1] in ("!", "^")
+    i += pattern[i:i + 1] == "]"
+    return pattern.find("]", i)
+
+
+def secret_rules(patterns: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The exclude rules that hold back `patterns`, each mapped to the secret pattern it stands for.
+
+    A pattern with a class or an escape stays a rule as written too: however `nocase` reads it, no secret
+    rule is ever weakened."""
+    rules: dict[str, str] = {}
+    for pattern in patterns:
+        kept = (pattern,) if "[" in pattern or "\\" in pattern else ()
+        for rule in dict.fromkeys((*kept, nocase(pattern))):
+            rules.setdefault(rule, pattern)
+            rules.setdefault(rule.rstrip("/") + "/**", pattern)
+    return rules
+
+
 @dataclass(frozen=True)
 class RsyncCall:
     """One rsync run. `src`/`dest` are absolute local paths or `target:path` (path absolute or ./relative)."""
@@ -92,10 +142,11 @@ class RsyncCall:
     compress: bool = False
     bwlimit: int | None = None
     io_timeout: int = 120
-    excludes: tuple[str, ...] = SECRET_PATTERNS
+    excludes: tuple[str, ...] = tuple(secret_rules(SECRET_PATTERNS))
     backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
     files_from: bool = False  # read NUL-separated relative names from stdin
     checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)
+    keep_dirlinks: bool = False  # the sender is the laptop's own tree (see the module docstring)
 
 
 def rsync_argv(call: RsyncCall) -> list[str]:
@@ -113,6 +164,8 @@ def rsync_argv(call: RsyncCall) -> list[str]:
         argv.append("--compress")
     if call.checksum:
         argv.append("--checksum")
+    if call.keep_dirlinks:
+        argv.append("--keep-dirlinks")
     if call.bwlimit:
         argv.append(f"--bwlimit={call.bwlimit}")
     if call.backup_dir:
@@ -133,7 +186,11 @@ def backup_args(backup_dir: str, *, remote_receiver: bool) -> list[str]:
     return ["--backup", f"--backup-dir={backup_dir}"]
 
 
-def remote_spec(target: str, path: str) -> str:
+def remote_spec(target: str, path: str, *, sender: bool = False) -> str:
+    """`target:path`. A remote *sender* expands wildcards in its paths itself (with -s no shell does it first):
+    escaped, `run[1]/` names only that directory (not `run1/`), as a path on the laptop does."""
+    if sender:
+        path = GLOB_CHARS.sub(lambda m: "\\" + m.group(0), path)
     return f"{target}:{path}"
 
 

@@ -66,7 +66,8 @@ class _HostChecker:
 
     def __init__(self, host: str, names: list[str], local: str | None, add: AddProblem):
         self.host, self.names, self.local, self.add = host, names, local, add
-        self.seen: dict[str, str] = {}
+        # names key the backup dir of a run (<run>/<host>.<name>): a second transfer there would overwrite backups
+        self.seen: dict[str, str] = {"push-code": "push-code itself (the laptop's working tree)"}
 
     def problem(self, item: dict, line: int | None, key: str, text: str, hint: str = "") -> None:
         self.add(getattr(item, "line", None) or line, self.host, key, text, hint)
@@ -114,8 +115,8 @@ class _HostChecker:
     def _unique(self, item: dict, line: int | None, key: str, name: str) -> None:
         if name in self.seen:
             self.problem(item, line, f"{key}.name", f"transfer name '{name}' is already used by {self.seen[name]}",
-                         "give every rsync entry of a host its own name ('results', 'results-N' are taken by "
-                         "the results: shorthand)")
+                         "give every rsync entry of a host its own name ('push-code' is taken, and 'results', "
+                         "'results-N' by the results: shorthand)")
         self.seen.setdefault(name, key)
 
     def _own_side(self, item: dict, line: int | None, key: str, value: str, direction: str) -> str | None:

@@ -149,6 +149,7 @@ class Diagnosis:
     message: str
     detail: str = ""  # the last lines rsync/ssh printed on stderr
     partial: bool = False  # a file that was being moved is kept in the partial dir for the next run
+    path: str = ""  # the path that is not there (no source, no parent)
 
 
 ERROR_SIGNS = (
@@ -163,14 +164,38 @@ ERROR_SIGNS = (
 )
 
 
-def diagnose(code: int, stderr: str, where: str) -> Diagnosis | None:
-    """What a non-zero rsync exit means, in words; None for success (0) and vanished source files (24)."""
+MISSING = re.compile(r'^rsync: (?:\[\w+\] )?(change_dir|link_stat|mkdir) "(.+)" failed: No such file or directory',
+                     re.M)
+
+
+def missing_path(stderr: str) -> tuple[str, str] | None:
+    """("source", path) when the sender found no `path`; ("parent", dir) when the receiver could not create the
+    destination because `dir` above it does not exist."""
+    match = MISSING.search(stderr)
+    if match is None:
+        return None
+    path = re.sub(r"\\([*?[\\])", r"\1", unescape(match.group(2)))  # as written: without remote_spec's escapes
+    if match.group(1) == "mkdir":
+        return "parent", path.rstrip("/").rsplit("/", 1)[0] or "/"
+    return "source", path
+
+
+def diagnose(code: int, stderr: str, where: str, sender: str = "the sender", receiver: str = "the receiver"
+             ) -> Diagnosis | None:
+    """What a non-zero rsync exit means, in words; None for success (0) and vanished source files (24).
+    `where` is the remote side; `sender`/`receiver` name the machines that hold the source and the destination."""
     if code in (0, 24):
         return None
     tail = _tail(stderr)
     for reason, signs in ERROR_SIGNS:
         if any(sign in stderr for sign in signs):
             return Diagnosis(reason, f"{_REASONS[reason].format(where=where)}", tail)
+    missing = missing_path(stderr) if code in (23, 11, 3) else None
+    if missing is not None and missing[0] == "source":
+        return Diagnosis("no source", f"the source {sender}:{missing[1]} does not exist", tail, path=missing[1])
+    if missing is not None:
+        return Diagnosis("no parent", f"{receiver}:{missing[1]} does not exist (rsync creates only the last "
+                                      "directory of the destination)", tail, path=missing[1])
     if code == 30:
         return Diagnosis("timeout", f"the transfer with {where} stalled (no data within the I/O timeout)", tail,
                          partial=True)
@@ -181,6 +206,9 @@ def diagnose(code: int, stderr: str, where: str) -> Diagnosis | None:
                          partial=True)
     if code == 20:
         return Diagnosis("interrupted", "the transfer was interrupted", tail, partial=True)
+    if code < 0:  # the laptop's own rsync was killed (out of memory, kill): no exit code of its own
+        return Diagnosis("interrupted", f"rsync on the laptop was killed (signal {-code}) mid-way", tail,
+                         partial=True)
     return Diagnosis("failed", f"rsync exited with code {code}", tail)
 
 

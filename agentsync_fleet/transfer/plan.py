@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError
 from ..models import Host, Inventory, RsyncEntry
-from ..secrets import SECRET_PATTERNS, secret_patterns
+from ..secrets import SECRET_PATTERNS, is_protected, secret_patterns
 from ..steps.rsync import (
     REMOTE_BACKUP_ROOT,
     RsyncCall,
     SshTarget,
     remote_spec,
+    secret_rules,
     ssh_argv,
 )
 from .entries import split_ref
@@ -119,7 +120,8 @@ class LegOptions:
 
     @classmethod
     def for_inventory(cls, inv: Inventory, run_id: str, state_dir: str, dry_run: bool = False) -> LegOptions:
-        return cls(run_id, state_dir, dry_run, TransferSettings.from_inventory(inv))
+        # absolute: rsync reads a relative --backup-dir against the destination dir (backups inside it)
+        return cls(run_id, os.path.abspath(state_dir), dry_run, TransferSettings.from_inventory(inv))
 
 
 def controller(inv: Inventory) -> Host:
@@ -192,7 +194,10 @@ def backup_dir(route: Route, receiver: Host, opts: LegOptions) -> str:
 
 def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> list[Leg]:
     """The rsync runs for a route, in order. `ssh(host)` gives the OpenSSH settings for a remote host."""
-    excludes = (*opts.settings.secrets, *((".git",) if route.is_code else ()), *route.entry.exclude)
+    refuse_secret_source(route, opts.settings.secrets)
+    # .git never travels (any transfer, any depth): it would replace a receiving checkout's refs, index and
+    # objects — commits move with git (sync-all); .git on the receiving side is also kept from `delete`
+    excludes = (*secret_rules(opts.settings.secrets), ".git", *route.entry.exclude)
     common = dict(dry_run=opts.dry_run, bwlimit=opts.settings.bwlimit, excludes=excludes,
                   compress=any(_slow(p.host) for p in (route.src, route.dest)))
     if route.mode == "local":
@@ -200,6 +205,18 @@ def legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget]) -> li
     if route.mode == "direct":
         return [_direct_leg(route, opts, ssh, common)]
     return _relay_legs(route, opts, ssh, common)
+
+
+def refuse_secret_source(route: Route, patterns: tuple[str, ...]) -> None:
+    """rsync's excludes match names *below* the source, so a source that is itself inside `credentials/`
+    (or is `.env`) would send what the patterns are there to hold back: refuse it before anything moves."""
+    for part in route.src.path.split("/"):
+        matched = next((p for p in patterns if part not in ("", ".", "..", "~") and is_protected(part, (p,))), None)
+        if matched is not None:
+            raise FleetError(f"{route.key}: src '{route.src.path}' names '{part}', which matches the secret pattern "
+                             f"'{matched}'; secrets never travel, so nothing was sent", host=route.owner.name,
+                             hint="point src at a path that does not go through it (transfers.secrets and the "
+                                  "built-in patterns are always on)")
 
 
 def _slow(host: Host) -> bool:
@@ -210,17 +227,17 @@ def _timeout(host: Host) -> int:
     return max(30, int(host.command_timeout))
 
 
-def _spec(place_: Place, ssh: Callable[[Host], SshTarget]) -> str:
-    return place_.resolved if place_.local else remote_spec(ssh(place_.host).target, place_.resolved)
+def _spec(place_: Place, ssh: Callable[[Host], SshTarget], sender: bool = False) -> str:
+    return place_.resolved if place_.local else remote_spec(ssh(place_.host).target, place_.resolved, sender=sender)
 
 
 def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> Leg:
     remote = route.dest if route.src.local else route.src
     target = ssh(remote.host)
-    call = RsyncCall(src=_spec(route.src, ssh), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
+    call = RsyncCall(src=_spec(route.src, ssh, sender=True), dest=_spec(route.dest, ssh), rsh=tuple(ssh_argv(target)),
                      remote="receiver" if route.src.local else "sender", delete=route.entry.delete,
                      io_timeout=_timeout(remote.host), backup_dir=backup_dir(route, route.dest.host, opts),
-                     files_from=route.is_code, checksum=route.is_code, **common)
+                     files_from=route.is_code, checksum=route.is_code, keep_dirlinks=route.src.local, **common)
     return Leg(call, f"{route.src.display} → {route.dest.display}", None,
                None if route.dest.local else route.dest.host, remote.host, route.dest.resolved)
 
@@ -228,7 +245,7 @@ def _local_leg(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget],
 def _relay_legs(route: Route, opts: LegOptions, ssh: Callable[[Host], SshTarget], common: dict) -> list[Leg]:
     cache = os.path.join(opts.state_dir, "relay", route.owner.name, route.entry.name) + "/"
     src, dest = route.src, route.dest
-    inbound = RsyncCall(src=_spec(src, ssh), dest=cache, rsh=tuple(ssh_argv(ssh(src.host))), remote="sender",
+    inbound = RsyncCall(src=_spec(src, ssh, sender=True), dest=cache, rsh=tuple(ssh_argv(ssh(src.host))), remote="sender",
                         delete=True, io_timeout=_timeout(src.host), **common)  # the cache mirrors the source
     name = src.resolved.rstrip("/").rsplit("/", 1)[-1]
     staged = cache if src.resolved.endswith("/") else cache + name

@@ -77,13 +77,22 @@ def _package(tool: str) -> str:
 
 
 def git_files(repo: str) -> list[str]:
-    """What git would track in the laptop's checkout: tracked files plus untracked ones not ignored."""
+    """What git would track in the laptop's checkout: tracked files plus untracked ones not ignored.
+
+    A repository inside it (a submodule, or a clone git lists as `dir/`) is listed by its own git: rsync -r
+    would send all of that directory, the files its .gitignore keeps out too. Not checked out: nothing."""
     path = os.path.abspath(os.path.expanduser(repo))
     proc = run_quiet(["git", "-C", path, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                      f"list the files of {path} with git")
-    names = dict.fromkeys(n for n in proc.stdout.split("\0") if n)
-    # a tracked file deleted in the working tree is not there to send (rsync would call it an error)
-    return [n for n in names if os.path.lexists(os.path.join(path, n))]
+    files = []
+    for name in dict.fromkeys(n.rstrip("/") for n in proc.stdout.split("\0") if n):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            inner = git_files(full) if os.path.lexists(os.path.join(full, ".git")) else []
+            files += [f"{name}/{n}" for n in inner]
+        elif os.path.lexists(full):  # a tracked file deleted in the working tree is not there to send
+            files.append(name)
+    return files
 
 
 @dataclass

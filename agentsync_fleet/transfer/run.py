@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..errors import FleetError
 from ..models import Host, Inventory
 from ..shell import join
-from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, ssh_argv
+from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
@@ -63,6 +63,8 @@ class Runner:
         return [*ssh_argv(hop), hop.target, remote_command(argv)]
 
     def _run_leg(self, route: P.Route, leg: P.Leg, result: TransferResult, stdin: bytes | None) -> bool:
+        if self.opts.dry_run and route.mode == "relay" and leg.final and self._cache_only(route, leg, result):
+            return True
         argv = self._argv(leg)
         if not self.opts.dry_run and leg.on is None and leg.receiver is None:
             parent = os.path.dirname(leg.call.dest.rstrip("/")) or "/"
@@ -90,12 +92,49 @@ class Runner:
             result.warnings.append("some source files vanished while the transfer ran (they were not sent)")
         # direct: ssh to the source host failed (no rsync ran), or the source host's own rsync → target did
         second_hop = leg.on is not None and "rsync" in errors
-        problem = diagnose(finished.code, errors, self._where(leg, second_hop))
+        problem = diagnose(finished.code, errors, self._where(leg, second_hop), *self._sides(leg))
         if problem is None:
             return True
-        result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message,
-                    self._hint(problem, leg, second_hop), problem.detail)
+        hint = self._path_hint(problem, route) or self._hint(problem, leg, second_hop)
+        result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message, hint,
+                    problem.detail)
         return False
+
+    def _sides(self, leg: P.Leg) -> tuple[str, str]:
+        """The machines holding this leg's source and destination (a relay's cache is on the laptop)."""
+        laptop = P.controller(self.inv).name
+        receiver = leg.receiver.name if leg.receiver is not None else laptop
+        if leg.on is not None:
+            return leg.on.name, receiver
+        return (laptop if leg.receiver is not None else leg.peer.name), receiver
+
+    def _path_hint(self, problem: Diagnosis, route: P.Route) -> str:
+        """What to do about a path that is not there, in the inventory's terms."""
+        if problem.reason == "no source" and route.is_code:
+            return f"a file git listed was removed while push-code ran; run {self.rerun} again"
+        if problem.reason == "no source":
+            side = route.src.host
+            return (f"check src of the entry '{route.entry.name}' of {route.owner.name} (a relative path is "
+                    f"relative to {side.name}'s repo ({side.repo}), ~/ is its home); nothing was moved")
+        if problem.reason == "no parent":
+            return (f"create it first (on {route.dest.host.name}: mkdir -p {shlex.quote(problem.path)}) or correct dest "
+                    f"of the entry '{route.entry.name}' of {route.owner.name}; nothing was moved")
+        return ""
+
+    @staticmethod
+    def _cache_only(route: P.Route, leg: P.Leg, result: TransferResult) -> bool:
+        """A dry run fills no cache, so a relay's second leg can only compare the cache the last run left.
+        Before any real run there is none: say so, and count what the first leg would bring (True: skip)."""
+        if os.path.exists(leg.call.src):
+            result.warnings.append(f"dry run: the changes on {route.dest.display} are computed from the laptop's "
+                                   f"relay cache as the last run left it, before what would come from "
+                                   f"{route.src.host.name} (listed first)")
+            return False
+        result.warnings.append(f"dry run: the laptop's relay cache is still empty, so what would change on "
+                               f"{route.dest.display} shows after the first real run; listed is what would come "
+                               f"from {route.src.host.name}")
+        result.files, result.bytes = result.legs[-1].files, result.legs[-1].bytes
+        return True
 
     @staticmethod
     def _where(leg: P.Leg, second_hop: bool) -> str:
@@ -124,13 +163,13 @@ class Runner:
         }.get(problem.reason, f"is {host} up, and its network (VPN/ZeroTier) connected? `agentsync health` shows it")
 
     def _absorb(self, route: P.Route, leg: P.Leg, out: RsyncOutput, result: TransferResult) -> None:
-        secrets = set(self.opts.settings.secrets)
+        secrets = secret_rules(self.opts.settings.secrets)  # the rule rsync names → the secret pattern
         seen = {h["path"] for h in result.held_back}
-        for path, pattern in out.hidden:
-            if pattern in secrets and path not in seen:
-                result.held_back.append({"path": path, "pattern": pattern, "reason": "secret"})
+        for path, rule in out.hidden:
+            if rule in secrets and path not in seen:
+                result.held_back.append({"path": path, "pattern": secrets[rule], "reason": "secret"})
                 seen.add(path)
-            elif pattern not in secrets and pattern != ".git" and not pattern.startswith(PARTIAL_DIR):
+            elif rule not in secrets and rule != ".git" and not rule.startswith(PARTIAL_DIR):
                 result.excluded += 1
         shown = leg.final or self.opts.dry_run
         for change in out.changes if shown else ():
@@ -149,10 +188,11 @@ class Runner:
             path, where = out.backed_up[0]
             result.backup_dir = where[: -len(path) - 1]
             result.restore_all = self._on_receiver(leg, ["rsync", "-rlpt", "--", result.backup_dir + "/",
-                                                         leg.dest_dir.rstrip("/") + "/"])
+                                                         _dest_root(leg.dest_dir, path) + "/"])
 
     def _restore(self, leg: P.Leg, backup: str, path: str) -> str:
-        return self._on_receiver(leg, ["cp", "-p", "--", backup, leg.dest_dir.rstrip("/") + "/" + path])
+        # -a: a backed-up symlink comes back as the link (cp -p would copy what it points to, or fail)
+        return self._on_receiver(leg, ["cp", "-a", "--", backup, _dest_root(leg.dest_dir, path) + "/" + path])
 
     def _on_receiver(self, leg: P.Leg, argv: list[str]) -> str:
         if leg.receiver is None:
@@ -185,6 +225,16 @@ class Runner:
         result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
                              for f in critical]
         return [f for f in files if f not in set(critical)]
+
+
+def _dest_root(dest: str, path: str) -> str:
+    """The directory rsync's backup paths are relative to: the destination, or its parent when the destination
+    names the file itself (`src: ckpt/best.pt, dest: models/gpu-best.pt` backs up `gpu-best.pt`)."""
+    if dest.endswith("/"):
+        return dest.rstrip("/")
+    if "/" not in path and dest.rsplit("/", 1)[-1] == path:
+        return dest.rsplit("/", 1)[0] or "/"
+    return dest
 
 
 def keep_notices(out: RsyncOutput, stderr: str) -> str:

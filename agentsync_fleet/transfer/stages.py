@@ -49,10 +49,28 @@ class TransferStage(Stage):
     def hosts(self, ctx: RunContext) -> list[Host]:
         return [h for h in ctx.active_hosts() if self.routes(ctx, h)]
 
+    @staticmethod
+    def runnable(ctx: RunContext, host: Host, routes: list[P.Route]) -> tuple[list[P.Route], list[str]]:
+        """The routes that may run, and why the others may not: a transfer never writes into a host this run
+        leaves alone (not selected, or stopped by an earlier stage)."""
+        selected = {h.name for h in ctx.hosts}
+        ready, skipped = [], []
+        for route in routes:
+            target = route.dest.host
+            if target.local or target.name == host.name or ctx.result(target).active and target.name in selected:
+                ready.append(route)
+                continue
+            why = ("is not part of this run (--hosts)" if target.name not in selected else
+                   f"ended {ctx.result(target).status} earlier in this run")
+            skipped.append(f"{route.entry.name}: not run: {target.name} {why}; it is left as it was")
+        return ready, skipped
+
     def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
         runner = _runner(ctx, host, self.name)
-        steps = []
-        for route in self.routes(ctx, host):
+        routes, skipped = self.runnable(ctx, host, self.routes(ctx, host))
+        steps = [PlannedStep(self.name, host.name, why.split(":", 1)[0], (), why.split(": ", 1)[1])
+                 for why in skipped]
+        for route in routes:
             note = {"relay": "relayed through the laptop's cache", "direct": "run on the source host"}.get(route.mode,
                                                                                                           "")
             if route.is_code:
@@ -68,7 +86,9 @@ class TransferStage(Stage):
     def run(self, ctx: RunContext, host: Host) -> None:
         with step(ctx, host, self.name, self.action) as (record, log):
             runner = _runner(ctx, host, self.name)
-            results = [runner.run(route) for route in self.routes(ctx, host)]
+            routes, skipped = self.runnable(ctx, host, self.routes(ctx, host))
+            ctx.result(host).warnings.extend(skipped)
+            results = [runner.run(route) for route in routes]
             record.data.update(totals(results))
             record.data["transfers"] = [to_jsonable(t) for t in results]
             for t in results:
