@@ -169,6 +169,38 @@ def test_scrub_masks_keys_secrets_tokens_and_url_passwords():
     assert "https://<redacted>@minio.local/x" in clean
 
 
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+abc=="
+
+
+@pytest.mark.parametrize("dump", [
+    f"export AWS_SECRET_ACCESS_KEY='{SECRET}'\nexport AWS_SESSION_TOKEN='{TOKEN}'",  # dash `export -p`
+    f'declare -x AWS_SECRET_ACCESS_KEY="{SECRET}"\ndeclare -x AWS_SESSION_TOKEN="{TOKEN}"',  # bash `export -p`
+    f"AWS_SECRET_ACCESS_KEY={SECRET}\nAWS_SESSION_TOKEN={TOKEN}",  # env
+    f"set -gx AWS_SECRET_ACCESS_KEY {SECRET}\nset -gx AWS_SESSION_TOKEN {TOKEN}",  # fish
+    f"setenv AWS_SECRET_ACCESS_KEY {SECRET}; setenv AWS_SESSION_TOKEN {TOKEN}",  # csh
+    f"[fleet]\naws_secret_access_key = {SECRET}\naws_session_token = {TOKEN}",  # ~/.aws/credentials
+    f'{{"Credentials": {{"SecretAccessKey": "{SECRET}", "SessionToken": "{TOKEN}"}}}}',  # aws sts ... JSON
+    f"{{'aws_secret_access_key': '{SECRET}', 'aws_session_token': '{TOKEN}'}}",  # a Python dict in --debug
+    f"<Credentials><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken>"
+    "</Credentials>",  # an STS response body in --debug
+])
+def test_scrub_masks_secrets_in_realistic_env_dumps_and_aws_outputs(dump):
+    clean = scrub(dump)
+    assert SECRET not in clean and TOKEN not in clean, clean
+    assert "K7MDENG" not in clean and "IQoJb3JpZ2luX2VjEJr" not in clean
+
+
+def test_scrub_leaves_aws_error_messages_readable():
+    for text in ("An error occurred (SignatureDoesNotMatch) when calling the ListObjectsV2 operation: The request "
+                 "signature we calculated does not match the signature you provided. Check your key and signing "
+                 "method.",
+                 "An error occurred (InvalidToken) when calling the ListObjectsV2 operation: The provided token is "
+                 "malformed or otherwise invalid.",
+                 "Partial credentials found in env, missing: AWS_SECRET_ACCESS_KEY"):
+        assert scrub(text) == text
+
+
 # ---------------------------------------------------------------- inventory
 
 
