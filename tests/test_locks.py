@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+from agentsync_fleet.connection.session import LocalSession
 from agentsync_fleet.identity import process_start
+from agentsync_fleet.locks import remote
 from agentsync_fleet.locks.local import LocalLock
 from agentsync_fleet.locks.model import Holder, stale_reason
+from agentsync_fleet.models import Host
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 HERE = socket.gethostname()
@@ -200,3 +205,41 @@ def test_read_only_tasks_take_no_lock(fleet):
 def test_process_start_tells_a_reused_pid_from_the_original():
     start = process_start(os.getpid())
     assert start and start.isdigit()
+
+
+def test_a_late_takeover_of_a_lock_already_taken_over_never_lets_a_third_run_in(tmp_path, monkeypatch):
+    """A and B both found the same stale lock; A took it over first. B's takeover comes late, slowly:
+    while it works, a third run C tries the lock. C must meet A's lock, and A must still hold it after."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    host, session = Host(name="laptop", repo=str(repo), local=True), LocalSession("laptop")
+    lock = repo / ".git" / "agentsync.lock"
+    stale = holder(since=time.time() - 3 * 3600).to_json()
+    lock.write_text(stale + "\n")
+    a, b, c = (holder(run_id=f"run-{n}", controller=HERE, pid=os.getpid(), since=time.time()) for n in "abc")
+
+    taken = remote.run_script(session, host, remote.takeover_script(str(repo), a, stale))
+    assert taken.status == "acquired"
+
+    # B's shell is slow: every file operation of its takeover pauses (a loaded host, a slow disk).
+    slow, mark = tmp_path / "slow-bin", tmp_path / "b-is-inside"
+    slow.mkdir()
+    for tool in ("mv", "ln", "rm"):
+        real = shutil.which(tool)
+        (slow / tool).write_text(f"#!/bin/sh\n{real} \"$@\"; rc=$?\ntouch {mark}\nsleep 2\nexit $rc\n")
+        (slow / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    late: list[remote.RemoteState] = []
+    worker = threading.Thread(target=lambda: late.append(
+        remote.run_script(session, host, remote.takeover_script(str(repo), b, stale))))
+    worker.start()
+    wait_for(lambda: mark.exists() or not worker.is_alive(), what="B's takeover to start")
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
+
+    third = remote.run_script(session, host, remote.acquire_script(str(repo), c))
+    worker.join(timeout=30)
+
+    assert third.status == "held" and third.holder == a  # C is refused: A holds the lock
+    assert late[0].status == "changed" and late[0].holder == a  # B sees A's lock and judges that one
+    assert Holder.from_json(lock.read_text()) == a
+    assert sorted(p.name for p in lock.parent.glob("agentsync.lock*")) == ["agentsync.lock"]
