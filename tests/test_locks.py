@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -243,3 +244,24 @@ def test_a_late_takeover_of_a_lock_already_taken_over_never_lets_a_third_run_in(
     assert late[0].status == "changed" and late[0].holder == a  # B sees A's lock and judges that one
     assert Holder.from_json(lock.read_text()) == a
     assert sorted(p.name for p in lock.parent.glob("agentsync.lock*")) == ["agentsync.lock"]
+
+
+def test_ctrl_c_while_the_locks_are_being_taken_leaves_no_lock_behind(fleet):
+    """Ctrl-C while one host is still being locked (hang: connects, never answers) and the others already are."""
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "hang": {}})
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "laptop").exists() and remote_lock(fleet, "cloud").exists(),
+                 what="the locks on laptop and cloud")
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert not remote_lock(fleet, "laptop").exists() and not remote_lock(fleet, "cloud").exists()
+    assert not local_lock(fleet, inv).path.exists()
+    runs = json.loads(fleet.agentsync("history", "--json").stdout)["runs"]
+    assert runs[0]["status"] == "interrupted"

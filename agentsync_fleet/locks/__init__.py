@@ -92,7 +92,13 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
 
 
 def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
-    outcomes = run_each(hosts, lambda h: _lock_one(connector, h, state.holder, ttl), workers)
+    def lock(host: Host) -> remote.RemoteState:
+        outcome = _lock_one(connector, host, state.holder, ttl)
+        if outcome.status == "acquired":  # noted at once: a Ctrl-C before all hosts answer still releases it
+            state.locked_hosts[host.name] = state.holder.to_json()
+        return outcome
+
+    outcomes = run_each(hosts, lock, workers)
     refusals: list[tuple[str, LockHeld]] = []
     for host, outcome in outcomes.items():
         if isinstance(outcome, LockHeld):
@@ -103,7 +109,6 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
             state.not_locked[host.name] = f"lock not taken: {outcome}"
             state.warnings.append(f"{host.name}: {state.not_locked[host.name]}")
         elif outcome.status == "acquired":
-            state.locked_hosts[host.name] = state.holder.to_json()
             if outcome.detail:
                 state.warnings.append(outcome.detail)
         else:
