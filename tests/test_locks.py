@@ -13,7 +13,7 @@ import threading
 import time
 
 from agentsync_fleet.connection.session import LocalSession
-from agentsync_fleet.identity import process_start
+from agentsync_fleet.identity import process_alive, process_stamp, process_start, process_table
 from agentsync_fleet.locks import remote
 from agentsync_fleet.locks.local import LocalLock
 from agentsync_fleet.locks.model import Holder, stale_reason
@@ -208,6 +208,24 @@ def test_process_start_tells_a_reused_pid_from_the_original():
     assert start and start.isdigit()
 
 
+def test_a_pid_of_another_process_table_is_presumed_alive_and_the_journal_leaves_its_run_running(tmp_path):
+    from agentsync_fleet.journal.store import Journal
+
+    here = process_table()
+    assert process_stamp(os.getpid()) == f"{process_start(os.getpid())}@{here}"
+    gone = dead_pid()
+    assert not process_alive(gone, f"1@{here}") and not process_alive(gone, "1")  # ours (or an old record): gone
+    assert process_alive(gone, "1@0123456789ab/4026531999")  # another machine or namespace: cannot tell
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for run_id, stamp in (("theirs", "1@0123456789ab/4026531999"), ("ours", f"1@{here}")):
+        journal.start_run({"id": run_id, "task": "sync-all", "started": 1.0, "status": "running", "who": "x",
+                           "controller": HERE, "pid": gone, "pid_start": stamp, "inventory": "/i",
+                           "inventory_sha256": ""})
+    assert journal.reconcile() == ["ours"]
+    assert {r["id"]: r["status"] for r in journal.runs()} == {"theirs": "running", "ours": "interrupted"}
+
+
 def test_a_late_takeover_of_a_lock_already_taken_over_never_lets_a_third_run_in(tmp_path, monkeypatch):
     """A and B both found the same stale lock; A took it over first. B's takeover comes late, slowly:
     while it works, a third run C tries the lock. C must meet A's lock, and A must still hold it after."""
@@ -265,3 +283,33 @@ def test_ctrl_c_while_the_locks_are_being_taken_leaves_no_lock_behind(fleet):
     assert not local_lock(fleet, inv).path.exists()
     runs = json.loads(fleet.agentsync("history", "--json").stdout)["runs"]
     assert runs[0]["status"] == "interrupted"
+
+
+def test_a_run_in_another_pid_namespace_of_the_same_name_is_not_taken_for_dead(fleet):
+    """Agents in containers that share the host's network share its hostname, not its processes: the
+    first run's pid means nothing to the second, so its lock must not look stale to it."""
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "container-state")}
+    first = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *AGENTSYNC, "sync-all", "--json",
+                              "--inventory", str(inv)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the first run's lock on cloud")
+        held = Holder.from_json(remote_lock(fleet, "cloud").read_text())
+        assert held.controller == HERE and held.pid != first.pid  # a pid of its own namespace
+
+        second = fleet.agentsync("pull", inventory=inv)
+
+        assert second.returncode == 1, second.stderr
+        assert "the fleet is locked on" in second.stderr and "took over" not in second.stderr
+        assert Holder.from_json(remote_lock(fleet, "cloud").read_text()) == held
+        rows = json.loads(fleet.agentsync("unlock", "--json", inventory=inv).stdout)["locks"]
+        assert {r["where"]: r["status"] for r in rows}["cloud"] == "kept"
+    finally:
+        gate.unlink()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import FleetError, HostUnreachable, LockHeld
-from ..identity import controller, process_alive, process_start, who
+from ..identity import controller, process_alive, process_stamp, who
 from ..models import Host, Inventory
 from ..pool import run_each
 from ..settings import lock_ttl
@@ -47,7 +47,7 @@ class FleetLock:
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
-    return Holder(who(), controller(), os.getpid(), process_start(os.getpid()), time.time(), run_id, task,
+    return Holder(who(), controller(), os.getpid(), process_stamp(os.getpid()), time.time(), run_id, task,
                   os.path.abspath(inv.path))
 
 
