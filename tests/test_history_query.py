@@ -56,6 +56,21 @@ def test_resume_picks_hosts_that_did_not_end_ok_including_those_an_interrupted_r
     assert list(query.resume_plan(last, hosts, steps, ["gpu"]).rerun) == ["gpu"]
 
 
+def test_resume_takes_each_host_from_the_latest_run_that_included_it():
+    full = (run("r1", "failed", hosts=["laptop", "cloud", "gpu"]),
+            [host("r1", "laptop"), host("r1", "cloud", "failed", message="push refused"),
+             host("r1", "gpu", "conflict", message="README")], [])
+    limited = (run("r2", hosts=["laptop", "cloud"]), [host("r2", "laptop"), host("r2", "cloud")], [])
+    plan = query.resume_across([limited, full], ["laptop", "cloud", "gpu", "new"])
+    assert plan.run_id == "r1" and plan.rerun == {"gpu": "conflict: README"} and plan.done == ("laptop", "cloud")
+
+    again = (run("r3", "failed", hosts=["cloud"]), [host("r3", "cloud", "failed", message="no")], [])
+    plan = query.resume_across([again, limited, full], ["laptop", "cloud", "gpu"])
+    assert plan.run_id == "r3" and plan.rerun == {"cloud": "failed: no", "gpu": "conflict: README; in run r1"}
+    assert query.resume_across([limited], ["gpu"]) == query.ResumePlan("r2")  # never included: nothing to do
+    assert query.resume_across([], ["gpu"]) is None
+
+
 def test_only_real_sync_runs_with_rows_can_be_resumed():
     rows = [host("r", "cloud")]
     assert query.was_sync(run("r"), rows, [])

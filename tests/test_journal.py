@@ -185,6 +185,26 @@ def test_resume_runs_only_the_host_that_failed(fleet):
     assert nothing.returncode == 0 and "nothing to resume" in nothing.stdout
 
 
+def test_resume_after_a_run_limited_with_hosts_still_runs_the_host_that_failed_before(fleet):
+    fleet.commit("laptop", "README.md", "laptop's README\n", "Rewrite README")
+    (fleet.repo("gpu") / "README.md").write_text("gpu's own uncommitted README\n")
+    inv = fleet.inventory()
+    first = run_json(fleet, "sync-all", inventory=inv, code=1)
+    assert {h["host"]: h["status"] for h in first["hosts"]}["gpu"] == "conflict"
+    limited = run_json(fleet, "sync-all", "--hosts", "laptop,cloud", inventory=inv)  # says nothing about gpu
+    assert [h["host"] for h in limited["hosts"]] == ["laptop", "cloud"]
+    assert run_json(fleet, "sync-all", "--dry-run", inventory=inv)["dry_run"] is True  # a dry run decides nothing
+
+    fleet.git("gpu", "checkout", "--", "README.md")
+    resumed = fleet.agentsync("sync-all", "--resume", "--json", inventory=inv)
+
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert [h["host"] for h in report["hosts"]] == ["gpu"] and report["resumed_from"] == first["run_id"]
+    assert "gpu (conflict" in resumed.stderr and "left alone (ended ok): laptop, cloud" in resumed.stderr
+    assert fleet.head("gpu") == fleet.origin_head()
+
+
 def test_resume_without_an_earlier_sync_is_a_clear_usage_error(fleet):
     result = fleet.agentsync("sync-all", "--resume", inventory=fleet.inventory())
     assert result.returncode == 2

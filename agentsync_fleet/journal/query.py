@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,33 @@ def resume_plan(run: dict[str, Any], hosts: list[dict[str, Any]], steps: list[di
             seen = f", last step {step['stage']} {step['status']}" if step else ""
             rerun[name] = f"no result (run {run['status']}{seen})"
     return ResumePlan(run["id"], rerun, tuple(done))
+
+
+def resume_across(syncs: Iterable[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]],
+                  selected: list[str]) -> ResumePlan | None:
+    """Each selected host as the latest sync-all that included it left it; None if there was none.
+
+    `syncs` are (run, host rows, step rows) of real sync-alls, newest first
+    (see `was_sync`). A run limited with --hosts says nothing about the hosts
+    it left out: an earlier run decides for them. The plan's run is the
+    newest one a host is run again from (else the newest run).
+    """
+    rerun: dict[str, str] = {}
+    done: list[str] = []
+    left, newest, source = list(selected), None, None
+    for run, hosts, steps in syncs:
+        newest = newest or run["id"]
+        plan = resume_plan(run, hosts, steps, left)
+        source = source or (run["id"] if plan.rerun else None)
+        rerun.update({h: why if run["id"] == source else f"{why}; in run {run['id']}" for h, why in plan.rerun.items()})
+        done += plan.done
+        left = [h for h in left if h not in plan.rerun and h not in plan.done]
+        if not left:
+            break
+    if newest is None:
+        return None
+    return ResumePlan(source or newest, {h: rerun[h] for h in selected if h in rerun},
+                      tuple(h for h in selected if h in done))
 
 
 def _first_line(text: str) -> str:
