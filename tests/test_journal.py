@@ -183,6 +183,10 @@ def test_resume_runs_only_the_host_that_failed(fleet):
 
     nothing = fleet.agentsync("sync-all", "--resume", inventory=inv)
     assert nothing.returncode == 0 and "nothing to resume" in nothing.stdout
+    quiet = fleet.agentsync("sync-all", "--resume", "--json", inventory=inv)  # scripts still get a report
+    assert quiet.returncode == 0 and "nothing to resume" in quiet.stderr
+    empty = json.loads(quiet.stdout)
+    assert empty["hosts"] == [] and empty["ok"] is True and empty["resumed_from"] == report["run_id"]
 
 
 def test_resume_after_a_run_limited_with_hosts_still_runs_the_host_that_failed_before(fleet):

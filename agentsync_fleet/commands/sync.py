@@ -27,6 +27,11 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     if resume:
         hosts, resumed_from = _resume_hosts(inv, hosts, args.json)
         if not hosts:
+            if args.json:  # nothing to run, yet scripts get the report they asked for
+                from ..sync.model import SyncReport
+
+                _show(args, SyncReport(journal.current_run_id(), str(inv.path), dry_run, (), (), 0.0),
+                      {"resumed_from": resumed_from})
             return 0
     journal.annotate(hosts=[h.name for h in hosts], dry_run=dry_run, resumed_from=resumed_from)
     options = SyncOptions(dry_run=dry_run, strict=strict, allow_running=allow_running,
