@@ -297,3 +297,29 @@ def test_sync_all_failed_upload_marks_the_host_but_its_other_entries_still_run(f
     assert (fleet.repo("laptop") / "downloads/shared/notes.txt").read_bytes() == b"from s3\n"
     failed = [s for s in step_data(data, "artifacts-up") if s["host"] == "cloud"]
     assert failed[0]["status"] == "failed" and failed[0]["aws_code"] == "NoSuchBucket"
+
+
+def test_a_timed_out_upload_is_stopped_on_its_host_before_any_download_starts(fleet, bucket, aws_env):
+    """cloud's upload outlives its timeout (a slow link): it must not go on uploading on cloud while the
+    laptop's download of the same prefix runs, nor after the run has reported it failed."""
+    from s3_support import aws_cli
+
+    from agentsync_fleet.sandbox_fleet import install_tool
+
+    write_files(fleet.repo("cloud") / "models", MODEL_FILES)
+    inv = fleet.inventory({
+        "laptop": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "down"}]},
+        "cloud": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "up", "timeout": 2}]},
+    }, s3=bucket.settings())
+    install_tool(fleet.sandbox, "cloud", "aws", f"#!/bin/sh\nsleep 4\nexec {aws_cli()} \"$@\"\n")
+    try:
+        code, data = run_json(fleet, aws_env, inv)
+        time.sleep(6)  # long enough for a sync left running on cloud to have finished
+    finally:
+        install_tool(fleet.sandbox, "cloud", "aws", f"#!/bin/sh\nexec {aws_cli()} \"$@\"\n")
+
+    entries = by_path(data)
+    up, down = entries[("cloud", "models")], entries[("laptop", "models")]
+    assert code == 1 and up["status"] == "failed" and "did not finish within 2s" in up["message"]
+    assert down["status"] == "ok" and down["files"] == 0 and down["started_at"] >= up["finished_at"]
+    assert bucket.keys("m/") == {}  # stopped on cloud: nothing went up after it was reported failed

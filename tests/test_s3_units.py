@@ -135,7 +135,8 @@ def test_script_quotes_every_inventory_value():
     text = S.sync_script(HOST, nasty)
     assert "'/root/crpbot/models; rm -rf /'" in text
     sync_line = next(line for line in text.splitlines() if " s3 sync " in line)
-    assert shlex.split(sync_line)[1:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x"]
+    assert shlex.split(sync_line)[:2] == ["AWS_PAGER=", "$limit"]  # `timeout -k 5 3600` where the host has it
+    assert shlex.split(sync_line)[2:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x"]
     assert text.startswith("command -v aws")
 
 
@@ -152,6 +153,16 @@ def test_interpret_counts_files_from_the_cli_and_bytes_from_the_disk_listing():
     result = interpret(HOST, 0, UP, False, 0, stdout, "")
     assert result.ok and result.files == 4 and result.deleted == 1
     assert result.bytes == 300000 + 15 + 7 + 4
+
+
+def test_interpret_reports_a_sync_the_host_stopped_at_its_timeout_with_what_it_moved_so_far():
+    stdout = (f"{section(S.SYNC)}\nupload: ./weights.bin to {URL}/weights.bin\n\n{section(S.TIMED_OUT)}\n"
+              f"{section(S.SIZES)}\n300000 weights.bin\n").replace("echo '", "").replace("'\n", "\n")
+    result = interpret(HOST, 0, UP, False, 124, stdout, "")
+    assert result.status == "failed" and result.files == 1 and result.bytes == 300000
+    assert result.message == f"sync of models ⇄ {URL} did not finish within 3600s; stopped on cloud"
+    assert "raise `timeout:`" in result.hint
+    assert "timeout -k 5 3600'" in S.sync_script(HOST, UP)
 
 
 def test_interpret_reports_a_missing_cli_by_host_with_install_advice():
