@@ -323,3 +323,24 @@ def test_a_timed_out_upload_is_stopped_on_its_host_before_any_download_starts(fl
     assert code == 1 and up["status"] == "failed" and "did not finish within 2s" in up["message"]
     assert down["status"] == "ok" and down["files"] == 0 and down["started_at"] >= up["finished_at"]
     assert bucket.keys("m/") == {}  # stopped on cloud: nothing went up after it was reported failed
+
+
+def test_a_missing_or_broken_aws_cli_on_the_local_host_is_a_clear_error(fleet, bucket, aws_env):
+    """The laptop runs its entries itself: no SSH, agentsync's own PATH. A version-manager shim (pyenv, asdf)
+    is found by `command -v aws` yet cannot run it."""
+    write_files(fleet.repo("laptop") / "models", MODEL_FILES)
+    inv = fleet.inventory({"laptop": {"s3": [{"path": "models", "url": bucket.url("l"), "direction": "up"}]}},
+                          s3=bucket.settings())
+    shims = fleet.root / "shims"
+    shims.mkdir()
+    (shims / "aws").write_text("#!/bin/sh\necho 'pyenv: aws: command not found' >&2\nexit 127\n")
+    (shims / "aws").chmod(0o755)
+
+    for path, said in (("/usr/bin:/bin", "not installed on laptop, or not on its PATH"),
+                       (f"{shims}:/usr/bin:/bin", "cannot run on laptop: pyenv: aws: command not found")):
+        result = fleet.agentsync("artifacts", "--json", inventory=inv, env={**aws_env, "PATH": path})
+        [entry] = json.loads(result.stdout)["entries"]
+        assert result.returncode == 1 and entry["status"] == "failed", result.stderr
+        assert said in entry["message"] and "pip install awscli" in entry["hint"]
+        assert "ssh" not in entry["hint"] and "agentsync's own PATH" in entry["hint"]
+    assert bucket.keys("l/") == {}

@@ -12,12 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..models import S3Entry
+from ..models import Host, S3Entry
 from .parse import SyncOutput
 
 INSTALL_HINT = ("install it there: `pip install awscli` (or `pipx install awscli`), `sudo apt install awscli` on "
-                "Debian, or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
-                " — and make sure it is on the PATH of non-interactive SSH sessions (`ssh HOST command -v aws`)")
+                "Debian, or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html")
+
+
+def install_hint(host: Host) -> str:
+    """How to install the CLI, and where it must be found: a local host runs it with agentsync's own PATH."""
+    where = ("agentsync's own PATH here (`command -v aws`)" if host.local
+             else f"the PATH of non-interactive SSH sessions (`ssh {host.ssh or host.name} command -v aws`)")
+    return f"{INSTALL_HINT} — and make sure it is on {where}"
 
 _SECRET_PATTERNS = (
     # access key ids: AKIA (long-term), ASIA (temporary), and the other documented prefixes

@@ -23,7 +23,7 @@ from ..models import Host, S3Entry
 from ..pool import run_each
 from ..shell import split_sections
 from ..steps import s3 as S
-from .diagnose import INSTALL_HINT, Problem, diagnose, scrub
+from .diagnose import Problem, diagnose, install_hint, scrub
 from .parse import ProgressCounter, parse_sizes, parse_sync_output
 
 LISTED_PATHS = 200  # paths kept per entry in the report; counts are always complete
@@ -131,12 +131,16 @@ def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: 
     if S.NO_CLI in sections:
         return EntryResult(**base, status="failed", bytes=None,
                            message=f"the AWS CLI (`aws`) is not installed on {host.name}, or not on its PATH",
-                           hint=INSTALL_HINT.replace("HOST", host.ssh or host.name))
+                           hint=install_hint(host))
     if S.NO_DIR in sections:
         what = "does not exist" if entry.direction == "up" else "cannot be created"
         return EntryResult(**base, status="failed", bytes=None, message=f"{base['local_dir']} {what} on "
                            f"{host.name}", hint="check path: for this entry (relative paths are relative to repo)")
     out = parse_sync_output(sections.get(S.SYNC, ""), stderr, entry.url)
+    if exit_code in (126, 127) and not out.transfers:  # `command -v` found an `aws` that cannot run: a version
+        said = scrub((out.other or out.failed or (f"exit {exit_code}",))[0])  # manager's shim, a broken link
+        return EntryResult(**base, status="failed", bytes=None, aws_message=said, hint=install_hint(host),
+                           message=f"the AWS CLI (`aws`) cannot run on {host.name}: {said}")
     moved = [t.path for t in out.moved]
     measured = S.SIZES in sections
     sizes = parse_sizes(sections.get(S.SIZES, "")) if measured else {}
