@@ -209,6 +209,26 @@ def test_resume_after_a_run_limited_with_hosts_still_runs_the_host_that_failed_b
     assert fleet.head("gpu") == fleet.origin_head()
 
 
+def test_standalone_results_and_push_code_are_journaled_per_host_under_the_runs_own_id(fleet):
+    results = fleet.repo("gpu") / "results"
+    results.mkdir()
+    (results / "run1.csv").write_text("loss,0.1\n")
+    (fleet.repo("laptop") / "notes.txt").write_text("not committed yet\n")
+    inv = fleet.inventory({"laptop": {}, "gpu": {"results": [{"remote": "results", "local": "results"}]}},
+                          transfers={"backup_dir": str(fleet.sandbox.hosts["gpu"].path("state"))})
+
+    for task, stage, moved in (("results", "results", "results/run1.csv"), ("push-code", "push-code", "notes.txt")):
+        report = run_json(fleet, task, "--host", "gpu", inventory=inv)
+        run = history(fleet)["runs"][0]
+        assert run["id"] == report["run_id"] and run["task"] == task  # one id: report, backups, history
+        assert run["hosts"] == {"gpu": "ok"} and history(fleet, "--host", "gpu")["runs"][0]["id"] == run["id"]
+        [step] = show(fleet, run["id"])["steps"]
+        assert (step["host"], step["stage"], step["status"]) == ("gpu", stage, "ok")
+        assert step["files"] >= 1 and step["bytes"] > 0 and step["duration_s"] is not None
+        assert any("rsync" in c["command"] and c["exit_code"] == 0 for c in step["commands"])
+        assert any(moved in str(t["changes"]) for t in step["data"]["transfers"]), step["data"]
+
+
 def test_resume_without_an_earlier_sync_is_a_clear_usage_error(fleet):
     result = fleet.agentsync("sync-all", "--resume", inventory=fleet.inventory())
     assert result.returncode == 2
