@@ -313,3 +313,35 @@ def test_a_run_in_another_pid_namespace_of_the_same_name_is_not_taken_for_dead(f
         gate.unlink()
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
+
+
+def test_patch_relay_waits_its_turn_behind_a_running_sync_and_is_journaled_per_host(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory({"laptop": {}, "cloud": {}})
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    first = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the sync's lock on cloud")
+        laptop_head = fleet.head("laptop")
+        refused = fleet.agentsync("patch-relay", "--from", "cloud", inventory=inv)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "the fleet is locked on this controller by" in refused.stderr and f"pid {first.pid}" in refused.stderr
+        assert fleet.head("laptop") == laptop_head  # nothing was applied under the running sync
+    finally:
+        gate.unlink()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+
+    fleet.commit("cloud", "later.md", "after the sync\n", "Cloud, later")
+    relayed = fleet.agentsync("patch-relay", "--from", "cloud", "--json", inventory=inv)
+    assert relayed.returncode == 0, relayed.stderr
+    assert not remote_lock(fleet, "cloud").exists() and not remote_lock(fleet, "laptop").exists()
+    run = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
+    assert run["task"] == "patch-relay" and run["hosts"] == {"cloud": "ok", "laptop": "ok"}
+    steps = json.loads(fleet.agentsync("history.show", run["id"], "--json").stdout)["steps"]
+    assert {s["host"] for s in steps} == {"cloud", "laptop"} and all(s["commands"] for s in steps)
