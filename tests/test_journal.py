@@ -160,6 +160,36 @@ def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(f
     assert f"process {proc.pid} on {socket.gethostname()} is gone" in again.stderr
 
 
+def test_ctrl_c_mid_step_is_journaled_as_interrupted_never_as_ok_and_releases_every_lock(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
+    gate = fleet.root / "cloud-push-gate"
+    gate.write_text("hold")
+    hook(fleet, "cloud", "pre-push", f"while [ -e {gate} ]; do sleep 0.1; done; exit 1")
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
+                 what="laptop's publish step in the journal")
+        time.sleep(0.5)  # cloud's publish is now blocked in its pre-push hook
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        gate.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+
+    run = history(fleet)["runs"][0]
+    assert run["status"] == "interrupted" and run["exit_code"] == 130
+    steps = steps_by(show(fleet, run["id"]))
+    assert steps[("laptop", "publish")]["status"] == "ok"
+    assert steps[("cloud", "publish")]["status"] == "interrupted"  # it never finished: not ok
+    assert not any((fleet.repo(h) / ".git" / "agentsync.lock").exists() for h in ("laptop", "cloud", "gpu"))
+
+
 def test_resume_runs_only_the_host_that_failed(fleet):
     fleet.commit("laptop", "README.md", "laptop's README\n", "Rewrite README")
     (fleet.repo("gpu") / "README.md").write_text("gpu's own uncommitted README\n")
