@@ -39,13 +39,13 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         import contextlib
 
         from . import journal as runs
-        from .taskrun import arguments, run_body
+        from .taskrun import INTERRUPTED, arguments, run_body
 
         recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
         with recorder as run:
             code = run_body(body, run, c, *args, **kwargs)
-        if code == 130:
-            raise Exit("interrupted", code=130)
+        if code in INTERRUPTED:
+            raise Exit("interrupted", code=code)
         if code:
             raise Exit(code=code)
         return 0

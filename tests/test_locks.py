@@ -345,3 +345,29 @@ def test_patch_relay_waits_its_turn_behind_a_running_sync_and_is_journaled_per_h
     assert run["task"] == "patch-relay" and run["hosts"] == {"cloud": "ok", "laptop": "ok"}
     steps = json.loads(fleet.agentsync("history.show", run["id"], "--json").stdout)["steps"]
     assert {s["host"] for s in steps} == {"cloud", "laptop"} and all(s["commands"] for s in steps)
+
+
+def test_a_run_stopped_with_sigterm_releases_its_locks_and_says_so_in_the_history(fleet):
+    """`kill PID`, a supervisor's stop or an agent harness's timeout: the run unwinds like Ctrl-C."""
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu")),
+                 what="the run's locks on every host")
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        gate.unlink(missing_ok=True)
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, err
+    assert not any(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu"))
+    assert not local_lock(fleet, inv).path.exists()
+    last = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
+    assert last["status"] == "interrupted" and last["exit_code"] == 143 and "SIGTERM" in last["message"]
