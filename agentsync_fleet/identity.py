@@ -69,16 +69,23 @@ def process_stamp(pid: int) -> str:
 
 
 def process_alive(pid: int | None, start: str = "") -> bool:
-    """Is the process that had `pid` (and, if known, started at `start`) still running on this machine?
+    """Is the process that had `pid` (and, if known, started at `start`) still running, or may it be?
 
-    `start` is a `process_stamp` (or a bare start time, as older records have it). A
-    process of another machine or PID namespace cannot be seen from here: it is presumed alive.
+    A process of another machine or PID namespace cannot be seen from here: it is presumed alive.
+    """
+    return process_running(pid, start) is not False
+
+
+def process_running(pid: int | None, start: str = "") -> bool | None:
+    """True: that process runs here; False: it is gone; None: it belongs to another machine or PID namespace.
+
+    `start` is a `process_stamp` (or a bare start time, as older records have it).
     """
     if not pid or pid <= 0:
         return False
     start, _, table = (start or "").partition("@")
     if table and table != process_table():
-        return True
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

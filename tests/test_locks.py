@@ -371,3 +371,21 @@ def test_a_run_stopped_with_sigterm_releases_its_locks_and_says_so_in_the_histor
     assert not local_lock(fleet, inv).path.exists()
     last = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
     assert last["status"] == "interrupted" and last["exit_code"] == 143 and "SIGTERM" in last["message"]
+
+
+def test_a_live_run_on_this_controller_keeps_its_lock_however_long_it_runs(fleet):
+    """lock_ttl stands in for a check that cannot be made; here the holder can be seen running (a long upload)."""
+    inv = fleet.inventory()
+    lock = local_lock(fleet, inv)
+    lock.dir.mkdir(parents=True)
+    running = holder(controller=HERE, who=f"root@{HERE}", pid=os.getpid(), pid_start=process_stamp(os.getpid()),
+                     since=time.time() - 3 * 3600)  # older than the default lock_ttl (2h), and alive
+    lock.path.write_text(running.to_json() + "\n")
+
+    refused = fleet.agentsync("pull", inventory=inv)
+
+    assert refused.returncode == 1, refused.stderr
+    assert "the fleet is locked on this controller by" in refused.stderr and "took over" not in refused.stderr
+    assert lock.read()[1] == running
+    kept = fleet.agentsync("unlock", inventory=inv)
+    assert kept.returncode == 1 and lock.read()[1] == running
