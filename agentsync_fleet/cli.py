@@ -250,7 +250,7 @@ def history_show(c, run, inventory=None, json=False):
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="stats")
 def history_stats(c, task=None, inventory=None, json=False):
-    """Runs, success rate, median step time per host and stage, and each host's last success."""
+    """Runs, success rate, median step time per host and step, and each host's last success."""
     from .commands import history as command
 
     return command.stats(FleetArgs(inventory, None, json), task=task)

@@ -38,11 +38,24 @@ def test_stats_give_success_rate_median_step_times_and_last_success_per_host():
     stats = query.stats(runs, hosts, steps)
     assert stats["runs"] == 4 and stats["finished"] == 3 and stats["ok"] == 2 and stats["success_rate"] == 0.6667
     assert stats["tasks"]["sync-all"] == {"runs": 3, "ok": 1, "success_rate": 0.5, "median_duration_s": 7.0}
-    assert stats["steps"] == [{"host": "cloud", "stage": "converge", "steps": 3, "ok": 2, "median_duration_s": 3},
-                              {"host": "gpu", "stage": "converge", "steps": 1, "ok": 1, "median_duration_s": 2}]
+    assert stats["steps"] == [
+        {"host": "cloud", "stage": "converge", "action": "", "steps": 3, "ok": 2, "median_duration_s": 3},
+        {"host": "gpu", "stage": "converge", "action": "", "steps": 1, "ok": 1, "median_duration_s": 2}]
     assert stats["last_success"] == {"cloud": {"at": 31, "run_id": "r3", "task": "health"},
                                      "gpu": {"at": 24, "run_id": "r2", "task": "sync-all"}}
     assert query.stats([], [], [])["success_rate"] is None
+
+
+def test_step_medians_are_per_host_and_step_not_lumped_per_stage():
+    """Two artifact entries of one host (a small config, a big model) are two steps of one stage."""
+    steps = [{**step(f"r{i}", "cloud", "artifacts-up", duration=d), "action": action}
+             for i in range(2) for action, d in (("up config → s3://b/c", 1.0), ("up models → s3://b/m", 100.0))]
+    steps += [{**step("r0", "cloud", "preflight", duration=0.1), "action": "probe"},  # a dry run: no fetch
+              {**step("r1", "cloud", "preflight", duration=2.0), "action": "probe + fetch"}]
+    rows = {(r["stage"], r["action"]): r for r in query.step_medians(steps)}
+    assert rows[("artifacts-up", "up config → s3://b/c")]["median_duration_s"] == 1.0
+    assert rows[("artifacts-up", "up models → s3://b/m")]["median_duration_s"] == 100.0
+    assert rows[("preflight", "probe + fetch")]["median_duration_s"] == 2.0 and len(rows) == 4
 
 
 def test_resume_picks_hosts_that_did_not_end_ok_including_those_an_interrupted_run_never_finished():

@@ -53,7 +53,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def stats(runs: list[dict[str, Any]], hosts: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs and success rate (overall and per task), median step duration per host and stage,
+    """Runs and success rate (overall and per task), median step duration per host and step,
     and each host's last success."""
     finished = [r for r in runs if r["status"] in FINISHED]
     ok = [r for r in finished if r["status"] == "ok"]
@@ -79,14 +79,15 @@ def _rate(good: int, total: int) -> float | None:
 
 
 def step_medians(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per host and stage: how many steps, how many ok, and the median duration."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """Per host and step (stage and action: each artifact entry, worktree or relay is a step of its own, and
+    a dry run's probe is not a fetch): how many ran, how many ok, and the median duration."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for step in steps:
-        groups[(step["host"], step["stage"])].append(step)
+        groups[(step["host"], step["stage"], step.get("action", ""))].append(step)
     rows = []
-    for (host, stage), items in sorted(groups.items()):
+    for (host, stage, action), items in sorted(groups.items()):
         times = [s["duration_s"] for s in items if s.get("duration_s") is not None]
-        rows.append({"host": host, "stage": stage, "steps": len(items),
+        rows.append({"host": host, "stage": stage, "action": action, "steps": len(items),
                      "ok": sum(1 for s in items if s["status"] == "ok"), "median_duration_s": _median(times)})
     return rows
 
