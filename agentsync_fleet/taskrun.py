@@ -51,7 +51,8 @@ def _stop_signals_unwind() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
         yield
         return
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # `nohup` ignores SIGHUP on purpose: keep that
     try:
         yield
     finally:

@@ -389,3 +389,24 @@ def test_a_live_run_on_this_controller_keeps_its_lock_however_long_it_runs(fleet
     assert lock.read()[1] == running
     kept = fleet.agentsync("unlock", inventory=inv)
     assert kept.returncode == 1 and lock.read()[1] == running
+
+
+def test_a_run_under_nohup_ignores_a_hangup_as_nohup_asked(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen(["nohup", *AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the run's lock on cloud")
+        run.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert run.poll() is None  # still at work
+    finally:
+        gate.unlink()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert json.loads(out)["ok"] is True
