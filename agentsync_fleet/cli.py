@@ -39,13 +39,13 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         import contextlib
 
         from . import journal as runs
-        from .taskrun import arguments, run_body
+        from .taskrun import INTERRUPTED, arguments, run_body
 
         recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
         with recorder as run:
             code = run_body(body, run, c, *args, **kwargs)
-        if code == 130:
-            raise Exit("interrupted", code=130)
+        if code in INTERRUPTED:
+            raise Exit("interrupted", code=code)
         if code:
             raise Exit(code=code)
         return 0
@@ -250,7 +250,7 @@ def history_show(c, run, inventory=None, json=False):
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="stats")
 def history_stats(c, task=None, inventory=None, json=False):
-    """Runs, success rate, median step time per host and stage, and each host's last success."""
+    """Runs, success rate, median step time per host and step, and each host's last success."""
     from .commands import history as command
 
     return command.stats(FleetArgs(inventory, None, json), task=task)

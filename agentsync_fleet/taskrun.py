@@ -2,14 +2,21 @@
 
 `cli._guarded` wraps every task with this. Exit status 2 is bad input
 (`InventoryError`, `UsageError`), 1 a fleet that is not where it should be
-(or any other `FleetError`), 130 Ctrl-C. A bug keeps its traceback, and is
-recorded as `error` first.
+(or any other `FleetError`), 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP. A bug keeps
+its traceback, and is recorded as `error` first.
+
+SIGTERM and SIGHUP (a supervisor's stop, an agent harness's timeout, a
+closed terminal) unwind the task like Ctrl-C instead of ending the process
+on the spot, so the fleet lock is released and the journal says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 from .errors import FleetError, InventoryError, UsageError
 from .output import error
@@ -24,6 +31,35 @@ def arguments(body: Callable[..., int], c, args: tuple, kwargs: dict) -> dict:
     return {k: v for k, v in list(bound.items())[1:]}
 
 
+INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)  # exit statuses
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, so everything unwinds as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_unwind() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # `nohup` ignores SIGHUP on purpose: keep that
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_body(body: Callable[..., int], recorder, c, /, *args, **kwargs) -> int:
     """Run the task; return its exit status and tell the journal how the run ended."""
 
@@ -32,7 +68,8 @@ def run_body(body: Callable[..., int], recorder, c, /, *args, **kwargs) -> int:
             recorder.finish(status, code, message)
 
     try:
-        code = body(c, *args, **kwargs) or 0
+        with _stop_signals_unwind():
+            code = body(c, *args, **kwargs) or 0
     except (InventoryError, UsageError) as exc:
         error(str(exc))
         finish("error", 2, str(exc))
@@ -41,9 +78,11 @@ def run_body(body: Callable[..., int], recorder, c, /, *args, **kwargs) -> int:
         error(str(exc))
         finish(getattr(exc, "run_status", "failed"), 1, str(exc))
         return 1
-    except KeyboardInterrupt:
-        finish("interrupted", 130, "interrupted (Ctrl-C)")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        finish("interrupted", 128 + signum,
+               f"interrupted ({'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name})")
+        return 128 + signum
     except BaseException as exc:  # a bug: recorded, then shown with its traceback
         finish("error", None, f"internal error: {exc!r}")
         raise

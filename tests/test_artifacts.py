@@ -297,3 +297,50 @@ def test_sync_all_failed_upload_marks_the_host_but_its_other_entries_still_run(f
     assert (fleet.repo("laptop") / "downloads/shared/notes.txt").read_bytes() == b"from s3\n"
     failed = [s for s in step_data(data, "artifacts-up") if s["host"] == "cloud"]
     assert failed[0]["status"] == "failed" and failed[0]["aws_code"] == "NoSuchBucket"
+
+
+def test_a_timed_out_upload_is_stopped_on_its_host_before_any_download_starts(fleet, bucket, aws_env):
+    """cloud's upload outlives its timeout (a slow link): it must not go on uploading on cloud while the
+    laptop's download of the same prefix runs, nor after the run has reported it failed."""
+    from s3_support import aws_cli
+
+    from agentsync_fleet.sandbox_fleet import install_tool
+
+    write_files(fleet.repo("cloud") / "models", MODEL_FILES)
+    inv = fleet.inventory({
+        "laptop": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "down"}]},
+        "cloud": {"s3": [{"path": "models", "url": bucket.url("m"), "direction": "up", "timeout": 2}]},
+    }, s3=bucket.settings())
+    install_tool(fleet.sandbox, "cloud", "aws", f"#!/bin/sh\nsleep 4\nexec {aws_cli()} \"$@\"\n")
+    try:
+        code, data = run_json(fleet, aws_env, inv)
+        time.sleep(6)  # long enough for a sync left running on cloud to have finished
+    finally:
+        install_tool(fleet.sandbox, "cloud", "aws", f"#!/bin/sh\nexec {aws_cli()} \"$@\"\n")
+
+    entries = by_path(data)
+    up, down = entries[("cloud", "models")], entries[("laptop", "models")]
+    assert code == 1 and up["status"] == "failed" and "did not finish within 2s" in up["message"]
+    assert down["status"] == "ok" and down["files"] == 0 and down["started_at"] >= up["finished_at"]
+    assert bucket.keys("m/") == {}  # stopped on cloud: nothing went up after it was reported failed
+
+
+def test_a_missing_or_broken_aws_cli_on_the_local_host_is_a_clear_error(fleet, bucket, aws_env):
+    """The laptop runs its entries itself: no SSH, agentsync's own PATH. A version-manager shim (pyenv, asdf)
+    is found by `command -v aws` yet cannot run it."""
+    write_files(fleet.repo("laptop") / "models", MODEL_FILES)
+    inv = fleet.inventory({"laptop": {"s3": [{"path": "models", "url": bucket.url("l"), "direction": "up"}]}},
+                          s3=bucket.settings())
+    shims = fleet.root / "shims"
+    shims.mkdir()
+    (shims / "aws").write_text("#!/bin/sh\necho 'pyenv: aws: command not found' >&2\nexit 127\n")
+    (shims / "aws").chmod(0o755)
+
+    for path, said in (("/usr/bin:/bin", "not installed on laptop, or not on its PATH"),
+                       (f"{shims}:/usr/bin:/bin", "cannot run on laptop: pyenv: aws: command not found")):
+        result = fleet.agentsync("artifacts", "--json", inventory=inv, env={**aws_env, "PATH": path})
+        [entry] = json.loads(result.stdout)["entries"]
+        assert result.returncode == 1 and entry["status"] == "failed", result.stderr
+        assert said in entry["message"] and "pip install awscli" in entry["hint"]
+        assert "ssh" not in entry["hint"] and "agentsync's own PATH" in entry["hint"]
+    assert bucket.keys("l/") == {}

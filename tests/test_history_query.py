@@ -38,11 +38,24 @@ def test_stats_give_success_rate_median_step_times_and_last_success_per_host():
     stats = query.stats(runs, hosts, steps)
     assert stats["runs"] == 4 and stats["finished"] == 3 and stats["ok"] == 2 and stats["success_rate"] == 0.6667
     assert stats["tasks"]["sync-all"] == {"runs": 3, "ok": 1, "success_rate": 0.5, "median_duration_s": 7.0}
-    assert stats["steps"] == [{"host": "cloud", "stage": "converge", "steps": 3, "ok": 2, "median_duration_s": 3},
-                              {"host": "gpu", "stage": "converge", "steps": 1, "ok": 1, "median_duration_s": 2}]
+    assert stats["steps"] == [
+        {"host": "cloud", "stage": "converge", "action": "", "steps": 3, "ok": 2, "median_duration_s": 3},
+        {"host": "gpu", "stage": "converge", "action": "", "steps": 1, "ok": 1, "median_duration_s": 2}]
     assert stats["last_success"] == {"cloud": {"at": 31, "run_id": "r3", "task": "health"},
                                      "gpu": {"at": 24, "run_id": "r2", "task": "sync-all"}}
     assert query.stats([], [], [])["success_rate"] is None
+
+
+def test_step_medians_are_per_host_and_step_not_lumped_per_stage():
+    """Two artifact entries of one host (a small config, a big model) are two steps of one stage."""
+    steps = [{**step(f"r{i}", "cloud", "artifacts-up", duration=d), "action": action}
+             for i in range(2) for action, d in (("up config → s3://b/c", 1.0), ("up models → s3://b/m", 100.0))]
+    steps += [{**step("r0", "cloud", "preflight", duration=0.1), "action": "probe"},  # a dry run: no fetch
+              {**step("r1", "cloud", "preflight", duration=2.0), "action": "probe + fetch"}]
+    rows = {(r["stage"], r["action"]): r for r in query.step_medians(steps)}
+    assert rows[("artifacts-up", "up config → s3://b/c")]["median_duration_s"] == 1.0
+    assert rows[("artifacts-up", "up models → s3://b/m")]["median_duration_s"] == 100.0
+    assert rows[("preflight", "probe + fetch")]["median_duration_s"] == 2.0 and len(rows) == 4
 
 
 def test_resume_picks_hosts_that_did_not_end_ok_including_those_an_interrupted_run_never_finished():
@@ -54,6 +67,21 @@ def test_resume_picks_hosts_that_did_not_end_ok_including_those_an_interrupted_r
     assert plan.rerun == {"cloud": "conflict: files differ", "gpu": "no result (run interrupted, last step publish ok)",
                           "review": "no result (run interrupted)"}  # "new" was not in that run
     assert list(query.resume_plan(last, hosts, steps, ["gpu"]).rerun) == ["gpu"]
+
+
+def test_resume_takes_each_host_from_the_latest_run_that_included_it():
+    full = (run("r1", "failed", hosts=["laptop", "cloud", "gpu"]),
+            [host("r1", "laptop"), host("r1", "cloud", "failed", message="push refused"),
+             host("r1", "gpu", "conflict", message="README")], [])
+    limited = (run("r2", hosts=["laptop", "cloud"]), [host("r2", "laptop"), host("r2", "cloud")], [])
+    plan = query.resume_across([limited, full], ["laptop", "cloud", "gpu", "new"])
+    assert plan.run_id == "r1" and plan.rerun == {"gpu": "conflict: README"} and plan.done == ("laptop", "cloud")
+
+    again = (run("r3", "failed", hosts=["cloud"]), [host("r3", "cloud", "failed", message="no")], [])
+    plan = query.resume_across([again, limited, full], ["laptop", "cloud", "gpu"])
+    assert plan.run_id == "r3" and plan.rerun == {"cloud": "failed: no", "gpu": "conflict: README; in run r1"}
+    assert query.resume_across([limited], ["gpu"]) == query.ResumePlan("r2")  # never included: nothing to do
+    assert query.resume_across([], ["gpu"]) is None
 
 
 def test_only_real_sync_runs_with_rows_can_be_resumed():

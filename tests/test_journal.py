@@ -160,6 +160,36 @@ def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(f
     assert f"process {proc.pid} on {socket.gethostname()} is gone" in again.stderr
 
 
+def test_ctrl_c_mid_step_is_journaled_as_interrupted_never_as_ok_and_releases_every_lock(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
+    gate = fleet.root / "cloud-push-gate"
+    gate.write_text("hold")
+    hook(fleet, "cloud", "pre-push", f"while [ -e {gate} ]; do sleep 0.1; done; exit 1")
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
+                 what="laptop's publish step in the journal")
+        time.sleep(0.5)  # cloud's publish is now blocked in its pre-push hook
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        gate.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+
+    run = history(fleet)["runs"][0]
+    assert run["status"] == "interrupted" and run["exit_code"] == 130
+    steps = steps_by(show(fleet, run["id"]))
+    assert steps[("laptop", "publish")]["status"] == "ok"
+    assert steps[("cloud", "publish")]["status"] == "interrupted"  # it never finished: not ok
+    assert not any((fleet.repo(h) / ".git" / "agentsync.lock").exists() for h in ("laptop", "cloud", "gpu"))
+
+
 def test_resume_runs_only_the_host_that_failed(fleet):
     fleet.commit("laptop", "README.md", "laptop's README\n", "Rewrite README")
     (fleet.repo("gpu") / "README.md").write_text("gpu's own uncommitted README\n")
@@ -183,6 +213,50 @@ def test_resume_runs_only_the_host_that_failed(fleet):
 
     nothing = fleet.agentsync("sync-all", "--resume", inventory=inv)
     assert nothing.returncode == 0 and "nothing to resume" in nothing.stdout
+    quiet = fleet.agentsync("sync-all", "--resume", "--json", inventory=inv)  # scripts still get a report
+    assert quiet.returncode == 0 and "nothing to resume" in quiet.stderr
+    empty = json.loads(quiet.stdout)
+    assert empty["hosts"] == [] and empty["ok"] is True and empty["resumed_from"] == report["run_id"]
+
+
+def test_resume_after_a_run_limited_with_hosts_still_runs_the_host_that_failed_before(fleet):
+    fleet.commit("laptop", "README.md", "laptop's README\n", "Rewrite README")
+    (fleet.repo("gpu") / "README.md").write_text("gpu's own uncommitted README\n")
+    inv = fleet.inventory()
+    first = run_json(fleet, "sync-all", inventory=inv, code=1)
+    assert {h["host"]: h["status"] for h in first["hosts"]}["gpu"] == "conflict"
+    limited = run_json(fleet, "sync-all", "--hosts", "laptop,cloud", inventory=inv)  # says nothing about gpu
+    assert [h["host"] for h in limited["hosts"]] == ["laptop", "cloud"]
+    assert run_json(fleet, "sync-all", "--dry-run", inventory=inv)["dry_run"] is True  # a dry run decides nothing
+
+    fleet.git("gpu", "checkout", "--", "README.md")
+    resumed = fleet.agentsync("sync-all", "--resume", "--json", inventory=inv)
+
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert [h["host"] for h in report["hosts"]] == ["gpu"] and report["resumed_from"] == first["run_id"]
+    assert "gpu (conflict" in resumed.stderr and "left alone (ended ok): laptop, cloud" in resumed.stderr
+    assert fleet.head("gpu") == fleet.origin_head()
+
+
+def test_standalone_results_and_push_code_are_journaled_per_host_under_the_runs_own_id(fleet):
+    results = fleet.repo("gpu") / "results"
+    results.mkdir()
+    (results / "run1.csv").write_text("loss,0.1\n")
+    (fleet.repo("laptop") / "notes.txt").write_text("not committed yet\n")
+    inv = fleet.inventory({"laptop": {}, "gpu": {"results": [{"remote": "results", "local": "results"}]}},
+                          transfers={"backup_dir": str(fleet.sandbox.hosts["gpu"].path("state"))})
+
+    for task, stage, moved in (("results", "results", "results/run1.csv"), ("push-code", "push-code", "notes.txt")):
+        report = run_json(fleet, task, "--host", "gpu", inventory=inv)
+        run = history(fleet)["runs"][0]
+        assert run["id"] == report["run_id"] and run["task"] == task  # one id: report, backups, history
+        assert run["hosts"] == {"gpu": "ok"} and history(fleet, "--host", "gpu")["runs"][0]["id"] == run["id"]
+        [step] = show(fleet, run["id"])["steps"]
+        assert (step["host"], step["stage"], step["status"]) == ("gpu", stage, "ok")
+        assert step["files"] >= 1 and step["bytes"] > 0 and step["duration_s"] is not None
+        assert any("rsync" in c["command"] and c["exit_code"] == 0 for c in step["commands"])
+        assert any(moved in str(t["changes"]) for t in step["data"]["transfers"]), step["data"]
 
 
 def test_resume_without_an_earlier_sync_is_a_clear_usage_error(fleet):

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-from agentsync_fleet.identity import process_start
+from agentsync_fleet.connection.session import LocalSession
+from agentsync_fleet.identity import process_alive, process_stamp, process_start, process_table
+from agentsync_fleet.locks import remote
 from agentsync_fleet.locks.local import LocalLock
 from agentsync_fleet.locks.model import Holder, stale_reason
+from agentsync_fleet.models import Host
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 HERE = socket.gethostname()
@@ -200,3 +206,207 @@ def test_read_only_tasks_take_no_lock(fleet):
 def test_process_start_tells_a_reused_pid_from_the_original():
     start = process_start(os.getpid())
     assert start and start.isdigit()
+
+
+def test_a_pid_of_another_process_table_is_presumed_alive_and_the_journal_leaves_its_run_running(tmp_path):
+    from agentsync_fleet.journal.store import Journal
+
+    here = process_table()
+    assert process_stamp(os.getpid()) == f"{process_start(os.getpid())}@{here}"
+    gone = dead_pid()
+    assert not process_alive(gone, f"1@{here}") and not process_alive(gone, "1")  # ours (or an old record): gone
+    assert process_alive(gone, "1@0123456789ab/4026531999")  # another machine or namespace: cannot tell
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for run_id, stamp in (("theirs", "1@0123456789ab/4026531999"), ("ours", f"1@{here}")):
+        journal.start_run({"id": run_id, "task": "sync-all", "started": 1.0, "status": "running", "who": "x",
+                           "controller": HERE, "pid": gone, "pid_start": stamp, "inventory": "/i",
+                           "inventory_sha256": ""})
+    assert journal.reconcile() == ["ours"]
+    assert {r["id"]: r["status"] for r in journal.runs()} == {"theirs": "running", "ours": "interrupted"}
+
+
+def test_a_late_takeover_of_a_lock_already_taken_over_never_lets_a_third_run_in(tmp_path, monkeypatch):
+    """A and B both found the same stale lock; A took it over first. B's takeover comes late, slowly:
+    while it works, a third run C tries the lock. C must meet A's lock, and A must still hold it after."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    host, session = Host(name="laptop", repo=str(repo), local=True), LocalSession("laptop")
+    lock = repo / ".git" / "agentsync.lock"
+    stale = holder(since=time.time() - 3 * 3600).to_json()
+    lock.write_text(stale + "\n")
+    a, b, c = (holder(run_id=f"run-{n}", controller=HERE, pid=os.getpid(), since=time.time()) for n in "abc")
+
+    taken = remote.run_script(session, host, remote.takeover_script(str(repo), a, stale))
+    assert taken.status == "acquired"
+
+    # B's shell is slow: every file operation of its takeover pauses (a loaded host, a slow disk).
+    slow, mark = tmp_path / "slow-bin", tmp_path / "b-is-inside"
+    slow.mkdir()
+    for tool in ("mv", "ln", "rm"):
+        real = shutil.which(tool)
+        (slow / tool).write_text(f"#!/bin/sh\n{real} \"$@\"; rc=$?\ntouch {mark}\nsleep 2\nexit $rc\n")
+        (slow / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    late: list[remote.RemoteState] = []
+    worker = threading.Thread(target=lambda: late.append(
+        remote.run_script(session, host, remote.takeover_script(str(repo), b, stale))))
+    worker.start()
+    wait_for(lambda: mark.exists() or not worker.is_alive(), what="B's takeover to start")
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
+
+    third = remote.run_script(session, host, remote.acquire_script(str(repo), c))
+    worker.join(timeout=30)
+
+    assert third.status == "held" and third.holder == a  # C is refused: A holds the lock
+    assert late[0].status == "changed" and late[0].holder == a  # B sees A's lock and judges that one
+    assert Holder.from_json(lock.read_text()) == a
+    assert sorted(p.name for p in lock.parent.glob("agentsync.lock*")) == ["agentsync.lock"]
+
+
+def test_ctrl_c_while_the_locks_are_being_taken_leaves_no_lock_behind(fleet):
+    """Ctrl-C while one host is still being locked (hang: connects, never answers) and the others already are."""
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "hang": {}})
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "laptop").exists() and remote_lock(fleet, "cloud").exists(),
+                 what="the locks on laptop and cloud")
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert not remote_lock(fleet, "laptop").exists() and not remote_lock(fleet, "cloud").exists()
+    assert not local_lock(fleet, inv).path.exists()
+    runs = json.loads(fleet.agentsync("history", "--json").stdout)["runs"]
+    assert runs[0]["status"] == "interrupted"
+
+
+def test_a_run_in_another_pid_namespace_of_the_same_name_is_not_taken_for_dead(fleet):
+    """Agents in containers that share the host's network share its hostname, not its processes: the
+    first run's pid means nothing to the second, so its lock must not look stale to it."""
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "container-state")}
+    first = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *AGENTSYNC, "sync-all", "--json",
+                              "--inventory", str(inv)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the first run's lock on cloud")
+        held = Holder.from_json(remote_lock(fleet, "cloud").read_text())
+        assert held.controller == HERE and held.pid != first.pid  # a pid of its own namespace
+
+        second = fleet.agentsync("pull", inventory=inv)
+
+        assert second.returncode == 1, second.stderr
+        assert "the fleet is locked on" in second.stderr and "took over" not in second.stderr
+        assert Holder.from_json(remote_lock(fleet, "cloud").read_text()) == held
+        rows = json.loads(fleet.agentsync("unlock", "--json", inventory=inv).stdout)["locks"]
+        assert {r["where"]: r["status"] for r in rows}["cloud"] == "kept"
+    finally:
+        gate.unlink()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+
+
+def test_patch_relay_waits_its_turn_behind_a_running_sync_and_is_journaled_per_host(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory({"laptop": {}, "cloud": {}})
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    first = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the sync's lock on cloud")
+        laptop_head = fleet.head("laptop")
+        refused = fleet.agentsync("patch-relay", "--from", "cloud", inventory=inv)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "the fleet is locked on this controller by" in refused.stderr and f"pid {first.pid}" in refused.stderr
+        assert fleet.head("laptop") == laptop_head  # nothing was applied under the running sync
+    finally:
+        gate.unlink()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+
+    fleet.commit("cloud", "later.md", "after the sync\n", "Cloud, later")
+    relayed = fleet.agentsync("patch-relay", "--from", "cloud", "--json", inventory=inv)
+    assert relayed.returncode == 0, relayed.stderr
+    assert not remote_lock(fleet, "cloud").exists() and not remote_lock(fleet, "laptop").exists()
+    run = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
+    assert run["task"] == "patch-relay" and run["hosts"] == {"cloud": "ok", "laptop": "ok"}
+    steps = json.loads(fleet.agentsync("history.show", run["id"], "--json").stdout)["steps"]
+    assert {s["host"] for s in steps} == {"cloud", "laptop"} and all(s["commands"] for s in steps)
+
+
+def test_a_run_stopped_with_sigterm_releases_its_locks_and_says_so_in_the_history(fleet):
+    """`kill PID`, a supervisor's stop or an agent harness's timeout: the run unwinds like Ctrl-C."""
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu")),
+                 what="the run's locks on every host")
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        gate.unlink(missing_ok=True)
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, err
+    assert not any(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu"))
+    assert not local_lock(fleet, inv).path.exists()
+    last = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
+    assert last["status"] == "interrupted" and last["exit_code"] == 143 and "SIGTERM" in last["message"]
+
+
+def test_a_live_run_on_this_controller_keeps_its_lock_however_long_it_runs(fleet):
+    """lock_ttl stands in for a check that cannot be made; here the holder can be seen running (a long upload)."""
+    inv = fleet.inventory()
+    lock = local_lock(fleet, inv)
+    lock.dir.mkdir(parents=True)
+    running = holder(controller=HERE, who=f"root@{HERE}", pid=os.getpid(), pid_start=process_stamp(os.getpid()),
+                     since=time.time() - 3 * 3600)  # older than the default lock_ttl (2h), and alive
+    lock.path.write_text(running.to_json() + "\n")
+
+    refused = fleet.agentsync("pull", inventory=inv)
+
+    assert refused.returncode == 1, refused.stderr
+    assert "the fleet is locked on this controller by" in refused.stderr and "took over" not in refused.stderr
+    assert lock.read()[1] == running
+    kept = fleet.agentsync("unlock", inventory=inv)
+    assert kept.returncode == 1 and lock.read()[1] == running
+
+
+def test_a_run_under_nohup_ignores_a_hangup_as_nohup_asked(fleet):
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen(["nohup", *AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the run's lock on cloud")
+        run.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert run.poll() is None  # still at work
+    finally:
+        gate.unlink()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert json.loads(out)["ok"] is True

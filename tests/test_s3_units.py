@@ -135,7 +135,8 @@ def test_script_quotes_every_inventory_value():
     text = S.sync_script(HOST, nasty)
     assert "'/root/crpbot/models; rm -rf /'" in text
     sync_line = next(line for line in text.splitlines() if " s3 sync " in line)
-    assert shlex.split(sync_line)[1:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x"]
+    assert shlex.split(sync_line)[:2] == ["AWS_PAGER=", "$limit"]  # `timeout -k 5 3600` where the host has it
+    assert shlex.split(sync_line)[2:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x"]
     assert text.startswith("command -v aws")
 
 
@@ -154,6 +155,16 @@ def test_interpret_counts_files_from_the_cli_and_bytes_from_the_disk_listing():
     assert result.bytes == 300000 + 15 + 7 + 4
 
 
+def test_interpret_reports_a_sync_the_host_stopped_at_its_timeout_with_what_it_moved_so_far():
+    stdout = (f"{section(S.SYNC)}\nupload: ./weights.bin to {URL}/weights.bin\n\n{section(S.TIMED_OUT)}\n"
+              f"{section(S.SIZES)}\n300000 weights.bin\n").replace("echo '", "").replace("'\n", "\n")
+    result = interpret(HOST, 0, UP, False, 124, stdout, "")
+    assert result.status == "failed" and result.files == 1 and result.bytes == 300000
+    assert result.message == f"sync of models ⇄ {URL} did not finish within 3600s; stopped on cloud"
+    assert "raise `timeout:`" in result.hint
+    assert "timeout -k 5 3600'" in S.sync_script(HOST, UP)
+
+
 def test_interpret_reports_a_missing_cli_by_host_with_install_advice():
     result = interpret(HOST, 0, UP, False, 127, "@@agentsync@@ no-aws-cli\n", "")
     assert result.status == "failed" and "not installed on cloud" in result.message
@@ -167,6 +178,38 @@ def test_scrub_masks_keys_secrets_tokens_and_url_passwords():
     for secret in ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "IQoJb3JpZ2luX2VjEJr", "abc123", "user:pass"):
         assert secret not in clean
     assert "https://<redacted>@minio.local/x" in clean
+
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+abc=="
+
+
+@pytest.mark.parametrize("dump", [
+    f"export AWS_SECRET_ACCESS_KEY='{SECRET}'\nexport AWS_SESSION_TOKEN='{TOKEN}'",  # dash `export -p`
+    f'declare -x AWS_SECRET_ACCESS_KEY="{SECRET}"\ndeclare -x AWS_SESSION_TOKEN="{TOKEN}"',  # bash `export -p`
+    f"AWS_SECRET_ACCESS_KEY={SECRET}\nAWS_SESSION_TOKEN={TOKEN}",  # env
+    f"set -gx AWS_SECRET_ACCESS_KEY {SECRET}\nset -gx AWS_SESSION_TOKEN {TOKEN}",  # fish
+    f"setenv AWS_SECRET_ACCESS_KEY {SECRET}; setenv AWS_SESSION_TOKEN {TOKEN}",  # csh
+    f"[fleet]\naws_secret_access_key = {SECRET}\naws_session_token = {TOKEN}",  # ~/.aws/credentials
+    f'{{"Credentials": {{"SecretAccessKey": "{SECRET}", "SessionToken": "{TOKEN}"}}}}',  # aws sts ... JSON
+    f"{{'aws_secret_access_key': '{SECRET}', 'aws_session_token': '{TOKEN}'}}",  # a Python dict in --debug
+    f"<Credentials><SecretAccessKey>{SECRET}</SecretAccessKey><SessionToken>{TOKEN}</SessionToken>"
+    "</Credentials>",  # an STS response body in --debug
+])
+def test_scrub_masks_secrets_in_realistic_env_dumps_and_aws_outputs(dump):
+    clean = scrub(dump)
+    assert SECRET not in clean and TOKEN not in clean, clean
+    assert "K7MDENG" not in clean and "IQoJb3JpZ2luX2VjEJr" not in clean
+
+
+def test_scrub_leaves_aws_error_messages_readable():
+    for text in ("An error occurred (SignatureDoesNotMatch) when calling the ListObjectsV2 operation: The request "
+                 "signature we calculated does not match the signature you provided. Check your key and signing "
+                 "method.",
+                 "An error occurred (InvalidToken) when calling the ListObjectsV2 operation: The provided token is "
+                 "malformed or otherwise invalid.",
+                 "Partial credentials found in env, missing: AWS_SECRET_ACCESS_KEY"):
+        assert scrub(text) == text
 
 
 # ---------------------------------------------------------------- inventory

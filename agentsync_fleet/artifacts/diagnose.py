@@ -12,20 +12,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..models import S3Entry
+from ..models import Host, S3Entry
 from .parse import SyncOutput
 
 INSTALL_HINT = ("install it there: `pip install awscli` (or `pipx install awscli`), `sudo apt install awscli` on "
-                "Debian, or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
-                " — and make sure it is on the PATH of non-interactive SSH sessions (`ssh HOST command -v aws`)")
+                "Debian, or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html")
+
+
+def install_hint(host: Host) -> str:
+    """How to install the CLI, and where it must be found: a local host runs it with agentsync's own PATH."""
+    where = ("agentsync's own PATH here (`command -v aws`)" if host.local
+             else f"the PATH of non-interactive SSH sessions (`ssh {host.ssh or host.name} command -v aws`)")
+    return f"{INSTALL_HINT} — and make sure it is on {where}"
 
 _SECRET_PATTERNS = (
     # access key ids: AKIA (long-term), ASIA (temporary), and the other documented prefixes
     (re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])"),
      "<redacted-key-id>"),
+    # `name = value`, `name: value`, quoted either way: env dumps (`export -p` single-quotes), credentials
+    # files, JSON, Python reprs in --debug output, query strings, Authorization headers
     (re.compile(r"(?i)(aws_secret_access_key|aws_session_token|aws_security_token|secret_?access_?key|session_?token"
-                r"|x-amz-security-token|x-amz-credential|x-amz-signature|signature)(\"?\s*[:=]\s*\"?)[^\s\"'&,]+"),
+                r"|x-amz-security-token|x-amz-credential|x-amz-signature|signature)(['\"]?\s*[:=]\s*['\"]?)"
+                r"[^\s\"'&,<]+"),
      r"\1\2<redacted>"),
+    # `NAME value` (fish `set -x`, csh `setenv`): only the variables' own names, followed by a secret-like word
+    (re.compile(r"\b(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_SECURITY_TOKEN)(\s+['\"]?)[A-Za-z0-9/+=]{16,}"),
+     r"\1\2<redacted>"),
+    # XML bodies (STS responses in --debug output)
+    (re.compile(r"(?i)(<(?:SecretAccessKey|SessionToken)>)[^<]+"), r"\1<redacted>"),
     (re.compile(r"(?i)(https?://)[^/\s:@]+:[^/\s@]+@"), r"\1<redacted>@"),
 )
 

@@ -23,10 +23,11 @@ from ..models import Host, S3Entry
 from ..pool import run_each
 from ..shell import split_sections
 from ..steps import s3 as S
-from .diagnose import INSTALL_HINT, Problem, diagnose, scrub
+from .diagnose import Problem, diagnose, install_hint, scrub
 from .parse import ProgressCounter, parse_sizes, parse_sync_output
 
 LISTED_PATHS = 200  # paths kept per entry in the report; counts are always complete
+CONTROLLER_GRACE_S = S.KILL_AFTER_S + 10  # the host's own deadline (TERM, then KILL) reports first
 
 # (host, entry index, files so far, deleted so far, progress text)
 ProgressFn = Callable[[str, int, int, int, str], None]
@@ -104,18 +105,21 @@ def run_entry(session, host: Host, index: int, entry: S3Entry, *, dry_run: bool 
     started, clock = time.time(), time.monotonic()
     if on_progress is not None:
         on_progress(host.name, index, 0, 0, "")  # started: the display shows a spinner from now on
-    try:
-        result = session.run_script(S.sync_script(host, entry, dry_run), timeout=entry.timeout,
-                             on_output=feed)
+    try:  # the host stops the sync at entry.timeout (see steps.s3); this deadline is for hosts without `timeout`
+        result = session.run_script(S.sync_script(host, entry, dry_run), timeout=entry.timeout + CONTROLLER_GRACE_S,
+                                    on_output=feed)
     except CommandTimeout:
-        error = FleetError(f"sync of {entry.path} ⇄ {entry.url} did not finish within {entry.timeout:g}s",
-                           hint="raise `timeout:` for this entry (or in s3_settings / the top-level s3:)")
-        return failed_entry(host, index, entry, dry_run, error, started)
+        return failed_entry(host, index, entry, dry_run, _timed_out(entry), started)
     except FleetError as exc:
         return failed_entry(host, index, entry, dry_run, exc, started)
     finished, duration = time.time(), round(time.monotonic() - clock, 3)
     return interpret(host, index, entry, dry_run, result.exit_code, result.stdout, result.stderr,
                      started, finished, duration)
+
+
+def _timed_out(entry: S3Entry, where: str = "") -> FleetError:
+    return FleetError(f"sync of {entry.path} ⇄ {entry.url} did not finish within {entry.timeout:g}s{where}",
+                      hint="raise `timeout:` for this entry (or in s3_settings / the top-level s3:)")
 
 
 def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: int, stdout: str, stderr: str,
@@ -127,12 +131,16 @@ def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: 
     if S.NO_CLI in sections:
         return EntryResult(**base, status="failed", bytes=None,
                            message=f"the AWS CLI (`aws`) is not installed on {host.name}, or not on its PATH",
-                           hint=INSTALL_HINT.replace("HOST", host.ssh or host.name))
+                           hint=install_hint(host))
     if S.NO_DIR in sections:
         what = "does not exist" if entry.direction == "up" else "cannot be created"
         return EntryResult(**base, status="failed", bytes=None, message=f"{base['local_dir']} {what} on "
                            f"{host.name}", hint="check path: for this entry (relative paths are relative to repo)")
     out = parse_sync_output(sections.get(S.SYNC, ""), stderr, entry.url)
+    if exit_code in (126, 127) and not out.transfers:  # `command -v` found an `aws` that cannot run: a version
+        said = scrub((out.other or out.failed or (f"exit {exit_code}",))[0])  # manager's shim, a broken link
+        return EntryResult(**base, status="failed", bytes=None, aws_message=said, hint=install_hint(host),
+                           message=f"the AWS CLI (`aws`) cannot run on {host.name}: {said}")
     moved = [t.path for t in out.moved]
     measured = S.SIZES in sections
     sizes = parse_sizes(sections.get(S.SIZES, "")) if measured else {}
@@ -140,6 +148,9 @@ def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: 
                "deleted_paths": tuple(t.path for t in out.deleted[:LISTED_PATHS]),
                "bytes": sum(sizes.get(p, 0) for p in moved) if measured else None,
                "warnings": tuple(scrub(w) for w in out.warnings[:20])}
+    if S.TIMED_OUT in sections:
+        error = _timed_out(entry, f"; stopped on {host.name}")
+        return EntryResult(**base, **figures, status="failed", message=error.message, hint=error.hint or "")
     problem: Problem | None = diagnose(out, exit_code, entry, host.name)
     if problem is None:
         return EntryResult(**base, **figures, status="ok")

@@ -27,6 +27,11 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     if resume:
         hosts, resumed_from = _resume_hosts(inv, hosts, args.json)
         if not hosts:
+            if args.json:  # nothing to run, yet scripts get the report they asked for
+                from ..sync.model import SyncReport
+
+                _show(args, SyncReport(journal.current_run_id(), str(inv.path), dry_run, (), (), 0.0),
+                      {"resumed_from": resumed_from})
             return 0
     journal.annotate(hosts=[h.name for h in hosts], dry_run=dry_run, resumed_from=resumed_from)
     options = SyncOptions(dry_run=dry_run, strict=strict, allow_running=allow_running,
@@ -67,30 +72,33 @@ def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):
 
 
 def _resume_hosts(inv, hosts, quiet: bool):
-    """The selected hosts that did not end ok in the last sync-all of this inventory."""
+    """The selected hosts that did not end ok in the last sync-all of this inventory that included them."""
     import os
 
     from .. import journal
-    from ..journal.query import resume_plan, was_sync
+    from ..journal.query import resume_across, was_sync
     from ..journal.store import Journal
     from ..output.history import render_resume
 
     store = Journal.in_dir(state_dir(inv))
-    try:
-        store.reconcile()
+
+    def syncs():  # newest first, read only as far as needed
         current = journal.active().run_id if journal.active() else None
         for run in store.runs(task="sync-all", inventory=os.path.abspath(inv.path)):
             if run["id"] == current:
                 continue
             rows, steps = store.hosts_of([run["id"]]), store.steps_of([run["id"]])
             if was_sync(run, rows, steps):
-                plan = resume_plan(run, rows, steps, [h.name for h in hosts])
-                break
-        else:
-            raise UsageError(f"nothing to resume: no earlier sync-all of {inv.path} in the journal ({store.path})",
-                             hint="run sync-all without --resume")
+                yield run, rows, steps
+
+    try:
+        store.reconcile()
+        plan = resume_across(syncs(), [h.name for h in hosts])
     finally:
         store.close()
+    if plan is None:
+        raise UsageError(f"nothing to resume: no earlier sync-all of {inv.path} in the journal ({store.path})",
+                         hint="run sync-all without --resume")
     render_resume(plan, to_stderr=quiet)
     return [h for h in hosts if h.name in plan.rerun], plan.run_id
 

@@ -17,7 +17,8 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
     with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
         report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                           workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
-                          allow_running=allow_running)
+                          allow_running=allow_running, on_host_done=lambda host, results: _journal(task, host,
+                                                                                                   results))
     if args.json:
         from ..models import to_jsonable
         from ..output import emit_json
@@ -37,6 +38,29 @@ def _touched(inv, hosts, routes_for, explicit: bool) -> list:
     for host in hosts:
         names.update(n for r in routes_for(inv, host, explicit) for n in (r.src.host.name, r.dest.host.name))
     return [h for h in inv.select(None) if h.name in names or h.local]
+
+
+def _journal(task: str, host, results) -> None:
+    """A host's transfers into the run journal as they end: one step (what moved, every rsync command), as
+    the sync-all stage of the same name records it, and how the host ended."""
+    from .. import journal
+    from ..gitops import CommandRecord
+    from ..models import to_jsonable
+    from ..sync.model import StepRecord
+    from ..transfer.model import totals
+    from ..transfer.stages import CodePushStage, ResultsStage
+
+    action = {stage.name: stage.action for stage in (CodePushStage, ResultsStage)}[task]
+    action += " (dry run)" if any(t.dry_run for t in results) else ""
+    failed = [t for t in results if not t.ok]
+    status = "ok" if not failed else ("unreachable" if all(t.status == "unreachable" for t in failed) else "failed")
+    record = StepRecord(task, action, status, round(sum(t.duration_s for t in results), 3),
+                        "; ".join(f"{t.name}: {t.error} ({t.hint})" for t in failed),
+                        [CommandRecord(leg.command, leg.exit_code if leg.exit_code is not None else -1, leg.duration_s,
+                                       t.detail if leg is t.legs[-1] else "") for t in results for leg in t.legs],
+                        {**totals(results), "transfers": [to_jsonable(t) for t in results]})
+    journal.record_step(host.name, record)
+    journal.record_host(journal.HostOutcome(host.name, status, duration_s=record.duration_s, message=record.detail))
 
 
 @contextlib.contextmanager

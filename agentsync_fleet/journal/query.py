@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def stats(runs: list[dict[str, Any]], hosts: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs and success rate (overall and per task), median step duration per host and stage,
+    """Runs and success rate (overall and per task), median step duration per host and step,
     and each host's last success."""
     finished = [r for r in runs if r["status"] in FINISHED]
     ok = [r for r in finished if r["status"] == "ok"]
@@ -78,14 +79,15 @@ def _rate(good: int, total: int) -> float | None:
 
 
 def step_medians(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per host and stage: how many steps, how many ok, and the median duration."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """Per host and step (stage and action: each artifact entry, worktree or relay is a step of its own, and
+    a dry run's probe is not a fetch): how many ran, how many ok, and the median duration."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for step in steps:
-        groups[(step["host"], step["stage"])].append(step)
+        groups[(step["host"], step["stage"], step.get("action", ""))].append(step)
     rows = []
-    for (host, stage), items in sorted(groups.items()):
+    for (host, stage, action), items in sorted(groups.items()):
         times = [s["duration_s"] for s in items if s.get("duration_s") is not None]
-        rows.append({"host": host, "stage": stage, "steps": len(items),
+        rows.append({"host": host, "stage": stage, "action": action, "steps": len(items),
                      "ok": sum(1 for s in items if s["status"] == "ok"), "median_duration_s": _median(times)})
     return rows
 
@@ -146,6 +148,33 @@ def resume_plan(run: dict[str, Any], hosts: list[dict[str, Any]], steps: list[di
             seen = f", last step {step['stage']} {step['status']}" if step else ""
             rerun[name] = f"no result (run {run['status']}{seen})"
     return ResumePlan(run["id"], rerun, tuple(done))
+
+
+def resume_across(syncs: Iterable[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]],
+                  selected: list[str]) -> ResumePlan | None:
+    """Each selected host as the latest sync-all that included it left it; None if there was none.
+
+    `syncs` are (run, host rows, step rows) of real sync-alls, newest first
+    (see `was_sync`). A run limited with --hosts says nothing about the hosts
+    it left out: an earlier run decides for them. The plan's run is the
+    newest one a host is run again from (else the newest run).
+    """
+    rerun: dict[str, str] = {}
+    done: list[str] = []
+    left, newest, source = list(selected), None, None
+    for run, hosts, steps in syncs:
+        newest = newest or run["id"]
+        plan = resume_plan(run, hosts, steps, left)
+        source = source or (run["id"] if plan.rerun else None)
+        rerun.update({h: why if run["id"] == source else f"{why}; in run {run['id']}" for h, why in plan.rerun.items()})
+        done += plan.done
+        left = [h for h in left if h not in plan.rerun and h not in plan.done]
+        if not left:
+            break
+    if newest is None:
+        return None
+    return ResumePlan(source or newest, {h: rerun[h] for h in selected if h in rerun},
+                      tuple(h for h in selected if h in done))
 
 
 def _first_line(text: str) -> str:

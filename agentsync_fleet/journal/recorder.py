@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from ..identity import controller, process_start, who
+from ..identity import controller, process_stamp, who
 from .store import Journal, JournalError
 
 
@@ -114,7 +114,7 @@ class RunRecorder:
             journal.start_run({
                 "id": self.run_id, "task": self.task, "args": self.arguments, "started": self.started,
                 "status": "running", "who": who(), "controller": controller(), "pid": os.getpid(),
-                "pid_start": process_start(os.getpid()), "inventory": str(os.path.abspath(inv.path)),
+                "pid_start": process_stamp(os.getpid()), "inventory": str(os.path.abspath(inv.path)),
                 "inventory_sha256": inv.sha256,
             })
         except JournalError as exc:

@@ -10,7 +10,8 @@ dir, keyed by the inventory's path), then as `.git/agentsync.lock` in each
 reachable host's repo, so two controllers with inventories sharing a host
 are kept apart too. A second run is refused with `LockHeld`, naming the
 holder and since when. A stale lock — its process gone on this controller,
-or older than `lock_ttl` — is taken over with a warning. Locks are released
+or, held from another controller, older than `lock_ttl` — is taken over with
+a warning. Locks are released
 when the block ends, normally or by an error; a killed run leaves stale
 locks the next run takes over.
 """
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import FleetError, HostUnreachable, LockHeld
-from ..identity import controller, process_alive, process_start, who
+from ..identity import controller, process_running, process_stamp, who
 from ..models import Host, Inventory
 from ..pool import run_each
 from ..settings import lock_ttl
@@ -47,7 +48,7 @@ class FleetLock:
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
-    return Holder(who(), controller(), os.getpid(), process_start(os.getpid()), time.time(), run_id, task,
+    return Holder(who(), controller(), os.getpid(), process_stamp(os.getpid()), time.time(), run_id, task,
                   os.path.abspath(inv.path))
 
 
@@ -59,7 +60,7 @@ def _state_dir(inv: Inventory) -> str:
 
 def _judge(holder: Holder | None, text: str, ttl: float, where: str) -> str:
     """A takeover reason for a stale lock; raises LockHeld for a live one."""
-    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_alive)
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running)
     if reason is None:
         raise LockHeld(f"the fleet is locked {where} by {holder.describe()}; not starting", hint=UNLOCK_HINT)
     return f"took over a stale lock {where} held by {holder.describe() if holder else repr(text[:80])}: {reason}"
@@ -92,7 +93,13 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
 
 
 def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
-    outcomes = run_each(hosts, lambda h: _lock_one(connector, h, state.holder, ttl), workers)
+    def lock(host: Host) -> remote.RemoteState:
+        outcome = _lock_one(connector, host, state.holder, ttl)
+        if outcome.status == "acquired":  # noted at once: a Ctrl-C before all hosts answer still releases it
+            state.locked_hosts[host.name] = state.holder.to_json()
+        return outcome
+
+    outcomes = run_each(hosts, lock, workers)
     refusals: list[tuple[str, LockHeld]] = []
     for host, outcome in outcomes.items():
         if isinstance(outcome, LockHeld):
@@ -103,7 +110,6 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
             state.not_locked[host.name] = f"lock not taken: {outcome}"
             state.warnings.append(f"{host.name}: {state.not_locked[host.name]}")
         elif outcome.status == "acquired":
-            state.locked_hosts[host.name] = state.holder.to_json()
             if outcome.detail:
                 state.warnings.append(outcome.detail)
         else:
@@ -176,7 +182,7 @@ def unlock(inv: Inventory, hosts: list[Host], connector, *, force: bool = False,
 
 
 def _verdict(holder: Holder | None, ttl: float, force: bool) -> tuple[bool, str]:
-    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_alive)
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running)
     if reason:
         return True, reason
     return force, "--force" if force else "its holder may still be running"

@@ -61,19 +61,25 @@ def utc(epoch: float) -> str:
 
 
 
-Alive = Callable[[int, str], bool]  # (pid, pid_start) -> is that process still running here?
+Alive = Callable[[int, str], bool | None]  # (pid, pid_start) -> running here? None: cannot be checked here
 
 
 def stale_reason(holder: Holder | None, *, now: float, ttl: float, here: str, alive: Alive) -> str | None:
     """Why a lock may be taken over, or None while its holder may still be at work.
 
-    The holder's process can only be checked on its own controller; from
-    anywhere else a lock goes stale after `lock_ttl`.
+    The holder's process can only be checked on its own controller: there a
+    lock is stale exactly when its process is gone, however long it has run
+    (a long upload keeps its lock). From anywhere else a lock goes stale
+    after `lock_ttl`.
     """
     if holder is None:
         return "its holder record is unreadable"
-    if holder.controller == here and not alive(holder.pid, holder.pid_start):
-        return f"its process {holder.pid} on {here} is gone"
+    if holder.controller == here:
+        running = alive(holder.pid, holder.pid_start)
+        if running is False:
+            return f"its process {holder.pid} on {here} is gone"
+        if running:
+            return None
     if now - holder.since > ttl:
         return f"it is older than lock_ttl ({human_duration(ttl)})"
     return None

@@ -4,12 +4,16 @@ Each operation is one small `sh` script (one round trip). The lock file is
 created complete and atomically: the holder record is written to a
 temporary file which is then hard-linked to the lock's name — `ln` fails if
 the name exists, so of two runs exactly one gets it. Taking over a stale
-lock first renames it aside and checks that what was moved is still the
-stale record (not a lock someone else just took); if not, it is put back.
+lock never moves the lock file: the taker first hard-links it to a name
+derived from the stale record (`ln` again: one taker per stale record), and
+removes the lock only if that link is the stale record itself. Moving the
+lock aside to look at it would leave the name free for a moment, and a run
+that just took the lock over could then find a third run holding it too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 
@@ -52,12 +56,18 @@ def acquire_script(repo: str, holder: Holder) -> str:
 
 
 def takeover_script(repo: str, holder: Holder, stale_text: str) -> str:
-    """Replace the lock only if it still holds `stale_text`; then create ours as usual."""
+    """Remove the lock only if it still holds `stale_text`; then create ours as usual.
+
+    `changed`: the lock is no longer that stale record, or another run is
+    taking it over right now; the caller judges whatever lock is there.
+    """
+    claim = f'"$lock.takeover.{hashlib.sha256(stale_text.encode()).hexdigest()[:16]}"'
     return script(_prelude(repo) + [
-        'aside="$lock.$$.stale"',
-        'if mv "$lock" "$aside" 2>/dev/null; then',
-        f'  if [ "$(cat "$aside")" = {shlex.quote(stale_text)} ]; then rm -f "$aside"; '
-        f'else ln "$aside" "$lock" 2>/dev/null; rm -f "$aside"; {section("changed")}; cat "$lock"; exit 0; fi',
+        f'if ln "$lock" {claim} 2>/dev/null; then',
+        # The link is the inode that was the lock: if it is the stale record, only we may remove it.
+        f'  if [ "$(cat {claim})" = {shlex.quote(stale_text)} ] && [ "$lock" -ef {claim} ]; then '
+        f'rm -f "$lock" {claim}; else rm -f {claim}; {section("changed")}; cat "$lock" 2>/dev/null; exit 0; fi',
+        f'elif [ -e "$lock" ]; then {section("changed")}; cat "$lock"; exit 0',
         "fi",
     ] + _create(holder))
 

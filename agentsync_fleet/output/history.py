@@ -114,12 +114,12 @@ def render_stats(data: dict[str, Any], journal_path: str) -> None:
         rate = "—" if t["success_rate"] is None else f"{t['success_rate']:.0%}"
         tasks.add_row(escape(task), str(t["runs"]), str(t["ok"]), rate, seconds(t["median_duration_s"]))
     out.print(tasks)
-    steps = Table(title="median step time per host and stage", title_justify="left")
-    for column in ("host", "stage", "steps", "ok", "median"):
-        steps.add_column(column)
+    steps = Table(title="median step time per host and step", title_justify="left")
+    for column in ("host", "stage", "step", "runs", "ok", "median"):
+        steps.add_column(column, no_wrap=column != "step")
     for s in data["steps"]:
-        steps.add_row(escape(s["host"]), escape(s["stage"]), str(s["steps"]), str(s["ok"]),
-                      seconds(s["median_duration_s"]))
+        steps.add_row(escape(s["host"]), escape(s["stage"]), escape(s.get("action", "")), str(s["steps"]),
+                      str(s["ok"]), seconds(s["median_duration_s"]))
     out.print(steps)
     last = Table(title="last success per host", title_justify="left")
     for column in ("host", "when", "task", "run"):

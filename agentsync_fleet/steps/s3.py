@@ -8,7 +8,10 @@ host and S3 directly. One remote round trip per entry does everything:
    it must exist). The CLI prints local paths relative to where it runs, so
    running it inside the directory makes `./a` and `sub/b` easy to read;
 3. `aws s3 sync` with options in `--name=value` form, so no inventory value
-   (a pattern starting with `-`, say) can be taken for an option;
+   (a pattern starting with `-`, say) can be taken for an option; under
+   `timeout` where the host has it, because a command on a host outlives
+   the SSH channel the controller gives up on: an upload past its deadline
+   would go on while the downloads after it run;
 4. a size listing of the directory afterwards: the bytes we report are what
    is on the host's disk for the files the CLI says it moved.
 
@@ -26,6 +29,8 @@ NO_CLI = "no-aws-cli"
 NO_DIR = "no-dir"
 SYNC = "sync"
 SIZES = "sizes"
+TIMED_OUT = "timed-out"
+KILL_AFTER_S = 5  # after the deadline's TERM, a sync that still runs gets KILL this much later
 
 # GNU find prints sizes itself; BSD/macOS find has no -printf, its stat does the same job. -L: the CLI
 # follows symlinks, so the listing does too (and sizes are the targets').
@@ -85,13 +90,17 @@ def sync_script(host: Host, entry: S3Entry, dry_run: bool = False) -> str:
     lines = [
         f"command -v aws >/dev/null 2>&1 || {{ {section(NO_CLI)}; exit 127; }}",
         *_enter_dir(directory, entry, dry_run),
+        # GNU coreutils or a recent busybox; elsewhere only the controller's deadline applies
+        f"if timeout -k {KILL_AFTER_S} 1 true >/dev/null 2>&1; then limit='timeout -k {KILL_AFTER_S} "
+        f"{entry.timeout:g}'; else limit=''; fi",
         section(SYNC),
-        join([Raw(AWS_ENV), *sync_argv(entry, dry_run)]),
+        join([Raw(AWS_ENV), Raw("$limit"), *sync_argv(entry, dry_run)]),
         "rc=$?",
         # a failed download leaves no empty directory behind that this run made (rmdir: only if empty)
         *([f'[ "$rc" -ne 0 ] && [ -n "${{created:-}}" ] && rmdir {directory} 2>/dev/null']
           if entry.direction == "down" and not dry_run else []),
         "echo",  # the CLI may end on a progress line without a newline; keep the marker on its own line
+        f'if [ -n "$limit" ] && {{ [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }}; then {section(TIMED_OUT)}; fi',
         *([section(SIZES), SIZE_LISTING] if measure else []),
         "exit $rc",
     ]

@@ -55,6 +55,9 @@ def step(ctx: RunContext, host: Host, stage: str, action: str):
     except (CommandTimeout, FleetError) as exc:
         record.status = "failed"
         result.fail("failed", f"{stage}: {exc.message}")
+    except KeyboardInterrupt:  # Ctrl-C in a step that runs in the main thread: the journal must not say ok
+        record.status = "interrupted"
+        raise
     finally:
         record.duration_s = round(time.monotonic() - start, 3)
         if record.status == "ok" and not result.active:

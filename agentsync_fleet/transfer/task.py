@@ -7,7 +7,6 @@ another, so two transfers never write into the same tree at once.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 
 from ..errors import UsageError
@@ -18,10 +17,7 @@ from .model import TransferReport, TransferResult
 from .run import Listener, Runner
 
 RoutesFor = Callable[[Inventory, Host, bool], list[P.Route]]  # (inventory, host, named explicitly) → routes
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+HostDone = Callable[[Host, list[TransferResult]], None]  # told as each host's transfers end (the run journal)
 
 
 def code_routes(inv: Inventory, host: Host, explicit: bool) -> list[P.Route]:
@@ -64,16 +60,21 @@ def _nothing_hint(task: str) -> str:
 
 def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor, *, state_dir: str,
              dry_run: bool, workers: int | None, explicit: bool, listener: Listener,
-             allow_running: bool = False) -> TransferReport:
+             allow_running: bool = False, on_host_done: HostDone | None = None) -> TransferReport:
+    from ..journal import current_run_id
+
     start = time.monotonic()
-    run_id = new_run_id()
+    run_id = current_run_id()  # the history's id, so backups/<run>/ and `history.show <run>` name the same run
     opts = P.LegOptions.for_inventory(inv, run_id, state_dir, dry_run)
     names = ",".join(h.name for h in hosts) if explicit else ""
     rerun = f"`agentsync {task}{' --host ' + names if names else ''}`"
     runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running)
 
     def one_host(host: Host) -> list[TransferResult]:
-        return [runner.run(route) for route in routes_for(inv, host, explicit)]
+        results = [runner.run(route) for route in routes_for(inv, host, explicit)]
+        if on_host_done is not None:
+            on_host_done(host, results)
+        return results
 
     outcomes = run_each(hosts, one_host, workers)
     transfers: list[TransferResult] = []
