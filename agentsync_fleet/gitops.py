@@ -5,9 +5,9 @@ The rules, in the order they are applied:
 1. New commits are computed in a *scratch* worktree (a detached `git worktree`
    inside .git), never in the user's checkout: a rebase or merge that
    conflicts is aborted there and the user's files were never touched.
-2. Before the checkout moves, we check that it can move cleanly: incoming
-   files that already exist here untracked or ignored are a conflict (git
-   would refuse or silently overwrite them); if uncommitted edits overlap the
+2. Before the checkout moves, we check that it can move cleanly: untracked or
+   ignored files at incoming paths, or where an incoming directory goes, are a
+   conflict (git would refuse or silently overwrite them); if uncommitted edits overlap the
    incoming change, the stash pop is rehearsed in a scratch worktree first.
 3. The guard callback sees every path the move would change (incoming files
    plus the uncommitted ones the stash briefly takes away) and may refuse.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .errors import StepFailed
 from .models import CommandResult
-from .shell import join, split_sections
+from .shell import join, path_arg, split_sections
 from .steps import git as G
 
 
@@ -178,10 +178,10 @@ class Checkout:
     def changed(self, old: str, new: str) -> list[str]:
         return [line for line in self.run(G.changed_files(self.path, old, new)).stdout.splitlines() if line]
 
-    def present_untracked(self, paths: list[str]) -> list[str]:
-        if not paths:
-            return []
-        return [p for p in self.run(G.untracked_at(self.path, paths)).stdout.split("\0") if p]
+    def in_the_way(self, old: str, new: str) -> list[str]:
+        """Untracked or ignored files that moving from `old` to `new` would overwrite or delete."""
+        script = f"cd {path_arg(self.path)} && {G.in_the_way(join([old]), join([new]))}"
+        return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
 
     # ------------------------------------------------------------ scratch worktrees
 
@@ -253,11 +253,11 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
         incoming, in_the_way, dirty = list(known.changed), list(known.in_the_way), known.dirty
     else:
         incoming = co.changed(head, new)
-        in_the_way = co.present_untracked(incoming)
+        in_the_way = co.in_the_way(head, new) if incoming else []
         dirty = known.dirty if known is not None and known.head == head else co.dirty()
     if in_the_way:
         return Move("conflict", head, files=tuple(in_the_way),
-                    message="incoming commits add files that exist here untracked or ignored; move them away")
+                    message="incoming commits need paths taken here by untracked or ignored files; move them away")
     refusal = guard(set(incoming) | dirty.paths)
     if refusal:
         return Move("guarded", head, message=refusal)

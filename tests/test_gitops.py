@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentsync_fleet.connection import LocalSession
-from agentsync_fleet.gitops import Checkout, StepLog, parse_facts, parse_status_z
+from agentsync_fleet.gitops import Checkout, StepLog, move, parse_facts, parse_status_z
 from agentsync_fleet.sandbox_fleet import clone, git, make_origin
 
 
@@ -51,3 +51,33 @@ def test_facts_script_reads_a_real_checkout_in_one_command(tmp_path):
     assert facts.changed == ("results/new.csv",)
     assert facts.in_the_way == ("results/new.csv",)  # ignored here, incoming there: would be overwritten
     assert facts.dirty.tracked == ("README.md",)
+
+
+def _behind_origin(tmp_path, change) -> tuple:
+    """A checkout one commit behind origin, where `change(upstream_clone)` made that commit."""
+    origin = make_origin(tmp_path)
+    mine = clone(origin, tmp_path / "mine", "laptop")
+    theirs = clone(origin, tmp_path / "theirs", "cloud")
+    change(theirs)
+    git(theirs, "commit", "-qm", "upstream")
+    git(theirs, "push", "-q", "origin", "main")
+    git(mine, "fetch", "-q", "origin")
+    log = StepLog()
+    return mine, Checkout(LocalSession("laptop"), str(mine), 30, log, "laptop"), log
+
+
+def test_move_without_facts_keeps_an_ignored_file_where_an_incoming_directory_goes(tmp_path):
+    def add_build_dir(repo):
+        (repo / "build").mkdir()
+        (repo / "build" / "out.txt").write_text("x\n")
+        git(repo, "add", "-f", "build/out.txt")
+
+    mine, co, _ = _behind_origin(tmp_path, add_build_dir)
+    (mine / "build").write_text("local, ignored\n")
+    (mine / ".git" / "info" / "exclude").write_text("/build\n")
+    head, new = git(mine, "rev-parse", "HEAD"), git(mine, "rev-parse", "origin/main")
+
+    outcome = move(co, head, new, lambda paths: None, "run")
+
+    assert outcome.status == "conflict" and outcome.files == ("build",)
+    assert (mine / "build").read_text() == "local, ignored\n" and git(mine, "rev-parse", "HEAD") == head

@@ -43,9 +43,27 @@ def status(path: str) -> str:
     return git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
 
 
-def untracked_at(path: str, paths: list[str]) -> str:
-    """Which of `paths` exist as untracked or ignored files (git would refuse or overwrite them)."""
-    return git(path, "ls-files", "-z", "--others", "--", *paths)
+# A path that is a file or a symlink here (not a real directory), printed NUL-terminated: run on every path
+# an update adds, it finds the local files that sit where an incoming *directory* must go.
+_NOT_A_DIRECTORY = 'for p; do { [ -L "$p" ] || { [ -e "$p" ] && [ ! -d "$p" ]; }; } && printf "%s\\0" "$p"; done; :'
+
+
+def in_the_way(old: str, new: str) -> str:
+    """Shell text, run in the checkout's top directory: the untracked or ignored files an update from `old` to
+    `new` would have to overwrite or delete, one per line.
+
+    Those are files at a path the update changes, files inside a directory it turns into a file, and files
+    (or symlinks) where it needs a directory: `reset --keep` refuses the untracked ones but silently
+    replaces ignored ones. `old` and `new` are shell words (a quoted id, or "$h"). Pathspecs are literal,
+    so a file named like pathspec magic (`:notes`, `*`) means itself.
+    """
+    changed = join(["git", "diff", "-z", "--name-only", "--no-renames", Raw(old), Raw(new)])
+    added = join(["git", "diff-tree", "-r", "-t", "-z", "--name-only", "--no-renames", "--diff-filter=A",
+                  Raw(old), Raw(new)])
+    not_dirs = join(["xargs", "-0", "-r", "sh", "-c", _NOT_A_DIRECTORY, "sh"])
+    others = join(["xargs", "-0", "-r", "git", "--literal-pathspecs", "-c", "core.quotepath=off", "ls-files",
+                   "--others", "--"])
+    return f"{{ {changed}; {added} | {not_dirs}; }} | {others}"
 
 
 def stash_push(path: str, message: str) -> str:
@@ -144,8 +162,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
         "  changed=$(git -c core.quotepath=off diff --name-only --no-renames \"$h\" \"$t\")",
         "  [ -n \"$changed\" ] && printf '%s\\n' \"$changed\"",
         f"  {section('in_the_way')}",
-        "  [ -n \"$changed\" ] && git diff -z --name-only --no-renames \"$h\" \"$t\" "
-        "| xargs -0 git -c core.quotepath=off ls-files --others --",
+        "  [ -n \"$changed\" ] && " + in_the_way('"$h"', '"$t"'),
         "fi",
         section("status"), "git status --porcelain=v1 -z --untracked-files=all; echo",
         section("end"),

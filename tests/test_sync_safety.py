@@ -1,0 +1,97 @@
+"""sync-all's promise at its edges, on real sshd hosts and real git: nothing a user had is lost or disturbed.
+
+Each test sets up one awkward shape of a checkout (a file where an incoming
+directory goes, a process writing an untracked file, a staged rename, a
+worktree in the middle of a merge, ...) and checks everything a user could
+lose with `full_snapshot`, which also sees symlinks, file modes and empty
+directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+RUNTIME = "apps/runtime/v7_runtime.py"
+PROC = "python3 -c 'import time; time.sleep(600)' agentsync-test-proc v7_runtime"
+
+
+def full_snapshot(repo: Path, git) -> dict:
+    """HEAD, branch, index, stashes, and every path on disk (not .git) with its type, mode and content."""
+    paths = {}
+    for path in sorted(repo.rglob("*")):
+        rel = path.relative_to(repo)
+        if rel.parts[0] == ".git":
+            continue
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            paths[str(rel)] = ("symlink", os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            paths[str(rel)] = ("dir",)
+        else:
+            paths[str(rel)] = ("file", oct(info.st_mode & 0o777), hashlib.sha256(path.read_bytes()).hexdigest())
+    return {"head": git("rev-parse", "HEAD"), "branch": git("symbolic-ref", "-q", "HEAD"),
+            "index": git("ls-files", "--stage"), "stash": git("stash", "list", "--format=%H %gs"), "paths": paths}
+
+
+def snapshot(fleet, host: str) -> dict:
+    return full_snapshot(fleet.repo(host), lambda *args: fleet.git(host, *args))
+
+
+def sync(fleet, inv: Path, *flags: str) -> tuple[int, dict]:
+    result = fleet.agentsync("sync-all", "--json", *flags, inventory=inv)
+    assert result.stdout.startswith("{"), result.stderr
+    data = json.loads(result.stdout)
+    return result.returncode, {h["host"]: h for h in data["hosts"]} | {"_": data}
+
+
+def commit_forced(fleet, host: str, files: dict[str, str], message: str) -> str:
+    """Commit `files` on `host` even where its .gitignore would leave them out."""
+    for path, text in files.items():
+        (fleet.repo(host) / path).parent.mkdir(parents=True, exist_ok=True)
+        (fleet.repo(host) / path).write_text(text)
+        fleet.git(host, "--literal-pathspecs", "add", "-f", path)
+    fleet.git(host, "commit", "-q", "-m", message)
+    return fleet.head(host)
+
+
+def ignore_locally(fleet, host: str, pattern: str) -> None:
+    with (fleet.repo(host) / ".git" / "info" / "exclude").open("a") as handle:
+        handle.write(pattern + "\n")
+
+
+@pytest.mark.parametrize("shape", ["ignored file", "ignored symlink to a directory", "ignored file named like "
+                                   "pathspec magic", "untracked file"])
+def test_a_local_file_where_incoming_commits_need_a_directory_or_file_is_a_conflict_and_kept(fleet, shape):
+    cloud = fleet.repo("cloud")
+    if shape == "ignored file":  # e.g. a local `build` file; upstream starts a build/ directory
+        name, incoming = "build", {"build/out.txt": "x\n"}
+        (cloud / name).write_text("my precious local build notes\n")
+        ignore_locally(fleet, "cloud", "/build")
+    elif shape == "ignored symlink to a directory":  # data -> a big disk; upstream adds data/README.md
+        name, incoming = "data", {"data/README.md": "about the data\n"}
+        (fleet.sandbox.hosts["cloud"].path("bigdisk")).mkdir()
+        os.symlink("/srv/agentsync/bigdisk", cloud / name)
+        ignore_locally(fleet, "cloud", "/data")
+    elif shape == "ignored file named like pathspec magic":  # git would read `:notes` as `notes`
+        name, incoming = ":notes", {":notes": "upstream notes\n"}
+        (cloud / name).write_text("my own notes\n")
+        ignore_locally(fleet, "cloud", "/:notes")
+    else:
+        name, incoming = "docs", {"docs/index.md": "# docs\n"}
+        (cloud / name).write_text("a plain untracked file called docs\n")
+    commit_forced(fleet, "laptop", incoming, "Upstream adds " + ", ".join(incoming))
+    before = snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "conflict", hosts["cloud"]
+    assert name in hosts["cloud"]["files"]
+    assert "untracked or ignored" in hosts["cloud"]["message"]
+    assert snapshot(fleet, "cloud") == before
+    assert hosts["laptop"]["status"] == "ok" and fleet.head("laptop") == fleet.origin_head()
