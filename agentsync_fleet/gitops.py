@@ -147,9 +147,11 @@ class Checkout:
         return result
 
     def run(self, command: str, what: str = "") -> CommandResult:
-        result = self.try_run(command, what)
+        return self.ensure(self.try_run(command, what), what)
+
+    def ensure(self, result: CommandResult, what: str = "") -> CommandResult:
         if not result.ok:
-            raise StepFailed(f"{what or 'git'} failed", command=command, exit_code=result.exit_code,
+            raise StepFailed(f"{what or 'git'} failed", command=result.command, exit_code=result.exit_code,
                              output_tail=result.tail(), host=self.host)
         return result
 
@@ -174,6 +176,10 @@ class Checkout:
         result = self.run(join(["sh", "-c", G.facts_script(self.path, remote, branch, fetch)]),
                           "fetch + read state" if fetch else "read state")
         return parse_facts(result.stdout)
+
+    def stash(self, message: str) -> str | None:
+        """Stash uncommitted changes; the new stash's id, or None if there was nothing (left) to stash."""
+        return self.run(G.stash_push(self.path, message), "stash uncommitted changes").stdout.strip() or None
 
     def changed(self, old: str, new: str) -> list[str]:
         return [line for line in self.run(G.changed_files(self.path, old, new)).stdout.splitlines() if line]
@@ -262,8 +268,7 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
     if refusal:
         return Move("guarded", head, message=refusal)
     if not dirty.any:
-        co.run(G.reset_keep(co.path, new), f"update to {new[:8]}")
-        return Move("ok", new)
+        return _update(co, head, new)
     if set(dirty.tracked) & set(incoming):
         conflicts = co.pop_would_conflict(new)
         if conflicts:
@@ -272,14 +277,40 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
     return _move_with_stash(co, head, new, run_id)
 
 
+def _reset(co: Checkout, head: str, new: str) -> CommandResult:
+    """`reset --keep` to `new`, only while HEAD is still `head` (see `steps.git.reset_keep`)."""
+    return co.try_run(G.reset_keep(co.path, new, expect=head), f"update to {new[:8]}")
+
+
+def _update(co: Checkout, head: str, new: str) -> Move:
+    """Move a checkout with nothing to stash."""
+    moved = _reset(co, head, new)
+    if moved.exit_code == G.HEAD_MOVED:
+        return _head_moved(co, head)
+    co.ensure(moved, f"update to {new[:8]}")
+    return Move("ok", new)
+
+
+def _head_moved(co: Checkout, head: str, stash_used: bool = False) -> Move:
+    now = co.rev("HEAD") or head
+    return Move("failed", now, stash_used=stash_used,
+                message=f"HEAD moved from {head[:8]} to {now[:8]} while agentsync worked (a commit or checkout on "
+                        "the host); agentsync changed nothing, run it again")
+
+
 def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
-    co.run(G.stash_push(co.path, f"agentsync {run_id}: autostash before update to {new[:8]}"),
-           "stash uncommitted + untracked")
-    stash = co.rev("refs/stash")
-    moved = co.try_run(G.reset_keep(co.path, new), f"update to {new[:8]}")
-    if not moved.ok:
-        co.run(G.stash_pop(co.path), "restore stash")
-        return Move("failed", head, message=f"could not update: {moved.tail(3)}")
+    stash = co.stash(f"agentsync {run_id}: autostash before update to {new[:8]}")
+    if stash is None:  # committed or discarded meanwhile; a stash already on the list is not ours to pop
+        return _update(co, head, new)
+    moved = _reset(co, head, new)
+    if not moved.ok:  # HEAD is where the stash was made: it pops back cleanly
+        restored = co.try_run(G.stash_pop(co.path), "restore stash")
+        if not restored.ok:
+            return Move("failed", co.rev("HEAD") or head, stash_used=True,
+                        message=f"could not update, nor restore the stash; your changes are safe in stash {stash}")
+        if moved.exit_code == G.HEAD_MOVED:
+            return _head_moved(co, head, stash_used=True)
+        return Move("failed", head, stash_used=True, message=f"could not update: {moved.tail(3)}")
     popped = co.try_run(G.stash_pop(co.path), "restore stash")
     if popped.ok:
         return Move("ok", new, stash_used=True)

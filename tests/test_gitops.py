@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentsync_fleet.connection import LocalSession
 from agentsync_fleet.gitops import Checkout, StepLog, move, parse_facts, parse_status_z
 from agentsync_fleet.sandbox_fleet import clone, git, make_origin
@@ -81,3 +83,49 @@ def test_move_without_facts_keeps_an_ignored_file_where_an_incoming_directory_go
 
     assert outcome.status == "conflict" and outcome.files == ("build",)
     assert (mine / "build").read_text() == "local, ignored\n" and git(mine, "rev-parse", "HEAD") == head
+
+
+def _add_upstream_file(repo):
+    (repo / "upstream.txt").write_text("upstream\n")
+    git(repo, "add", "upstream.txt")
+
+
+@pytest.mark.parametrize("dirty", [False, True])
+def test_a_commit_made_while_the_move_is_decided_stays_on_the_branch(tmp_path, dirty):
+    mine, co, _ = _behind_origin(tmp_path, _add_upstream_file)
+    if dirty:
+        (mine / "README.md").write_text("uncommitted edit\n")
+    facts = co.facts("origin", "main", fetch=False)
+
+    def agent_commits(paths):  # runs after the facts were read, right before the checkout moves
+        (mine / "agent.txt").write_text("agent work\n")
+        git(mine, "add", "agent.txt")
+        git(mine, "commit", "-qm", "Agent commit")
+
+    outcome = move(co, facts.head, facts.target, agent_commits, "run", facts)
+
+    assert outcome.status == "failed" and "moved" in outcome.message
+    assert git(mine, "log", "-1", "--format=%s") == "Agent commit" == git(mine, "log", "-1", "--format=%s", "main")
+    assert outcome.head == git(mine, "rev-parse", "HEAD") and not (mine / "upstream.txt").exists()
+    assert git(mine, "stash", "list") == ""
+    if dirty:
+        assert (mine / "README.md").read_text() == "uncommitted edit\n"
+
+
+def test_when_nothing_is_left_to_stash_the_users_own_stash_is_never_popped(tmp_path):
+    mine, co, _ = _behind_origin(tmp_path, _add_upstream_file)
+    original = (mine / "README.md").read_text()
+    (mine / "README.md").write_text("kept in the user's own stash\n")
+    git(mine, "stash", "push", "-q", "-m", "users own")
+    (mine / "README.md").write_text("an edit the user is about to throw away\n")
+    facts = co.facts("origin", "main", fetch=False)
+    assert facts.dirty.tracked == ("README.md",)
+
+    def user_discards_the_edit(paths):
+        git(mine, "checkout", "--", "README.md")
+
+    outcome = move(co, facts.head, facts.target, user_discards_the_edit, "run", facts)
+
+    assert outcome.status == "ok" and git(mine, "rev-parse", "HEAD") == facts.target
+    assert git(mine, "stash", "list", "--format=%gs") == "On main: users own"
+    assert (mine / "README.md").read_text() == original

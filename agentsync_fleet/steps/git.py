@@ -67,7 +67,11 @@ def in_the_way(old: str, new: str) -> str:
 
 
 def stash_push(path: str, message: str) -> str:
-    return git(path, "stash", "push", "--include-untracked", "--message", message)
+    """Stash, printing the new stash's id: nothing when there was nothing to stash, so that a stash the
+    user already had on top is never taken for ours (and popped)."""
+    top = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "refs/stash"])
+    push = git(path, "stash", "push", "--include-untracked", "--message", message)
+    return join(["sh", "-c", f'b=$({top}); {push} >&2 || exit; a=$({top}); [ "$a" = "$b" ] || echo "$a"'])
 
 
 def stash_create(path: str) -> str:
@@ -79,9 +83,21 @@ def stash_pop(path: str) -> str:
     return git(path, "stash", "pop", "--index")
 
 
-def reset_keep(path: str, commit: str) -> str:
-    """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost."""
-    return git(path, "reset", "--quiet", "--keep", commit)
+HEAD_MOVED = 3  # exit status of `reset_keep(expect=...)` when HEAD is no longer the commit expected
+
+
+def reset_keep(path: str, commit: str, expect: str | None = None) -> str:
+    """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost.
+
+    With `expect`, only while HEAD is still that commit: someone may commit on the host while we work,
+    and `reset` would move the branch from *their* commit, leaving it only in the reflog.
+    """
+    reset = git(path, "reset", "--quiet", "--keep", commit)
+    if expect is None:
+        return reset
+    head = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "HEAD"])
+    moved = join(["echo", f"HEAD is no longer {expect[:8]}: it moved while agentsync worked"])
+    return join(["sh", "-c", f'[ "$({head})" = {join([expect])} ] || {{ {moved} >&2; exit {HEAD_MOVED}; }}; {reset}'])
 
 
 def push(path: str, remote: str, commit: str, branch: str) -> str:

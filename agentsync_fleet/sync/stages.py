@@ -102,7 +102,7 @@ def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[s
         target = "<rebased HEAD>"
     if dirty:
         commands.append(G.stash_push(host.repo, "agentsync <run>: autostash"))
-    commands.append(G.reset_keep(host.repo, target))
+    commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
     if dirty:
         commands.append(G.stash_pop(host.repo))
     return tuple(commands)

@@ -1,0 +1,29 @@
+"""Patch relay at its edges, on real sshd hosts and real git: the target's own work always survives.
+
+`cloud` is cut off from origin and relays through the laptop, as in test_relay.py.
+"""
+
+from __future__ import annotations
+
+from test_relay import DATE_1, OFFLINE, commit_dated, cut_off, relay
+
+
+def test_a_commit_made_on_the_target_while_validation_runs_is_kept_when_validation_fails(fleet):
+    cut_off(fleet)
+    commit_dated(fleet, "cloud", {"strategies/momentum.py": "WINDOW = 5\n"}, "Shrink window", DATE_1)
+    before = fleet.head("laptop")
+    # A failing test suite, during which someone (an agent on the laptop) commits: going back to the backup
+    # commit now would take that commit off the branch.
+    check = ("echo 'agent work' > agent.txt && git add agent.txt && git commit -qm 'Agent commit during validation'"
+             " && echo 'FAILED test_window' && exit 1")
+    inv = fleet.inventory({"laptop": {"validate": check}, "cloud": OFFLINE})
+
+    code, report = relay(fleet, inv, "--from", "cloud")
+
+    assert code == 1 and report["status"] == "failed"
+    assert "FAILED test_window" in report["message"] and "moved" in report["message"]
+    assert report["backup_branch"] in report["message"]
+    assert fleet.git("laptop", "log", "-1", "--format=%s", "main") == "Agent commit during validation"
+    assert fleet.git("laptop", "log", "-2", "--format=%s", "main").splitlines()[1] == "Shrink window"
+    assert fleet.git("laptop", "rev-parse", report["backup_branch"]) == before
+    assert fleet.git("laptop", "status", "--porcelain") == "" and fleet.git("laptop", "stash", "list") == ""
