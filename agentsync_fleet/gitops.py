@@ -11,9 +11,11 @@ The rules, in the order they are applied:
    incoming change, the stash pop is rehearsed in a scratch worktree first.
 3. The guard callback sees every path the move would change (incoming files
    plus the uncommitted ones the stash briefly takes away) and may refuse.
-4. Uncommitted and untracked files are stashed (`--include-untracked`), the
-   branch moves with `reset --keep` (which refuses rather than lose local
-   changes), and the stash is popped with `--index` so staged stays staged.
+4. Changes to tracked files are stashed, the branch moves with `reset --keep`
+   (which refuses rather than lose local changes, and only while HEAD is
+   still the commit we read), and the stash is popped with `--index` so
+   staged stays staged. Untracked files are never stashed: the move does not
+   touch them, and a running process may be writing to one.
 5. If the pop still fails, the checkout is put back at its old HEAD and the
    stash re-applied where it was made; the stash is never dropped otherwise.
 """
@@ -264,10 +266,10 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
     if in_the_way:
         return Move("conflict", head, files=tuple(in_the_way),
                     message="incoming commits need paths taken here by untracked or ignored files; move them away")
-    refusal = guard(set(incoming) | dirty.paths)
+    refusal = guard(set(incoming) | set(dirty.tracked))
     if refusal:
         return Move("guarded", head, message=refusal)
-    if not dirty.any:
+    if not dirty.tracked:
         return _update(co, head, new)
     if set(dirty.tracked) & set(incoming):
         conflicts = co.pop_would_conflict(new)
@@ -321,27 +323,19 @@ def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
 def _put_back(co: Checkout, head: str, stash: str | None, files: tuple[str, ...], popped: CommandResult) -> Move:
     """A pop failed after the move: return to `head` and re-apply the stash where it was made.
 
-    Safe because a failed pop keeps the stash: every uncommitted and untracked
-    file the user had is in it, and the working tree holds only the new
-    commit's files plus a partial pop. Checked before anything is reset.
+    Safe because a failed pop keeps the stash: every change to a tracked file
+    the user had is in it, and the tracked files hold only the new commit plus
+    a partial pop (untracked files were never touched). Checked before
+    anything is reset.
     """
     if not stash or co.rev("refs/stash") != stash:
         return Move("failed", co.rev("HEAD") or head, stash_used=True, files=files,
                     message=f"stash pop failed and the stash moved; your changes are in stash {stash}")
     co.run(G.git(co.path, "reset", "--quiet", "--hard", head), "put HEAD back (changes are safe in the stash)")
-    for path in _untracked_in_stash(co, stash):
-        co.try_run(G.git(co.path, "clean", "--quiet", "--force", "--", path))
     back = co.try_run(G.stash_pop(co.path), "re-apply stash at old HEAD")
     if not back.ok:
         return Move("failed", head, stash_used=True, files=files,
                     message=f"could not re-apply the stash; your changes are safe in stash {stash}")
     return Move("conflict", head, stash_used=True, files=files,
                 message=f"restoring uncommitted edits conflicted ({popped.tail(2)}); host put back as it was")
-
-
-def _untracked_in_stash(co: Checkout, stash: str) -> list[str]:
-    """Untracked files the stash holds (its third parent), which a partial pop may have written back."""
-    listing = co.try_run(G.git(co.path, "ls-tree", "-r", "-z", "--name-only", f"{stash}^3"))
-    return [p for p in listing.stdout.split("\0") if p] if listing.ok else []
-
 

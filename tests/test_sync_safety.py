@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,30 @@ def test_a_local_file_where_incoming_commits_need_a_directory_or_file_is_a_confl
     assert "untracked or ignored" in hosts["cloud"]["message"]
     assert snapshot(fleet, "cloud") == before
     assert hosts["laptop"]["status"] == "ok" and fleet.head("laptop") == fleet.origin_head()
+
+
+@pytest.mark.parametrize("tracked_edit", [True, False])
+def test_an_untracked_file_a_running_process_writes_to_stays_the_file_it_writes_to(fleet, tracked_edit):
+    # `nohup python runtime.py &` started in the checkout: its output goes to an untracked nohup.out, through
+    # a file descriptor it keeps open. Stashing that file would unlink it: every later line lost.
+    fleet.start_process("cloud", "sh -c 'cd crpbot && exec >>nohup.out && while :; do echo tick; sleep 0.1; done' "
+                                 "agentsync-test-proc")
+    out = fleet.repo("cloud") / "nohup.out"
+    deadline = time.monotonic() + 10
+    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if tracked_edit:
+        (fleet.repo("cloud") / "README.md").write_text("uncommitted edit\n")
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    inode = out.stat().st_ino
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 0 and hosts["cloud"]["status"] == "ok" and fleet.head("cloud") == fleet.origin_head()
+    assert hosts["cloud"]["stash_used"] is tracked_edit  # untracked files never need a stash
+    assert out.stat().st_ino == inode
+    size = out.stat().st_size
+    time.sleep(0.5)
+    assert out.stat().st_size > size  # the process still writes into the file on disk
+    if tracked_edit:
+        assert (fleet.repo("cloud") / "README.md").read_text() == "uncommitted edit\n"

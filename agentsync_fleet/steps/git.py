@@ -67,10 +67,16 @@ def in_the_way(old: str, new: str) -> str:
 
 
 def stash_push(path: str, message: str) -> str:
-    """Stash, printing the new stash's id: nothing when there was nothing to stash, so that a stash the
-    user already had on top is never taken for ours (and popped)."""
+    """Stash changes to tracked files (staged or not), printing the new stash's id: nothing when there was
+    nothing to stash, so that a stash the user already had on top is never taken for ours (and popped).
+
+    Untracked files stay where they are: `reset --keep` leaves them alone (files in the way of incoming
+    ones are a conflict before anything moves), and a process may be writing to one through an open file
+    descriptor (`nohup.out`) — stashing would unlink it under the process, and copy every big untracked
+    file into .git on each sync.
+    """
     top = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "refs/stash"])
-    push = git(path, "stash", "push", "--include-untracked", "--message", message)
+    push = git(path, "stash", "push", "--message", message)
     return join(["sh", "-c", f'b=$({top}); {push} >&2 || exit; a=$({top}); [ "$a" = "$b" ] || echo "$a"'])
 
 
