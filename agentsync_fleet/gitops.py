@@ -85,19 +85,27 @@ class CheckoutFacts:
 
 
 def parse_status_z(text: str) -> Dirty:
-    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths."""
+    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths.
+
+    A rename is followed by its source path, which is changed too (the stash brings it back for a
+    moment); a copy's source is not.
+    """
     tracked, untracked = [], []
-    skip_next = False
+    source_of = ""
     for entry in text.rstrip("\n").split("\0"):
-        if skip_next or len(entry) < 4:
-            skip_next = False
+        if source_of:
+            if source_of == "R":
+                tracked.append(entry)
+            source_of = ""
+            continue
+        if len(entry) < 4:
             continue
         code, name = entry[:2], entry[3:]
         if code == "??":
             untracked.append(name)
         else:
             tracked.append(name)
-            skip_next = code[0] in "RC"  # a rename/copy is followed by its source path
+            source_of = code[0] if code[0] in "RC" else ""
     return Dirty(tuple(tracked), tuple(untracked))
 
 

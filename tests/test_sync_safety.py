@@ -123,3 +123,30 @@ def test_an_untracked_file_a_running_process_writes_to_stays_the_file_it_writes_
     assert out.stat().st_size > size  # the process still writes into the file on disk
     if tracked_edit:
         assert (fleet.repo("cloud") / "README.md").read_text() == "uncommitted edit\n"
+
+
+def test_the_source_of_a_staged_rename_counts_for_the_guard(fleet):
+    # The stash puts a renamed file back under its old name for a moment; a critical one must not flicker.
+    fleet.start_process("cloud", PROC)
+    fleet.git("cloud", "mv", RUNTIME, "apps/runtime/v8_runtime.py")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    guard = {"guard": {"processes": ["v7_runtime"], "critical_files": [RUNTIME]}}
+    before = snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": guard}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "guarded"
+    assert RUNTIME in hosts["cloud"]["message"]
+    assert snapshot(fleet, "cloud") == before
+
+
+def test_a_staged_rename_of_a_file_changed_upstream_is_a_conflict_found_before_anything_moves(fleet):
+    fleet.git("cloud", "mv", "strategies/momentum.py", "strategies/trend.py")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    before = snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "conflict"
+    assert "nothing was changed" in hosts["cloud"]["message"] and hosts["cloud"]["stash_used"] is False
+    assert snapshot(fleet, "cloud") == before
