@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import stat
 import time
 from pathlib import Path
@@ -150,3 +151,36 @@ def test_a_staged_rename_of_a_file_changed_upstream_is_a_conflict_found_before_a
     assert code == 1 and hosts["cloud"]["status"] == "conflict"
     assert "nothing was changed" in hosts["cloud"]["message"] and hosts["cloud"]["stash_used"] is False
     assert snapshot(fleet, "cloud") == before
+
+
+WORKTREE = "/srv/agentsync/crpbot-validation"
+
+
+@pytest.mark.parametrize("state", ["merge in progress", "detached HEAD"])
+def test_a_worktree_in_the_middle_of_something_is_left_alone(fleet, state):
+    inv = fleet.inventory({"laptop": {}, "gpu": {"worktrees": [{"path": WORKTREE, "branch": "validation",
+                                                                 "merge": "main"}]}})
+    code, hosts = sync(fleet, inv)  # creates the worktree
+    assert code == 0, hosts
+    in_worktree = f"cd {WORKTREE} && "
+    if state == "merge in progress":  # merged, not committed yet: MERGE_HEAD holds the second parent
+        fleet.sandbox.ssh("gpu", in_worktree + "git checkout -q -b side && echo s > side.txt && git add side.txt && "
+                                 "git commit -qm side && git checkout -q validation && "
+                                 "git merge -q --no-ff --no-commit side")
+    else:
+        fleet.sandbox.ssh("gpu", in_worktree + "git checkout -q --detach && echo wip > wip.txt && git add wip.txt")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 42\n", "Main moves on")
+
+    def wt_git(*args: str) -> str:
+        return fleet.sandbox.ssh("gpu", f"git -C {WORKTREE} {shlex.join(args)}", check=False).strip()
+
+    markers = f"ls $(git -C {WORKTREE} rev-parse --git-dir)"
+    before = (full_snapshot(fleet.sandbox.hosts["gpu"].path(WORKTREE), wt_git), fleet.sandbox.ssh("gpu", markers))
+
+    code, hosts = sync(fleet, inv)
+
+    assert code == 1 and hosts["gpu"]["status"] == "skipped", hosts["gpu"]
+    assert ("merge" if state == "merge in progress" else "detached") in hosts["gpu"]["message"]
+    assert WORKTREE in hosts["gpu"]["message"]
+    after = (full_snapshot(fleet.sandbox.hosts["gpu"].path(WORKTREE), wt_git), fleet.sandbox.ssh("gpu", markers))
+    assert after == before
