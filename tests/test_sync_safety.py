@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = "/srv/agentsync/crpbot"
 RUNTIME = "apps/runtime/v7_runtime.py"
 PROC = "python3 -c 'import time; time.sleep(600)' agentsync-test-proc v7_runtime"
 
@@ -184,3 +185,26 @@ def test_a_worktree_in_the_middle_of_something_is_left_alone(fleet, state):
     assert WORKTREE in hosts["gpu"]["message"]
     after = (full_snapshot(fleet.sandbox.hosts["gpu"].path(WORKTREE), wt_git), fleet.sandbox.ssh("gpu", markers))
     assert after == before
+
+
+def test_a_worktree_whose_disk_is_away_keeps_its_head_and_index_through_scratch_work(fleet):
+    # A linked worktree on a disk that is not mounted right now: git keeps its HEAD and index under
+    # .git/worktrees/ until it is back (or `git gc` expires it after months). Scratch worktrees must
+    # clean up after themselves only.
+    away = "/srv/agentsync/usb-wt"
+    fleet.sandbox.ssh("cloud", f"git -C {REPO} worktree add -q --detach {away} && cd {away} && echo x > x.txt && "
+                               "git add x.txt && git commit -qm 'Work on the usb disk' && echo y > y.txt && "
+                               "git add y.txt")
+    commit = fleet.sandbox.ssh("cloud", f"git -C {away} rev-parse HEAD").strip()
+    disk = fleet.sandbox.hosts["cloud"].path("usb-wt")
+    disk.rename(disk.with_name("usb-wt.unmounted"))
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "y\n", "Cloud work")  # rebased onto the laptop's in a scratch worktree
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 0 and hosts["cloud"]["pushed"] == 1, hosts["cloud"]
+    disk.with_name("usb-wt.unmounted").rename(disk)
+    assert fleet.sandbox.ssh("cloud", f"git -C {away} rev-parse HEAD").strip() == commit
+    assert fleet.sandbox.ssh("cloud", f"git -C {away} diff --cached --name-only").strip() == "y.txt"
+    assert "agentsync-scratch" not in fleet.git("cloud", "worktree", "list")

@@ -116,8 +116,10 @@ def scratch_add(path: str, scratch: str, commit: str) -> str:
 
 
 def scratch_remove(path: str, scratch: str) -> str:
-    # --force only concerns the scratch tree agentsync itself created a moment ago.
-    return git(path, "worktree", "remove", "--force", scratch) + " ; " + git(path, "worktree", "prune")
+    # --force only concerns the scratch tree agentsync itself created a moment ago. No `worktree prune`:
+    # it would also drop the HEAD and index of the user's worktrees whose directory is away right now
+    # (an unmounted disk), which git itself keeps for months.
+    return git(path, "worktree", "remove", "--force", scratch)
 
 
 def rebase(path: str, onto: str) -> str:
