@@ -72,6 +72,7 @@ class CheckoutFacts:
 
     present: bool
     head: str | None = None
+    branch: str = ""  # the checked-out branch's full ref name; empty on a detached HEAD
     target: str | None = None
     head_in_target: bool = False
     target_in_head: bool = False
@@ -118,7 +119,7 @@ def parse_facts(output: str) -> CheckoutFacts:
     fetch = parts.get("fetch", "").splitlines()
     fetch_rc = int(fetch[0].split()[1]) if fetch and fetch[0].startswith("rc ") else None
     return CheckoutFacts(
-        present=True, head=refs.get("head") or None, target=refs.get("target") or None,
+        present=True, head=refs.get("head") or None, target=refs.get("target") or None, branch=refs.get("branch", ""),
         head_in_target="head_in_target" in refs, target_in_head="target_in_head" in refs,
         ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
         changed=tuple(line for line in parts.get("changed", "").splitlines() if line),

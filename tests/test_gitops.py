@@ -47,7 +47,7 @@ def test_facts_script_reads_a_real_checkout_in_one_command(tmp_path):
     facts = co.facts("origin", "main", fetch=True)
 
     assert len(log.records) == 1  # fetch, refs, relation, incoming files, status: one command
-    assert facts.fetch_rc == 0 and facts.head == git(mine, "rev-parse", "HEAD")
+    assert facts.fetch_rc == 0 and facts.head == git(mine, "rev-parse", "HEAD") and facts.branch == "refs/heads/main"
     assert facts.target == git(theirs, "rev-parse", "HEAD")
     assert facts.head_in_target and not facts.target_in_head and (facts.ahead, facts.behind) == (0, 1)
     assert facts.changed == ("results/new.csv",)

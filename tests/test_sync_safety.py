@@ -208,3 +208,23 @@ def test_a_worktree_whose_disk_is_away_keeps_its_head_and_index_through_scratch_
     assert fleet.sandbox.ssh("cloud", f"git -C {away} rev-parse HEAD").strip() == commit
     assert fleet.sandbox.ssh("cloud", f"git -C {away} diff --cached --name-only").strip() == "y.txt"
     assert "agentsync-scratch" not in fleet.git("cloud", "worktree", "list")
+
+
+def test_a_checkout_switched_to_another_branch_during_the_run_is_left_alone_and_never_published(fleet):
+    cloud = fleet.repo("cloud")
+    hook = fleet.origin / "hooks" / "post-receive"  # runs when the laptop publishes, before cloud's turn
+    hook.write_text(f"#!/bin/sh\nunset GIT_DIR\n[ -e {cloud}.switched ] && exit 0\ntouch {cloud}.switched\n"
+                    f"cd {cloud} && git checkout -q -b feature && echo f > feature.txt && git add feature.txt && "
+                    "git commit -qm 'Feature work, not for main'\n")
+    hook.chmod(0o755)
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    fleet.commit("cloud", "cloud.md", "y\n", "Cloud work")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert (cloud.parent / "crpbot.switched").exists()
+    assert "Feature work, not for main" not in fleet.git("laptop", "log", "--format=%s", "origin/main")
+    assert code == 1 and hosts["cloud"]["status"] == "skipped" and "'feature'" in hosts["cloud"]["message"]
+    assert fleet.git("cloud", "symbolic-ref", "--short", "HEAD") == "feature"
+    assert fleet.git("cloud", "log", "-1", "--format=%s") == "Feature work, not for main"
+    assert fleet.git("cloud", "log", "-1", "--format=%s", "main") == "Cloud work"

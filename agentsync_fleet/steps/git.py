@@ -161,7 +161,8 @@ def common_dir(path: str) -> str:
 
 
 def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
-    """One round trip: (fetch,) HEAD, origin's branch, how they relate, incoming files, what is in the way.
+    """One round trip: (fetch,) HEAD and its branch, origin's branch, how they relate, incoming files, what is
+    in the way.
 
     Output sections are parsed by `gitops.parse_facts`. Everything a move
     needs to decide is read here, so the common case (a fast-forward) costs
@@ -177,7 +178,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
                   "printf '%s\\n' \"$err\" | tail -n 3"]
     lines += [
         f"h=$(git rev-parse --verify --quiet HEAD); t=$(git rev-parse --verify --quiet {join([ref])})",
-        section("refs"), "echo \"head $h\"", "echo \"target $t\"",
+        section("refs"), "echo \"head $h\"", "echo \"target $t\"", "echo \"branch $(git symbolic-ref -q HEAD)\"",
         "if [ -n \"$h\" ] && [ -n \"$t\" ]; then",
         "  git merge-base --is-ancestor \"$h\" \"$t\" && echo head_in_target",
         "  git merge-base --is-ancestor \"$t\" \"$h\" && echo target_in_head",

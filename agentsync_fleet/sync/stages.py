@@ -188,6 +188,9 @@ def fetched_facts(co: Checkout, host: Host, result) -> CheckoutFacts | None:
         result.fail("failed", f"{host.remote}/{host.branch} does not exist (is the branch pushed?)")
     elif facts.head is None:
         result.fail("failed", "the checkout has no commit yet")
+    elif facts.branch != f"refs/heads/{host.branch}":  # switched since preflight: not ours to move or publish
+        now = facts.branch.removeprefix("refs/heads/") or "(detached)"
+        result.fail("skipped", f"checked out on '{now}' now, inventory expects '{host.branch}'; left alone")
     else:
         return facts
     return None
