@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-from test_relay import DATE_1, OFFLINE, commit_dated, cut_off, relay
+import json
+
+import pytest
+from test_relay import DATE_1, OFFLINE, commit_dated, cut_off, relay, relay_dirs
 
 
 def test_a_commit_made_on_the_target_while_validation_runs_is_kept_when_validation_fails(fleet):
@@ -27,3 +30,19 @@ def test_a_commit_made_on_the_target_while_validation_runs_is_kept_when_validati
     assert fleet.git("laptop", "log", "-2", "--format=%s", "main").splitlines()[1] == "Shrink window"
     assert fleet.git("laptop", "rev-parse", report["backup_branch"]) == before
     assert fleet.git("laptop", "status", "--porcelain") == "" and fleet.git("laptop", "stash", "list") == ""
+
+
+@pytest.mark.parametrize("path", ["config/credentials/aws.json", ".env/production", "keys/id_rsa.d/deploy"])
+def test_a_file_inside_a_protected_directory_is_refused_like_rsync_holds_it_back(fleet, path):
+    # rsync's `--exclude=credentials*` (the same list) leaves out a directory of that name and all in it.
+    cut_off(fleet)
+    commit_dated(fleet, "cloud", {path: "aws_secret_access_key=supersecret\n"}, "Add config", DATE_1, force=True)
+    before = fleet.head("laptop")
+    inv = fleet.inventory({"laptop": {}, "cloud": OFFLINE})
+
+    code, report = relay(fleet, inv, "--from", "cloud")
+
+    assert code == 1 and report["status"] == "refused"
+    assert report["protected"] == [path] and path in report["message"]
+    assert "supersecret" not in json.dumps(report)
+    assert fleet.head("laptop") == before and relay_dirs(fleet, "laptop") == [] and relay_dirs(fleet, "cloud") == []
