@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_relay import DATE_1, OFFLINE, commit_dated, cut_off, relay, relay_dirs
+from test_relay import DATE_1, OFFLINE, commit_dated, cut_off, relay, relay_dirs, sync
 
 
 def test_a_commit_made_on_the_target_while_validation_runs_is_kept_when_validation_fails(fleet):
@@ -46,3 +46,21 @@ def test_a_file_inside_a_protected_directory_is_refused_like_rsync_holds_it_back
     assert report["protected"] == [path] and path in report["message"]
     assert "supersecret" not in json.dumps(report)
     assert fleet.head("laptop") == before and relay_dirs(fleet, "laptop") == [] and relay_dirs(fleet, "cloud") == []
+
+
+def test_a_relayed_host_switched_to_another_branch_during_the_run_is_left_alone(fleet):
+    cut_off(fleet)
+    cloud = fleet.repo("cloud")
+    hook = fleet.origin / "hooks" / "post-receive"  # runs when the laptop publishes, before relay-out
+    hook.write_text(f"#!/bin/sh\nunset GIT_DIR\ncd {cloud} && git checkout -q -b feature && echo f > feature.txt && "
+                    "git add feature.txt && git commit -qm 'Feature work'\n")
+    hook.chmod(0o755)
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    feature_base = fleet.head("cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": OFFLINE}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "skipped" and "'feature'" in hosts["cloud"]["message"]
+    assert fleet.git("cloud", "symbolic-ref", "--short", "HEAD") == "feature"
+    assert fleet.git("cloud", "rev-parse", "HEAD~1") == feature_base  # not rebased onto main behind its back
+    assert fleet.git("cloud", "rev-parse", "main") == feature_base
