@@ -280,7 +280,7 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
         return Move("guarded", head, message=refusal)
     if not dirty.tracked:
         return _update(co, head, new)
-    if set(dirty.tracked) & set(incoming):
+    if overlap(dirty.tracked, incoming):
         conflicts = co.pop_would_conflict(new)
         if conflicts:
             return Move("conflict", head, files=conflicts,
@@ -307,6 +307,17 @@ def _head_moved(co: Checkout, head: str, stash_used: bool = False) -> Move:
     return Move("failed", now, stash_used=stash_used,
                 message=f"HEAD moved from {head[:8]} to {now[:8]} while agentsync worked (a commit or checkout on "
                         "the host); agentsync changed nothing, run it again")
+
+
+def overlap(local: tuple[str, ...], incoming: list[str] | tuple[str, ...]) -> bool:
+    """Do local changes touch what the update changes: the same path, or one is a directory of the other
+    (a staged new file `data` where the update adds `data/x.csv`)?"""
+    return bool(_with_parents(local) & set(incoming) or set(local) & _with_parents(incoming))
+
+
+def _with_parents(paths) -> set[str]:
+    parts = [path.split("/") for path in paths]
+    return {"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)}
 
 
 def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:

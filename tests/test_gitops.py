@@ -129,3 +129,21 @@ def test_when_nothing_is_left_to_stash_the_users_own_stash_is_never_popped(tmp_p
     assert outcome.status == "ok" and git(mine, "rev-parse", "HEAD") == facts.target
     assert git(mine, "stash", "list", "--format=%gs") == "On main: users own"
     assert (mine / "README.md").read_text() == original
+
+
+def test_a_staged_new_file_where_an_incoming_directory_goes_is_found_by_the_rehearsal(tmp_path):
+    def add_data_dir(repo):
+        (repo / "data").mkdir()
+        (repo / "data" / "x.csv").write_text("1\n")
+        git(repo, "add", "data/x.csv")
+
+    mine, co, log = _behind_origin(tmp_path, add_data_dir)
+    (mine / "data").write_text("a new file, staged\n")
+    git(mine, "add", "data")
+    facts = co.facts("origin", "main", fetch=False)
+
+    outcome = move(co, facts.head, facts.target, lambda paths: None, "run", facts)
+
+    assert outcome.status == "conflict" and "nothing was changed" in outcome.message
+    assert not outcome.stash_used and not any("stash push" in r.command for r in log.records)
+    assert git(mine, "status", "--porcelain") == "A  data" and git(mine, "rev-parse", "HEAD") == facts.head
