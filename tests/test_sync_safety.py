@@ -228,3 +228,27 @@ def test_a_checkout_switched_to_another_branch_during_the_run_is_left_alone_and_
     assert fleet.git("cloud", "symbolic-ref", "--short", "HEAD") == "feature"
     assert fleet.git("cloud", "log", "-1", "--format=%s") == "Feature work, not for main"
     assert fleet.git("cloud", "log", "-1", "--format=%s", "main") == "Cloud work"
+
+
+def test_a_worktree_with_uncommitted_work_receives_a_merge_and_the_shared_stash_list_is_untouched(fleet):
+    inv = fleet.inventory({"laptop": {}, "gpu": {"worktrees": [{"path": WORKTREE, "branch": "validation",
+                                                                 "merge": "main"}]}})
+    assert sync(fleet, inv)[0] == 0  # creates the worktree
+    fleet.sandbox.ssh("gpu", f"cd {WORKTREE} && echo exp > experiment.txt && git add experiment.txt && "
+                             "git commit -qm 'Validation experiment'")
+    fleet.sandbox.ssh("gpu", f"cd {REPO} && echo 'stashed in main' >> README.md && git stash push -q -m 'users own'")
+    fleet.sandbox.ssh("gpu", f"cd {WORKTREE} && echo staged > staged.txt && git add staged.txt && "
+                             "echo 'edited' >> apps/dashboard/app.py && echo notes > notes.txt")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 42\n", "Main moves on")
+    wt = fleet.sandbox.hosts["gpu"].path(WORKTREE)
+    before = {p: (wt / p).read_bytes() for p in ("staged.txt", "apps/dashboard/app.py", "notes.txt")}
+
+    code, hosts = sync(fleet, inv)
+
+    assert code == 0 and hosts["gpu"]["worktrees"][0]["status"] == "ok", hosts["gpu"]
+    log = fleet.sandbox.ssh("gpu", f"git -C {WORKTREE} log --format=%s")
+    assert "Main moves on" in log and "Validation experiment" in log
+    assert {p: (wt / p).read_bytes() for p in before} == before
+    status = fleet.sandbox.ssh("gpu", f"git -C {WORKTREE} status --porcelain")
+    assert "A  staged.txt" in status and " M apps/dashboard/app.py" in status and "?? notes.txt" in status
+    assert fleet.git("gpu", "stash", "list", "--format=%gs") == "On main: users own"
