@@ -10,12 +10,15 @@ The rules, in the order they are applied:
    conflict (git would refuse or silently overwrite them); if uncommitted edits overlap the
    incoming change, the stash pop is rehearsed in a scratch worktree first.
 3. The guard callback sees every path the move would change (incoming files
-   plus the uncommitted ones the stash briefly takes away) and may refuse.
-4. Changes to tracked files are stashed, the branch moves with `reset --keep`
-   (which refuses rather than lose local changes, and only while HEAD is
-   still the commit we read), and the stash is popped with `--index` so
-   staged stays staged. Untracked files are never stashed: the move does not
-   touch them, and a running process may be writing to one.
+   plus, when a stash is needed, the uncommitted ones it briefly takes away)
+   and may refuse.
+4. The branch moves with `reset --keep` (which refuses rather than lose local
+   changes, and only while HEAD is still the commit we read). It keeps
+   unstaged edits of files it does not change in place, untouched, so only
+   staged changes (which it would unstage) and edits overlapping the update
+   are stashed first and popped with `--index` after, so staged stays
+   staged. Untracked files are never stashed: the move does not touch them,
+   and a running process may be writing to one.
 5. If the pop still fails, the checkout is put back at its old HEAD and the
    stash re-applied where it was made; the stash is never dropped otherwise.
 """
@@ -56,6 +59,7 @@ class Dirty:
 
     tracked: tuple[str, ...] = ()
     untracked: tuple[str, ...] = ()
+    staged: tuple[str, ...] = ()  # of `tracked`, those whose index entry differs from HEAD (or `add -N`)
 
     @property
     def any(self) -> bool:
@@ -91,7 +95,7 @@ def parse_status_z(text: str) -> Dirty:
     A rename is followed by its source path, which is changed too (the stash brings it back for a
     moment); a copy's source is not.
     """
-    tracked, untracked = [], []
+    tracked, untracked, staged = [], [], []
     source_of = ""
     for entry in text.rstrip("\n").split("\0"):
         if source_of:
@@ -104,10 +108,12 @@ def parse_status_z(text: str) -> Dirty:
         code, name = entry[:2], entry[3:]
         if code == "??":
             untracked.append(name)
-        else:
-            tracked.append(name)
-            source_of = code[0] if code[0] in "RC" else ""
-    return Dirty(tuple(tracked), tuple(untracked))
+            continue
+        tracked.append(name)
+        if code[0] != " " or code[1] == "A":
+            staged.append(name)
+        source_of = code[0] if code[0] in "RC" else ""
+    return Dirty(tuple(tracked), tuple(untracked), tuple(staged))
 
 
 def parse_facts(output: str) -> CheckoutFacts:
@@ -275,12 +281,14 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
     if in_the_way:
         return Move("conflict", head, files=tuple(in_the_way),
                     message="incoming commits need paths taken here by untracked or ignored files; move them away")
-    refusal = guard(set(incoming) | set(dirty.tracked))
+    overlapping = overlap(dirty.tracked, incoming)
+    stash = bool(dirty.staged) or overlapping  # else reset --keep keeps every edit in place, untouched
+    refusal = guard(set(incoming) | (set(dirty.tracked) if stash else set()))
     if refusal:
         return Move("guarded", head, message=refusal)
-    if not dirty.tracked:
+    if not stash:
         return _update(co, head, new)
-    if overlap(dirty.tracked, incoming):
+    if overlapping:
         conflicts = co.pop_would_conflict(new)
         if conflicts:
             return Move("conflict", head, files=conflicts,

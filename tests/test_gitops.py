@@ -10,8 +10,9 @@ from agentsync_fleet.sandbox_fleet import clone, git, make_origin
 
 
 def test_status_z_parsing_handles_renames_spaces_and_untracked():
-    dirty = parse_status_z("R  new name.py\0old name.py\0 M a b.txt\0?? notes/x y.md\0MM both.py\0\n")
-    assert dirty.tracked == ("new name.py", "old name.py", "a b.txt", "both.py")
+    dirty = parse_status_z("R  new name.py\0old name.py\0 M a b.txt\0?? notes/x y.md\0MM both.py\0 A ita.py\0\n")
+    assert dirty.tracked == ("new name.py", "old name.py", "a b.txt", "both.py", "ita.py")
+    assert dirty.staged == ("new name.py", "both.py", "ita.py")  # `git add -N` too: reset would drop it
     assert dirty.untracked == ("notes/x y.md",)
     assert dirty.any and "notes/x y.md" in dirty.paths
     assert not parse_status_z("\n").any

@@ -110,8 +110,9 @@ def test_an_untracked_file_a_running_process_writes_to_stays_the_file_it_writes_
     deadline = time.monotonic() + 10
     while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if tracked_edit:
+    if tracked_edit:  # staged, so a stash is used
         (fleet.repo("cloud") / "README.md").write_text("uncommitted edit\n")
+        fleet.git("cloud", "add", "README.md")
     fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
     inode = out.stat().st_ino
 
@@ -252,3 +253,44 @@ def test_a_worktree_with_uncommitted_work_receives_a_merge_and_the_shared_stash_
     status = fleet.sandbox.ssh("gpu", f"git -C {WORKTREE} status --porcelain")
     assert "A  staged.txt" in status and " M apps/dashboard/app.py" in status and "?? notes.txt" in status
     assert fleet.git("gpu", "stash", "list", "--format=%gs") == "On main: users own"
+
+
+def test_a_tracked_file_a_running_process_writes_to_is_not_touched_when_the_update_leaves_it_alone(fleet):
+    # A runtime appending to a tracked journal (or a tracked SQLite file) through an open descriptor: its
+    # uncommitted growth must stay in place, the same file, not be stashed away and written back as a copy.
+    fleet.commit("laptop", "state/journal.txt", "start\n", "Add journal")
+    assert sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))[0] == 0
+    fleet.start_process("cloud", PROC)
+    fleet.start_process("cloud", "sh -c 'cd crpbot && exec >>state/journal.txt && while :; do echo tick; sleep 0.1; "
+                                 "done' agentsync-test-proc")
+    journal = fleet.repo("cloud") / "state" / "journal.txt"
+    deadline = time.monotonic() + 10
+    while journal.stat().st_size <= len("start\n") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    inode = journal.stat().st_ino
+    guard = {"guard": {"processes": ["v7_runtime"], "critical_files": ["state/"]}}
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": guard}))
+
+    assert code == 0 and hosts["cloud"]["status"] == "ok", hosts["cloud"]  # the guard: state/ is not touched
+    assert hosts["cloud"]["stash_used"] is False and fleet.head("cloud") == fleet.origin_head()
+    assert journal.stat().st_ino == inode
+    size = journal.stat().st_size
+    time.sleep(0.5)
+    assert journal.stat().st_size > size and journal.read_text().startswith("start\ntick\n")
+
+
+def test_a_staged_critical_file_still_counts_for_the_guard(fleet):
+    # Staged changes do need the stash (reset --keep would unstage them), which takes the file away for a moment.
+    fleet.start_process("cloud", PROC)
+    (fleet.repo("cloud") / RUNTIME).write_text("# hot fix, staged\n")
+    fleet.git("cloud", "add", RUNTIME)
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    guard = {"guard": {"processes": ["v7_runtime"], "critical_files": [RUNTIME]}}
+    before = snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": guard}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "guarded" and RUNTIME in hosts["cloud"]["message"]
+    assert snapshot(fleet, "cloud") == before
