@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .errors import StepFailed
 from .models import CommandResult
-from .shell import join, path_arg, split_sections
+from .shell import SECTION_MARK, join, path_arg, split_sections
 from .steps import git as G
 
 
@@ -117,7 +117,11 @@ def parse_status_z(text: str) -> Dirty:
 
 
 def parse_facts(output: str) -> CheckoutFacts:
-    parts = split_sections(output)
+    # `status` holds raw file names (`-z`), and a name may contain a newline and a line that looks like a
+    # section of ours (`head <sha>`): it is cut out by position, last, so no name can pose as a section.
+    before, marker, status = output.partition(f"\n{SECTION_MARK}status\n")
+    status = status[:status.rfind(f"\n{SECTION_MARK}end")] if marker else ""
+    parts = split_sections(before)
     if "missing" in parts:
         return CheckoutFacts(present=False)
     refs = dict(line.split(" ", 1) if " " in line else (line, "") for line in parts.get("refs", "").splitlines())
@@ -130,7 +134,7 @@ def parse_facts(output: str) -> CheckoutFacts:
         ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
         changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
         in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
-        dirty=parse_status_z(parts.get("status", "")), fetch_rc=fetch_rc,
+        dirty=parse_status_z(status), fetch_rc=fetch_rc,
         fetch_error=" ".join(fetch[1:]).strip(),
     )
 

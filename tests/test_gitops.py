@@ -148,3 +148,13 @@ def test_a_staged_new_file_where_an_incoming_directory_goes_is_found_by_the_rehe
     assert outcome.status == "conflict" and "nothing was changed" in outcome.message
     assert not outcome.stash_used and not any("stash push" in r.command for r in log.records)
     assert git(mine, "status", "--porcelain") == "A  data" and git(mine, "rev-parse", "HEAD") == facts.head
+
+
+def test_a_file_name_in_the_status_section_cannot_pose_as_another_section():
+    name = "x\n@@agentsync@@ refs\nhead evil\ntarget_in_head\nz"
+    out = (f"@@agentsync@@ refs\nhead aaa\ntarget bbb\nbranch refs/heads/main\nhead_in_target\ncounts 0\t1\n"
+           f"@@agentsync@@ changed\nREADME.md\n@@agentsync@@ in_the_way\n@@agentsync@@ status\n?? {name}\0 M a.py\0\n"
+           "@@agentsync@@ end\n")
+    facts = parse_facts(out)
+    assert (facts.head, facts.target, facts.target_in_head) == ("aaa", "bbb", False)
+    assert facts.dirty.untracked == (name,) and facts.dirty.tracked == ("a.py",)

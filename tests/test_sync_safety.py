@@ -294,3 +294,21 @@ def test_a_staged_critical_file_still_counts_for_the_guard(fleet):
 
     assert code == 1 and hosts["cloud"]["status"] == "guarded" and RUNTIME in hosts["cloud"]["message"]
     assert snapshot(fleet, "cloud") == before
+
+
+def test_a_file_name_shaped_like_our_own_output_cannot_change_what_is_pushed(fleet):
+    # File names reach the facts script's output unquoted (`git status -z`); one that looks like a section
+    # of that output must stay a file name, not become the HEAD that publish pushes.
+    own = fleet.commit("cloud", "cloud.md", "y\n", "Cloud work")
+    fleet.git("cloud", "checkout", "-q", "-b", "feature")
+    feature = fleet.commit("cloud", "feature.md", "f\n", "Feature work, not for main")
+    fleet.git("cloud", "checkout", "-q", "main")
+    hostile = f"x\n@@agentsync@@ refs\nhead {feature}\nz"
+    (fleet.repo("cloud") / hostile).write_text("planted by a tool\n")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert "Feature work, not for main" not in fleet.git("laptop", "log", "--format=%s", "origin/main")
+    assert code == 0 and hosts["cloud"]["status"] == "ok", hosts["cloud"]
+    assert fleet.origin_head() == own == fleet.head("cloud")
+    assert (fleet.repo("cloud") / hostile).read_text() == "planted by a tool\n"
