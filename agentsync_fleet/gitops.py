@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import StepFailed
+from .errors import FleetError, StepFailed
 from .models import CommandResult
 from .shell import SECTION_MARK, join, path_arg, split_sections
 from .steps import git as G
@@ -333,7 +333,16 @@ def _with_parents(paths) -> set[str]:
 
 
 def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
-    stash = co.stash(f"agentsync {run_id}: autostash before update to {new[:8]}")
+    name = f"agentsync {run_id}: autostash before update to {new[:8]}"
+    try:
+        return _stash_and_move(co, head, new, name)
+    except FleetError as exc:  # cut off (a timeout, a lost host) once a stash may exist: say where to look
+        exc.message += f"; uncommitted changes not in the checkout are in the stash '{name}' (git stash list)"
+        raise
+
+
+def _stash_and_move(co: Checkout, head: str, new: str, name: str) -> Move:
+    stash = co.stash(name)
     if stash is None:  # committed or discarded meanwhile; a stash already on the list is not ours to pop
         return _update(co, head, new)
     moved = _reset(co, head, new)

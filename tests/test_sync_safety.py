@@ -312,3 +312,21 @@ def test_a_file_name_shaped_like_our_own_output_cannot_change_what_is_pushed(fle
     assert code == 0 and hosts["cloud"]["status"] == "ok", hosts["cloud"]
     assert fleet.origin_head() == own == fleet.head("cloud")
     assert (fleet.repo("cloud") / hostile).read_text() == "planted by a tool\n"
+
+
+def test_a_move_cut_off_by_a_timeout_after_the_stash_says_where_the_changes_are(fleet):
+    # The branch update hangs (a slow disk, a stuck hook) past command_timeout, after the stash was made.
+    hook = fleet.repo("cloud") / ".git" / "hooks" / "reference-transaction"
+    hook.write_text("#!/bin/sh\n[ \"$1\" = prepared ] || exit 0\n"
+                    "while read old new ref; do [ \"$ref\" = refs/heads/main ] && sleep 6; done; exit 0\n")
+    hook.chmod(0o755)
+    (fleet.repo("cloud") / "README.md").write_text("staged work\n")
+    fleet.git("cloud", "add", "README.md")
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {"command_timeout": 3}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "failed" and "timed out" in hosts["cloud"]["message"]
+    name = fleet.git("cloud", "stash", "list", "--format=%gs").removeprefix("On main: ")
+    assert name.startswith("agentsync ") and f"stash '{name}'" in hosts["cloud"]["message"]
+    assert "staged work" in fleet.git("cloud", "stash", "show", "-p", "stash@{0}")
