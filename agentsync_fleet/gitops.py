@@ -358,21 +358,27 @@ def _stash_and_move(co: Checkout, head: str, new: str, name: str) -> Move:
     if popped.ok:
         return Move("ok", new, stash_used=True)
     files = tuple(co.try_run(G.conflicted(co.path)).stdout.splitlines())
-    return _put_back(co, head, stash, files, popped)
+    return _put_back(co, head, new, stash, files, popped)
 
 
-def _put_back(co: Checkout, head: str, stash: str | None, files: tuple[str, ...], popped: CommandResult) -> Move:
+def _put_back(co: Checkout, head: str, new: str, stash: str | None, files: tuple[str, ...],
+              popped: CommandResult) -> Move:
     """A pop failed after the move: return to `head` and re-apply the stash where it was made.
 
     Safe because a failed pop keeps the stash: every change to a tracked file
-    the user had is in it, and the tracked files hold only the new commit plus
-    a partial pop (untracked files were never touched). Checked before
-    anything is reset.
+    the user had is in it (checked before anything is reset), and untracked
+    files were never touched. `reset --merge`, not `--hard`: it drops what the
+    partial pop merged in, but keeps a change someone made meanwhile, which is
+    in no stash, or refuses.
     """
     if not stash or co.rev("refs/stash") != stash:
         return Move("failed", co.rev("HEAD") or head, stash_used=True, files=files,
                     message=f"stash pop failed and the stash moved; your changes are in stash {stash}")
-    co.run(G.git(co.path, "reset", "--quiet", "--hard", head), "put HEAD back (changes are safe in the stash)")
+    back_to_head = co.try_run(G.reset_merge(co.path, head, expect=new), "put HEAD back (changes are in the stash)")
+    if not back_to_head.ok:
+        return Move("failed", co.rev("HEAD") or new, stash_used=True, files=files,
+                    message=f"stash pop failed, and going back to {head[:8]} would discard changes made meanwhile; "
+                            f"the checkout is at {new[:8]}, your uncommitted changes are safe in stash {stash}")
     back = co.try_run(G.stash_pop(co.path), "re-apply stash at old HEAD")
     if not back.ok:
         return Move("failed", head, stash_used=True, files=files,

@@ -158,3 +158,28 @@ def test_a_file_name_in_the_status_section_cannot_pose_as_another_section():
     facts = parse_facts(out)
     assert (facts.head, facts.target, facts.target_in_head) == ("aaa", "bbb", False)
     assert facts.dirty.untracked == (name,) and facts.dirty.tracked == ("a.py",)
+
+
+def test_put_back_after_a_conflicting_pop_restores_head_index_and_files_exactly(tmp_path):
+    from agentsync_fleet.gitops import _put_back
+
+    mine, co, _ = _behind_origin(tmp_path, lambda r: ((r / "README.md").write_text("upstream README\n"),
+                                                      git(r, "add", "README.md")))
+    head, new = git(mine, "rev-parse", "HEAD"), git(mine, "rev-parse", "origin/main")
+    (mine / "README.md").write_text("my README\n")  # overlaps the update: the pop will conflict
+    (mine / "strategies" / "momentum.py").write_text("WINDOW = 7\n")
+    (mine / "staged.txt").write_text("staged\n")
+    git(mine, "add", "staged.txt")
+    (mine / "untracked.txt").write_text("untracked\n")
+    state = (git(mine, "status", "--porcelain"), git(mine, "diff"), git(mine, "diff", "--cached"))
+    git(mine, "stash", "push", "-q")
+    stash = git(mine, "rev-parse", "refs/stash")
+    git(mine, "reset", "-q", "--keep", new)
+    popped = co.try_run(f"git -C {mine} stash pop --index")
+    assert not popped.ok and "UU README.md" in git(mine, "status", "--porcelain")
+
+    outcome = _put_back(co, head, new, stash, ("README.md",), popped)
+
+    assert outcome.status == "conflict" and outcome.head == head == git(mine, "rev-parse", "HEAD")
+    assert (git(mine, "status", "--porcelain"), git(mine, "diff"), git(mine, "diff", "--cached")) == state
+    assert git(mine, "stash", "list") == ""

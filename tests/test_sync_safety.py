@@ -330,3 +330,29 @@ def test_a_move_cut_off_by_a_timeout_after_the_stash_says_where_the_changes_are(
     name = fleet.git("cloud", "stash", "list", "--format=%gs").removeprefix("On main: ")
     assert name.startswith("agentsync ") and f"stash '{name}'" in hosts["cloud"]["message"]
     assert "staged work" in fleet.git("cloud", "stash", "show", "-p", "stash@{0}")
+
+
+def test_a_write_made_during_the_move_survives_putting_the_checkout_back(fleet):
+    # Someone writes to a file while the checkout moves (the hook runs right after the branch moved), so the
+    # stash no longer pops; going back to the old HEAD must not discard that write: it is in no stash.
+    incoming = fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    hook = fleet.repo("cloud") / ".git" / "hooks" / "reference-transaction"
+    hook.write_text("#!/bin/sh\n[ \"$1\" = committed ] && [ ! -e .git/fired ] || exit 0\nwhile read old new ref; do\n"
+                    f"  [ \"$ref $new\" = 'refs/heads/main {incoming}' ] && touch .git/fired && "
+                    "echo 'written during the move' >> README.md\ndone\nexit 0\n")
+    hook.chmod(0o755)
+    (fleet.repo("cloud") / "README.md").write_text("my staged README\n")
+    fleet.git("cloud", "add", "README.md")
+    head = fleet.head("cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert (fleet.repo("cloud") / ".git" / "fired").exists()
+    assert code == 1 and hosts["cloud"]["status"] in ("conflict", "failed"), hosts["cloud"]
+    assert fleet.head("cloud") == head
+    on_disk = (fleet.repo("cloud") / "README.md").read_text()
+    stashed = fleet.git("cloud", "stash", "show", "-p", "stash@{0}") if fleet.git("cloud", "stash", "list") else ""
+    assert "written during the move" in on_disk
+    assert "my staged README" in on_disk + stashed  # the user's own edit: back, or in the stash the report names
+    if "my staged README" not in on_disk:
+        assert "stash" in hosts["cloud"]["message"]

@@ -98,7 +98,17 @@ def reset_keep(path: str, commit: str, expect: str | None = None) -> str:
     With `expect`, only while HEAD is still that commit: someone may commit on the host while we work,
     and `reset` would move the branch from *their* commit, leaving it only in the reflog.
     """
-    reset = git(path, "reset", "--quiet", "--keep", commit)
+    return _reset(path, "--keep", commit, expect)
+
+
+def reset_merge(path: str, commit: str, expect: str) -> str:
+    """Back to `commit` after a failed stash pop, like `git merge --abort`: unmerged and merged-in entries go,
+    but a change made in the working tree meanwhile (in no stash) is kept, or git refuses."""
+    return _reset(path, "--merge", commit, expect)
+
+
+def _reset(path: str, mode: str, commit: str, expect: str | None) -> str:
+    reset = git(path, "reset", "--quiet", mode, commit)
     if expect is None:
         return reset
     head = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "HEAD"])
