@@ -5,15 +5,20 @@ The rules, in the order they are applied:
 1. New commits are computed in a *scratch* worktree (a detached `git worktree`
    inside .git), never in the user's checkout: a rebase or merge that
    conflicts is aborted there and the user's files were never touched.
-2. Before the checkout moves, we check that it can move cleanly: incoming
-   files that already exist here untracked or ignored are a conflict (git
-   would refuse or silently overwrite them); if uncommitted edits overlap the
+2. Before the checkout moves, we check that it can move cleanly: untracked or
+   ignored files at incoming paths, or where an incoming directory goes, are a
+   conflict (git would refuse or silently overwrite them); if uncommitted edits overlap the
    incoming change, the stash pop is rehearsed in a scratch worktree first.
 3. The guard callback sees every path the move would change (incoming files
-   plus the uncommitted ones the stash briefly takes away) and may refuse.
-4. Uncommitted and untracked files are stashed (`--include-untracked`), the
-   branch moves with `reset --keep` (which refuses rather than lose local
-   changes), and the stash is popped with `--index` so staged stays staged.
+   plus, when a stash is needed, the uncommitted ones it briefly takes away)
+   and may refuse.
+4. The branch moves with `reset --keep` (which refuses rather than lose local
+   changes, and only while HEAD is still the commit we read). It keeps
+   unstaged edits of files it does not change in place, untouched, so only
+   staged changes (which it would unstage) and edits overlapping the update
+   are stashed first and popped with `--index` after, so staged stays
+   staged. Untracked files are never stashed: the move does not touch them,
+   and a running process may be writing to one.
 5. If the pop still fails, the checkout is put back at its old HEAD and the
    stash re-applied where it was made; the stash is never dropped otherwise.
 """
@@ -24,9 +29,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import StepFailed
+from .errors import FleetError, StepFailed
 from .models import CommandResult
-from .shell import join, split_sections
+from .shell import SECTION_MARK, join, path_arg, split_sections
 from .steps import git as G
 
 
@@ -54,6 +59,7 @@ class Dirty:
 
     tracked: tuple[str, ...] = ()
     untracked: tuple[str, ...] = ()
+    staged: tuple[str, ...] = ()  # of `tracked`, those whose index entry differs from HEAD (or `add -N`)
 
     @property
     def any(self) -> bool:
@@ -70,6 +76,7 @@ class CheckoutFacts:
 
     present: bool
     head: str | None = None
+    branch: str = ""  # the checked-out branch's full ref name; empty on a detached HEAD
     target: str | None = None
     head_in_target: bool = False
     target_in_head: bool = False
@@ -83,24 +90,38 @@ class CheckoutFacts:
 
 
 def parse_status_z(text: str) -> Dirty:
-    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths."""
-    tracked, untracked = [], []
-    skip_next = False
+    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths.
+
+    A rename is followed by its source path, which is changed too (the stash brings it back for a
+    moment); a copy's source is not.
+    """
+    tracked, untracked, staged = [], [], []
+    source_of = ""
     for entry in text.rstrip("\n").split("\0"):
-        if skip_next or len(entry) < 4:
-            skip_next = False
+        if source_of:
+            if source_of == "R":
+                tracked.append(entry)
+            source_of = ""
+            continue
+        if len(entry) < 4:
             continue
         code, name = entry[:2], entry[3:]
         if code == "??":
             untracked.append(name)
-        else:
-            tracked.append(name)
-            skip_next = code[0] in "RC"  # a rename/copy is followed by its source path
-    return Dirty(tuple(tracked), tuple(untracked))
+            continue
+        tracked.append(name)
+        if code[0] != " " or code[1] == "A":
+            staged.append(name)
+        source_of = code[0] if code[0] in "RC" else ""
+    return Dirty(tuple(tracked), tuple(untracked), tuple(staged))
 
 
 def parse_facts(output: str) -> CheckoutFacts:
-    parts = split_sections(output)
+    # `status` holds raw file names (`-z`), and a name may contain a newline and a line that looks like a
+    # section of ours (`head <sha>`): it is cut out by position, last, so no name can pose as a section.
+    before, marker, status = output.partition(f"\n{SECTION_MARK}status\n")
+    status = status[:status.rfind(f"\n{SECTION_MARK}end")] if marker else ""
+    parts = split_sections(before)
     if "missing" in parts:
         return CheckoutFacts(present=False)
     refs = dict(line.split(" ", 1) if " " in line else (line, "") for line in parts.get("refs", "").splitlines())
@@ -108,12 +129,12 @@ def parse_facts(output: str) -> CheckoutFacts:
     fetch = parts.get("fetch", "").splitlines()
     fetch_rc = int(fetch[0].split()[1]) if fetch and fetch[0].startswith("rc ") else None
     return CheckoutFacts(
-        present=True, head=refs.get("head") or None, target=refs.get("target") or None,
+        present=True, head=refs.get("head") or None, target=refs.get("target") or None, branch=refs.get("branch", ""),
         head_in_target="head_in_target" in refs, target_in_head="target_in_head" in refs,
         ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
         changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
         in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
-        dirty=parse_status_z(parts.get("status", "")), fetch_rc=fetch_rc,
+        dirty=parse_status_z(status), fetch_rc=fetch_rc,
         fetch_error=" ".join(fetch[1:]).strip(),
     )
 
@@ -147,9 +168,11 @@ class Checkout:
         return result
 
     def run(self, command: str, what: str = "") -> CommandResult:
-        result = self.try_run(command, what)
+        return self.ensure(self.try_run(command, what), what)
+
+    def ensure(self, result: CommandResult, what: str = "") -> CommandResult:
         if not result.ok:
-            raise StepFailed(f"{what or 'git'} failed", command=command, exit_code=result.exit_code,
+            raise StepFailed(f"{what or 'git'} failed", command=result.command, exit_code=result.exit_code,
                              output_tail=result.tail(), host=self.host)
         return result
 
@@ -175,13 +198,17 @@ class Checkout:
                           "fetch + read state" if fetch else "read state")
         return parse_facts(result.stdout)
 
+    def stash(self, message: str) -> str | None:
+        """Stash uncommitted changes; the new stash's id, or None if there was nothing (left) to stash."""
+        return self.run(G.stash_push(self.path, message), "stash uncommitted changes").stdout.strip() or None
+
     def changed(self, old: str, new: str) -> list[str]:
         return [line for line in self.run(G.changed_files(self.path, old, new)).stdout.splitlines() if line]
 
-    def present_untracked(self, paths: list[str]) -> list[str]:
-        if not paths:
-            return []
-        return [p for p in self.run(G.untracked_at(self.path, paths)).stdout.split("\0") if p]
+    def in_the_way(self, old: str, new: str) -> list[str]:
+        """Untracked or ignored files that moving from `old` to `new` would overwrite or delete."""
+        script = f"cd {path_arg(self.path)} && {G.in_the_way(join([old]), join([new]))}"
+        return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
 
     # ------------------------------------------------------------ scratch worktrees
 
@@ -253,18 +280,19 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
         incoming, in_the_way, dirty = list(known.changed), list(known.in_the_way), known.dirty
     else:
         incoming = co.changed(head, new)
-        in_the_way = co.present_untracked(incoming)
+        in_the_way = co.in_the_way(head, new) if incoming else []
         dirty = known.dirty if known is not None and known.head == head else co.dirty()
     if in_the_way:
         return Move("conflict", head, files=tuple(in_the_way),
-                    message="incoming commits add files that exist here untracked or ignored; move them away")
-    refusal = guard(set(incoming) | dirty.paths)
+                    message="incoming commits need paths taken here by untracked or ignored files; move them away")
+    overlapping = overlap(dirty.tracked, incoming)
+    stash = bool(dirty.staged) or overlapping  # else reset --keep keeps every edit in place, untouched
+    refusal = guard(set(incoming) | (set(dirty.tracked) if stash else set()))
     if refusal:
         return Move("guarded", head, message=refusal)
-    if not dirty.any:
-        co.run(G.reset_keep(co.path, new), f"update to {new[:8]}")
-        return Move("ok", new)
-    if set(dirty.tracked) & set(incoming):
+    if not stash:
+        return _update(co, head, new)
+    if overlapping:
         conflicts = co.pop_would_conflict(new)
         if conflicts:
             return Move("conflict", head, files=conflicts,
@@ -272,45 +300,89 @@ def move(co: Checkout, head: str, new: str, guard: Guard, run_id: str, known: Ch
     return _move_with_stash(co, head, new, run_id)
 
 
+def _reset(co: Checkout, head: str, new: str) -> CommandResult:
+    """`reset --keep` to `new`, only while HEAD is still `head` (see `steps.git.reset_keep`)."""
+    return co.try_run(G.reset_keep(co.path, new, expect=head), f"update to {new[:8]}")
+
+
+def _update(co: Checkout, head: str, new: str) -> Move:
+    """Move a checkout with nothing to stash."""
+    moved = _reset(co, head, new)
+    if moved.exit_code == G.HEAD_MOVED:
+        return _head_moved(co, head)
+    co.ensure(moved, f"update to {new[:8]}")
+    return Move("ok", new)
+
+
+def _head_moved(co: Checkout, head: str, stash_used: bool = False) -> Move:
+    now = co.rev("HEAD") or head
+    return Move("failed", now, stash_used=stash_used,
+                message=f"HEAD moved from {head[:8]} to {now[:8]} while agentsync worked (a commit or checkout on "
+                        "the host); agentsync changed nothing, run it again")
+
+
+def overlap(local: tuple[str, ...], incoming: list[str] | tuple[str, ...]) -> bool:
+    """Do local changes touch what the update changes: the same path, or one is a directory of the other
+    (a staged new file `data` where the update adds `data/x.csv`)?"""
+    return bool(_with_parents(local) & set(incoming) or set(local) & _with_parents(incoming))
+
+
+def _with_parents(paths) -> set[str]:
+    parts = [path.split("/") for path in paths]
+    return {"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)}
+
+
 def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:
-    co.run(G.stash_push(co.path, f"agentsync {run_id}: autostash before update to {new[:8]}"),
-           "stash uncommitted + untracked")
-    stash = co.rev("refs/stash")
-    moved = co.try_run(G.reset_keep(co.path, new), f"update to {new[:8]}")
-    if not moved.ok:
-        co.run(G.stash_pop(co.path), "restore stash")
-        return Move("failed", head, message=f"could not update: {moved.tail(3)}")
+    name = f"agentsync {run_id}: autostash before update to {new[:8]}"
+    try:
+        return _stash_and_move(co, head, new, name)
+    except FleetError as exc:  # cut off (a timeout, a lost host) once a stash may exist: say where to look
+        exc.message += f"; uncommitted changes not in the checkout are in the stash '{name}' (git stash list)"
+        raise
+
+
+def _stash_and_move(co: Checkout, head: str, new: str, name: str) -> Move:
+    stash = co.stash(name)
+    if stash is None:  # committed or discarded meanwhile; a stash already on the list is not ours to pop
+        return _update(co, head, new)
+    moved = _reset(co, head, new)
+    if not moved.ok:  # HEAD is where the stash was made: it pops back cleanly
+        restored = co.try_run(G.stash_pop(co.path), "restore stash")
+        if not restored.ok:
+            return Move("failed", co.rev("HEAD") or head, stash_used=True,
+                        message=f"could not update, nor restore the stash; your changes are safe in stash {stash}")
+        if moved.exit_code == G.HEAD_MOVED:
+            return _head_moved(co, head, stash_used=True)
+        return Move("failed", head, stash_used=True, message=f"could not update: {moved.tail(3)}")
     popped = co.try_run(G.stash_pop(co.path), "restore stash")
     if popped.ok:
         return Move("ok", new, stash_used=True)
     files = tuple(co.try_run(G.conflicted(co.path)).stdout.splitlines())
-    return _put_back(co, head, stash, files, popped)
+    return _put_back(co, head, new, stash, files, popped)
 
 
-def _put_back(co: Checkout, head: str, stash: str | None, files: tuple[str, ...], popped: CommandResult) -> Move:
+def _put_back(co: Checkout, head: str, new: str, stash: str | None, files: tuple[str, ...],
+              popped: CommandResult) -> Move:
     """A pop failed after the move: return to `head` and re-apply the stash where it was made.
 
-    Safe because a failed pop keeps the stash: every uncommitted and untracked
-    file the user had is in it, and the working tree holds only the new
-    commit's files plus a partial pop. Checked before anything is reset.
+    Safe because a failed pop keeps the stash: every change to a tracked file
+    the user had is in it (checked before anything is reset), and untracked
+    files were never touched. `reset --merge`, not `--hard`: it drops what the
+    partial pop merged in, but keeps a change someone made meanwhile, which is
+    in no stash, or refuses.
     """
     if not stash or co.rev("refs/stash") != stash:
         return Move("failed", co.rev("HEAD") or head, stash_used=True, files=files,
                     message=f"stash pop failed and the stash moved; your changes are in stash {stash}")
-    co.run(G.git(co.path, "reset", "--quiet", "--hard", head), "put HEAD back (changes are safe in the stash)")
-    for path in _untracked_in_stash(co, stash):
-        co.try_run(G.git(co.path, "clean", "--quiet", "--force", "--", path))
+    back_to_head = co.try_run(G.reset_merge(co.path, head, expect=new), "put HEAD back (changes are in the stash)")
+    if not back_to_head.ok:
+        return Move("failed", co.rev("HEAD") or new, stash_used=True, files=files,
+                    message=f"stash pop failed, and going back to {head[:8]} would discard changes made meanwhile; "
+                            f"the checkout is at {new[:8]}, your uncommitted changes are safe in stash {stash}")
     back = co.try_run(G.stash_pop(co.path), "re-apply stash at old HEAD")
     if not back.ok:
         return Move("failed", head, stash_used=True, files=files,
                     message=f"could not re-apply the stash; your changes are safe in stash {stash}")
     return Move("conflict", head, stash_used=True, files=files,
                 message=f"restoring uncommitted edits conflicted ({popped.tail(2)}); host put back as it was")
-
-
-def _untracked_in_stash(co: Checkout, stash: str) -> list[str]:
-    """Untracked files the stash holds (its third parent), which a partial pop may have written back."""
-    listing = co.try_run(G.git(co.path, "ls-tree", "-r", "-z", "--name-only", f"{stash}^3"))
-    return [p for p in listing.stdout.split("\0") if p] if listing.ok else []
-
 

@@ -9,7 +9,6 @@ own under `transfers: {secrets: [...]}`.
 from __future__ import annotations
 
 import fnmatch
-import posixpath
 from collections.abc import Iterable
 
 # Matched against the file's base name, case-insensitively (`.ENV` is `.env` on many disks).
@@ -26,9 +25,10 @@ def secret_patterns(settings: dict) -> tuple[str, ...]:
 
 
 def is_protected(path: str, patterns: Iterable[str] = PROTECTED_PATTERNS) -> bool:
-    """True if `path` (repo-relative, `/`-separated) names a protected file anywhere in the tree."""
-    name = posixpath.basename(path.rstrip("/")).lower()
-    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns)
+    """True if `path` (repo-relative, `/`-separated) is a protected file, or lies in a protected directory
+    (`credentials/aws.json`, `.env/production`): rsync's exclude of the same pattern leaves those out too."""
+    parts = [part.lower() for part in path.strip("/").split("/") if part]
+    return any(fnmatch.fnmatchcase(part, pattern.lower()) for pattern in patterns for part in parts)
 
 
 def protected_paths(paths: Iterable[str], patterns: Iterable[str] = PROTECTED_PATTERNS) -> list[str]:

@@ -291,7 +291,7 @@ def test_dry_run_changes_nothing_anywhere_and_shows_the_relay_commands(fleet):
     assert code == 0 and report["status"] == "planned" and report["dry_run"] is True
     plan = "\n".join(report["plan"])
     assert "format-patch" in plan and "am -3" in plan and "backup/before-relay-" in plan
-    assert "sh -c 'make test'" in plan and "stash push --include-untracked" in plan and "push --porcelain" in plan
+    assert "sh -c 'make test'" in plan and "stash push --message" in plan and "push --porcelain" in plan
 
     result = fleet.agentsync("sync-all", "--dry-run", inventory=inv)
     assert result.returncode == 0, result.stderr

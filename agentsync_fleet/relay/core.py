@@ -275,7 +275,7 @@ def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions)
     s, d = src.host, dst.host
     src_dir, dst_dir = R.relay_dir(f"<{s.name}:.git>", "<id>"), R.relay_dir(f"<{d.name}:.git>", "<id>")
     patches = [f"{dst_dir}/<{i:04d}-…>.patch" for i in range(1, len(rng.commits) + 1)]
-    dirty = dst.co.dirty().any
+    dirty = bool(dst.co.dirty().tracked)
     return [
         f"# on {s.name}", R.format_patch(s.repo, src_dir, rng.base, rng.head),
         f"# sftp: {s.name} → controller → {d.name}: {len(rng.commits)} patch(es) + meta.json into {dst_dir}",

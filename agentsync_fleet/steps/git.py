@@ -43,13 +43,41 @@ def status(path: str) -> str:
     return git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
 
 
-def untracked_at(path: str, paths: list[str]) -> str:
-    """Which of `paths` exist as untracked or ignored files (git would refuse or overwrite them)."""
-    return git(path, "ls-files", "-z", "--others", "--", *paths)
+# A path that is a file or a symlink here (not a real directory), printed NUL-terminated: run on every path
+# an update adds, it finds the local files that sit where an incoming *directory* must go.
+_NOT_A_DIRECTORY = 'for p; do { [ -L "$p" ] || { [ -e "$p" ] && [ ! -d "$p" ]; }; } && printf "%s\\0" "$p"; done; :'
+
+
+def in_the_way(old: str, new: str) -> str:
+    """Shell text, run in the checkout's top directory: the untracked or ignored files an update from `old` to
+    `new` would have to overwrite or delete, one per line.
+
+    Those are files at a path the update changes, files inside a directory it turns into a file, and files
+    (or symlinks) where it needs a directory: `reset --keep` refuses the untracked ones but silently
+    replaces ignored ones. `old` and `new` are shell words (a quoted id, or "$h"). Pathspecs are literal,
+    so a file named like pathspec magic (`:notes`, `*`) means itself.
+    """
+    changed = join(["git", "diff", "-z", "--name-only", "--no-renames", Raw(old), Raw(new)])
+    added = join(["git", "diff-tree", "-r", "-t", "-z", "--name-only", "--no-renames", "--diff-filter=A",
+                  Raw(old), Raw(new)])
+    not_dirs = join(["xargs", "-0", "-r", "sh", "-c", _NOT_A_DIRECTORY, "sh"])
+    others = join(["xargs", "-0", "-r", "git", "--literal-pathspecs", "-c", "core.quotepath=off", "ls-files",
+                   "--others", "--"])
+    return f"{{ {changed}; {added} | {not_dirs}; }} | {others}"
 
 
 def stash_push(path: str, message: str) -> str:
-    return git(path, "stash", "push", "--include-untracked", "--message", message)
+    """Stash changes to tracked files (staged or not), printing the new stash's id: nothing when there was
+    nothing to stash, so that a stash the user already had on top is never taken for ours (and popped).
+
+    Untracked files stay where they are: `reset --keep` leaves them alone (files in the way of incoming
+    ones are a conflict before anything moves), and a process may be writing to one through an open file
+    descriptor (`nohup.out`) — stashing would unlink it under the process, and copy every big untracked
+    file into .git on each sync.
+    """
+    top = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "refs/stash"])
+    push = git(path, "stash", "push", "--message", message)
+    return join(["sh", "-c", f'b=$({top}); {push} >&2 || exit; a=$({top}); [ "$a" = "$b" ] || echo "$a"'])
 
 
 def stash_create(path: str) -> str:
@@ -61,9 +89,31 @@ def stash_pop(path: str) -> str:
     return git(path, "stash", "pop", "--index")
 
 
-def reset_keep(path: str, commit: str) -> str:
-    """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost."""
-    return git(path, "reset", "--quiet", "--keep", commit)
+HEAD_MOVED = 3  # exit status of `reset_keep(expect=...)` when HEAD is no longer the commit expected
+
+
+def reset_keep(path: str, commit: str, expect: str | None = None) -> str:
+    """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost.
+
+    With `expect`, only while HEAD is still that commit: someone may commit on the host while we work,
+    and `reset` would move the branch from *their* commit, leaving it only in the reflog.
+    """
+    return _reset(path, "--keep", commit, expect)
+
+
+def reset_merge(path: str, commit: str, expect: str) -> str:
+    """Back to `commit` after a failed stash pop, like `git merge --abort`: unmerged and merged-in entries go,
+    but a change made in the working tree meanwhile (in no stash) is kept, or git refuses."""
+    return _reset(path, "--merge", commit, expect)
+
+
+def _reset(path: str, mode: str, commit: str, expect: str | None) -> str:
+    reset = git(path, "reset", "--quiet", mode, commit)
+    if expect is None:
+        return reset
+    head = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "HEAD"])
+    moved = join(["echo", f"HEAD is no longer {expect[:8]}: it moved while agentsync worked"])
+    return join(["sh", "-c", f'[ "$({head})" = {join([expect])} ] || {{ {moved} >&2; exit {HEAD_MOVED}; }}; {reset}'])
 
 
 def push(path: str, remote: str, commit: str, branch: str) -> str:
@@ -76,8 +126,10 @@ def scratch_add(path: str, scratch: str, commit: str) -> str:
 
 
 def scratch_remove(path: str, scratch: str) -> str:
-    # --force only concerns the scratch tree agentsync itself created a moment ago.
-    return git(path, "worktree", "remove", "--force", scratch) + " ; " + git(path, "worktree", "prune")
+    # --force only concerns the scratch tree agentsync itself created a moment ago. No `worktree prune`:
+    # it would also drop the HEAD and index of the user's worktrees whose directory is away right now
+    # (an unmounted disk), which git itself keeps for months.
+    return git(path, "worktree", "remove", "--force", scratch)
 
 
 def rebase(path: str, onto: str) -> str:
@@ -119,7 +171,8 @@ def common_dir(path: str) -> str:
 
 
 def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
-    """One round trip: (fetch,) HEAD, origin's branch, how they relate, incoming files, what is in the way.
+    """One round trip: (fetch,) HEAD and its branch, origin's branch, how they relate, incoming files, what is
+    in the way.
 
     Output sections are parsed by `gitops.parse_facts`. Everything a move
     needs to decide is read here, so the common case (a fast-forward) costs
@@ -135,7 +188,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
                   "printf '%s\\n' \"$err\" | tail -n 3"]
     lines += [
         f"h=$(git rev-parse --verify --quiet HEAD); t=$(git rev-parse --verify --quiet {join([ref])})",
-        section("refs"), "echo \"head $h\"", "echo \"target $t\"",
+        section("refs"), "echo \"head $h\"", "echo \"target $t\"", "echo \"branch $(git symbolic-ref -q HEAD)\"",
         "if [ -n \"$h\" ] && [ -n \"$t\" ]; then",
         "  git merge-base --is-ancestor \"$h\" \"$t\" && echo head_in_target",
         "  git merge-base --is-ancestor \"$t\" \"$h\" && echo target_in_head",
@@ -144,8 +197,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
         "  changed=$(git -c core.quotepath=off diff --name-only --no-renames \"$h\" \"$t\")",
         "  [ -n \"$changed\" ] && printf '%s\\n' \"$changed\"",
         f"  {section('in_the_way')}",
-        "  [ -n \"$changed\" ] && git diff -z --name-only --no-renames \"$h\" \"$t\" "
-        "| xargs -0 git -c core.quotepath=off ls-files --others --",
+        "  [ -n \"$changed\" ] && " + in_the_way('"$h"', '"$t"'),
         "fi",
         section("status"), "git status --porcelain=v1 -z --untracked-files=all; echo",
         section("end"),

@@ -165,6 +165,11 @@ class RelayOutStage(Stage):
     def _converge(ctx: RunContext, host: Host, co, record: StepRecord) -> None:
         """Like the converge stage: fast-forward, or replay own commits in a scratch worktree, then move."""
         result = ctx.result(host)
+        branch = co.try_run(G.git(co.path, "symbolic-ref", "--quiet", "HEAD")).stdout.strip()
+        if branch != f"refs/heads/{host.branch}":  # switched since preflight: not ours to move
+            now = branch.removeprefix("refs/heads/") or "(detached)"
+            result.fail("skipped", f"checked out on '{now}' now, inventory expects '{host.branch}'; left alone")
+            return
         head, target = co.rev("HEAD"), co.rev(origin_ref(host))
         if head == target or co.is_ancestor(target, head):
             result.unpushed = co.count(f"{target}..{head}")

@@ -105,7 +105,7 @@ def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[s
         target = "<rebased HEAD>"
     if dirty:
         commands.append(G.stash_push(host.repo, "agentsync <run>: autostash"))
-    commands.append(G.reset_keep(host.repo, target))
+    commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
     if dirty:
         commands.append(G.stash_pop(host.repo))
     return tuple(commands)
@@ -191,6 +191,9 @@ def fetched_facts(co: Checkout, host: Host, result) -> CheckoutFacts | None:
         result.fail("failed", f"{host.remote}/{host.branch} does not exist (is the branch pushed?)")
     elif facts.head is None:
         result.fail("failed", "the checkout has no commit yet")
+    elif facts.branch != f"refs/heads/{host.branch}":  # switched since preflight: not ours to move or publish
+        now = facts.branch.removeprefix("refs/heads/") or "(detached)"
+        result.fail("skipped", f"checked out on '{now}' now, inventory expects '{host.branch}'; left alone")
     else:
         return facts
     return None

@@ -8,7 +8,11 @@ branch is pushed (never forced).
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..models import Host, WorktreeSpec
+from ..probes import parse_repo, repo_probe
+from ..shell import join, script, split_sections
 from ..steps import git as G
 from .model import PlannedStep, RunContext
 from .stages import Stage, checkout, step
@@ -63,10 +67,9 @@ class WorktreeStage(Stage):
         if not self._exists(repo, path):
             self._create(ctx, host, spec, repo, path, entry)
         wt = checkout(ctx, host, log, path)
-        branch = wt.run(G.git(path, "symbolic-ref", "--quiet", "--short", "HEAD")).stdout.strip()
-        if branch != spec.branch:
-            ctx.result(host).fail("skipped", f"worktree {path} is on '{branch}', inventory expects "
-                                             f"'{spec.branch}'; left alone")
+        problem = self._not_movable(wt, host, spec, path)
+        if problem:
+            ctx.result(host).fail("skipped", f"worktree {path}: {problem}; left alone")
             return
         head = entry["head_before"] = wt.rev("HEAD")
         if spec.merge:
@@ -76,6 +79,21 @@ class WorktreeStage(Stage):
         if spec.push:
             wt.run(G.push(path, host.remote, entry["head_after"], spec.branch), f"push {spec.branch}")
             entry["pushed"] = True
+
+    @staticmethod
+    def _not_movable(wt, host: Host, spec: WorktreeSpec, path: str) -> str | None:
+        """Why a worktree must not move: another branch (or none), or a merge/rebase/... in progress there,
+        which a stash and `reset` would wipe out (preflight checks this for the main checkout only)."""
+        probe = wt.try_run(join(["sh", "-c", script(repo_probe(dataclasses.replace(host, repo=path), False))]),
+                           "check the worktree's state")
+        state = parse_repo(split_sections(probe.stdout).get("repo", ""))
+        if not state.present:
+            return state.error
+        if state.in_progress:
+            return f"{', '.join(state.in_progress)} in progress (finish or abort it by hand)"
+        if state.branch != spec.branch:
+            return f"it is on '{state.branch}', inventory expects '{spec.branch}'"
+        return None
 
     @staticmethod
     def _exists(repo, path: str) -> bool:
