@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import FleetError, StepFailed
+from .gitfacts import CheckoutFacts, Dirty, overlap, parse_facts, parse_status_z
 from .models import CommandResult
-from .shell import SECTION_MARK, join, path_arg, split_sections
+from .shell import join, path_arg
 from .steps import git as G
 
 
@@ -51,92 +52,6 @@ class StepLog:
 
     records: list[CommandRecord] = field(default_factory=list)
     announce: Callable[[str], None] = lambda text: None
-
-
-@dataclass(frozen=True)
-class Dirty:
-    """Uncommitted state of a checkout: tracked changes (staged or not) and untracked files."""
-
-    tracked: tuple[str, ...] = ()
-    untracked: tuple[str, ...] = ()
-    staged: tuple[str, ...] = ()  # of `tracked`, those whose index entry differs from HEAD (or `add -N`)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.tracked or self.untracked)
-
-    @property
-    def paths(self) -> set[str]:
-        return set(self.tracked) | set(self.untracked)
-
-
-@dataclass(frozen=True)
-class CheckoutFacts:
-    """A checkout and its origin branch, read in one round trip."""
-
-    present: bool
-    head: str | None = None
-    branch: str = ""  # the checked-out branch's full ref name; empty on a detached HEAD
-    target: str | None = None
-    head_in_target: bool = False
-    target_in_head: bool = False
-    ahead: int = 0
-    behind: int = 0
-    changed: tuple[str, ...] = ()  # files that differ between HEAD and the target
-    in_the_way: tuple[str, ...] = ()  # of those, the ones present here untracked or ignored
-    dirty: Dirty = Dirty()
-    fetch_rc: int | None = None
-    fetch_error: str = ""
-
-
-def parse_status_z(text: str) -> Dirty:
-    """`git status --porcelain=v1 -z` → tracked (staged or not) and untracked paths.
-
-    A rename is followed by its source path, which is changed too (the stash brings it back for a
-    moment); a copy's source is not.
-    """
-    tracked, untracked, staged = [], [], []
-    source_of = ""
-    for entry in text.rstrip("\n").split("\0"):
-        if source_of:
-            if source_of == "R":
-                tracked.append(entry)
-            source_of = ""
-            continue
-        if len(entry) < 4:
-            continue
-        code, name = entry[:2], entry[3:]
-        if code == "??":
-            untracked.append(name)
-            continue
-        tracked.append(name)
-        if code[0] != " " or code[1] == "A":
-            staged.append(name)
-        source_of = code[0] if code[0] in "RC" else ""
-    return Dirty(tuple(tracked), tuple(untracked), tuple(staged))
-
-
-def parse_facts(output: str) -> CheckoutFacts:
-    # `status` holds raw file names (`-z`), and a name may contain a newline and a line that looks like a
-    # section of ours (`head <sha>`): it is cut out by position, last, so no name can pose as a section.
-    before, marker, status = output.partition(f"\n{SECTION_MARK}status\n")
-    status = status[:status.rfind(f"\n{SECTION_MARK}end")] if marker else ""
-    parts = split_sections(before)
-    if "missing" in parts:
-        return CheckoutFacts(present=False)
-    refs = dict(line.split(" ", 1) if " " in line else (line, "") for line in parts.get("refs", "").splitlines())
-    counts = refs.get("counts", "").split()
-    fetch = parts.get("fetch", "").splitlines()
-    fetch_rc = int(fetch[0].split()[1]) if fetch and fetch[0].startswith("rc ") else None
-    return CheckoutFacts(
-        present=True, head=refs.get("head") or None, target=refs.get("target") or None, branch=refs.get("branch", ""),
-        head_in_target="head_in_target" in refs, target_in_head="target_in_head" in refs,
-        ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
-        changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
-        in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
-        dirty=parse_status_z(status), fetch_rc=fetch_rc,
-        fetch_error=" ".join(fetch[1:]).strip(),
-    )
 
 
 @dataclass(frozen=True)
@@ -319,17 +234,6 @@ def _head_moved(co: Checkout, head: str, stash_used: bool = False) -> Move:
     return Move("failed", now, stash_used=stash_used,
                 message=f"HEAD moved from {head[:8]} to {now[:8]} while agentsync worked (a commit or checkout on "
                         "the host); agentsync changed nothing, run it again")
-
-
-def overlap(local: tuple[str, ...], incoming: list[str] | tuple[str, ...]) -> bool:
-    """Do local changes touch what the update changes: the same path, or one is a directory of the other
-    (a staged new file `data` where the update adds `data/x.csv`)?"""
-    return bool(_with_parents(local) & set(incoming) or set(local) & _with_parents(incoming))
-
-
-def _with_parents(paths) -> set[str]:
-    parts = [path.split("/") for path in paths]
-    return {"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)}
 
 
 def _move_with_stash(co: Checkout, head: str, new: str, run_id: str) -> Move:

@@ -12,7 +12,8 @@ import time
 from contextlib import contextmanager
 
 from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
-from ..gitops import Checkout, CheckoutFacts, StepLog, move
+from ..gitfacts import CheckoutFacts
+from ..gitops import Checkout, StepLog, move
 from ..models import Host
 from ..steps import git as G
 from .guard import make_guard
