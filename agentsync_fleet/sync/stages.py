@@ -104,8 +104,9 @@ def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[s
         commands += [G.scratch_add(host.repo, scratch, "HEAD"), G.rebase(scratch, target),
                      G.scratch_remove(host.repo, scratch)]
         target = "<rebased HEAD>"
-    if dirty:
-        commands.append(G.stash_push(host.repo, "agentsync <run>: autostash"))
+    if dirty:  # whether the stash is needed is known only once the incoming files are
+        commands += ["# uncommitted edits stay in place; only staged changes and edits that overlap the update "
+                     "are stashed around the reset:", G.stash_push(host.repo, "agentsync <run>: autostash")]
     commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
     if dirty:
         commands.append(G.stash_pop(host.repo))
