@@ -11,9 +11,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-# Matched against the file's base name, case-insensitively (`.ENV` is `.env` on many disks).
+# Matched against each path component, case-insensitively (`.ENV` is `.env` on many disks). The first
+# eight are the list the project promises; the rest are the other private-key and password files an
+# ssh or TLS setup leaves around (other key types, PKCS#12 bundles, ~/.netrc).
 SECRET_PATTERNS: tuple[str, ...] = (
     ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*_secrets.json", "credentials*",
+    "id_ecdsa*", "id_dsa*", "*.p12", "*.pfx", ".netrc",
 )
 PROTECTED_PATTERNS = SECRET_PATTERNS  # the name patch relay uses
 

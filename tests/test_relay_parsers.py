@@ -186,9 +186,9 @@ def test_one_secret_list_serves_rsync_and_relay_and_the_inventory_can_only_add_t
     from agentsync_fleet.relay.core import RelayError, refuse_protected
     from agentsync_fleet.secrets import SECRET_PATTERNS, secret_patterns
 
-    patterns = secret_patterns({"transfers": {"secrets": ["*.p12"]}})
-    assert patterns[: len(SECRET_PATTERNS)] == SECRET_PATTERNS and "*.p12" in patterns
+    patterns = secret_patterns({"transfers": {"secrets": ["*.kdbx"]}})
+    assert patterns[: len(SECRET_PATTERNS)] == SECRET_PATTERNS and "*.kdbx" in patterns
     assert secret_patterns({}) == SECRET_PATTERNS
     with pytest.raises(RelayError) as caught:
-        refuse_protected(["certs/client.p12", "README.md"], "cloud's commits", patterns)
-    assert list(caught.value.files) == ["certs/client.p12"]
+        refuse_protected(["certs/client.kdbx", "README.md"], "cloud's commits", patterns)
+    assert list(caught.value.files) == ["certs/client.kdbx"]

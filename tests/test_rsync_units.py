@@ -293,14 +293,14 @@ def test_transfer_keys_build_entries_and_settings(tmp_path):
             repo: /g
             push_code: true
             results: [{remote: out/, local: res/}, {remote: logs/, local: logs/, exclude: ["*.tmp"]}]
-        transfers: {secrets: ["*.p12"], bwlimit: 500, backup_dir: bk}
+        transfers: {secrets: ["*.kdbx"], bwlimit: 500, backup_dir: bk}
         """)
     gpu = inv.hosts["gpu"]
     assert gpu.push_code and gpu.results == (
         RsyncEntry("results-1", "pull", "out/", "res/", kind="results"),
         RsyncEntry("results-2", "pull", "logs/", "logs/", ("*.tmp",), kind="results"))
     settings = P.TransferSettings.from_inventory(inv)
-    assert settings.secrets == (*SECRET_PATTERNS, "*.p12") and settings.bwlimit == 500
+    assert settings.secrets == (*SECRET_PATTERNS, "*.kdbx") and settings.bwlimit == 500
     assert settings.backup_dir == "~/bk"  # relative: to the host's home, never to the destination dir
     assert P.controller(inv) == inv.hosts["laptop"]
     assert P.code_route(inv, gpu).src.resolved == "/r/" and P.code_route(inv, gpu).dest.resolved == "/g/"
@@ -333,4 +333,4 @@ def test_the_example_inventory_transfers_resolve_to_the_documented_routes(tmp_pa
         ("results", "gpu:./eon/nt/results/", f"laptop:{tmp_path}/crpbot/results/gpu/"),
         ("checkpoints", "gpu:./eon/nt/checkpoints/", f"laptop:{tmp_path}/checkpoints/gpu/")]
     settings = P.TransferSettings.from_inventory(inv)
-    assert "*.p12" in settings.secrets and settings.bwlimit == 20000
+    assert "*.kdbx" in settings.secrets and settings.bwlimit == 20000
