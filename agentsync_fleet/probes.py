@@ -92,13 +92,20 @@ def git(host: Host, *args: str) -> str:
 
 
 def repo_probe(host: Host, fetch: bool) -> list[str]:
-    """Repo state with as few processes as possible: each one costs CPU on a busy production host."""
+    """Repo state with as few processes as possible (three git runs): each costs CPU on a busy host.
+
+    One `git rev-parse` gives the paths that tell an operation in progress, the
+    stash log, the HEAD file and HEAD's commit; the shell reads those files
+    itself. `rev-list` counts ahead/behind; `status` lists dirty files.
+    """
     ref = f"refs/remotes/{host.remote}/{host.branch}"
-    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash"])
+    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD"])
     lines = [
         section("repo"),
         f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
-        f"elif ! paths=$(git rev-parse {git_paths} 2>/dev/null); then echo 'error not-a-repo'",
+        # an unborn branch has no HEAD commit: ask again without it before calling it not a repo
+        f"elif ! paths=$(git rev-parse {git_paths} HEAD -- 2>/dev/null) && "
+        f"! paths=$(git rev-parse {git_paths} 2>/dev/null); then echo 'error not-a-repo'",
         "else",
     ]
     if fetch:
@@ -108,15 +115,15 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
             " | tr '\\n' ' ')\"",
         ]
     lines += [
-        "  echo \"branch $(git symbolic-ref --quiet --short HEAD || echo '(detached)')\"",
-        "  echo \"head $(git rev-parse --verify --quiet HEAD)\"",
+        "  set -f; old_ifs=$IFS; IFS='\n'; set -- $paths; IFS=$old_ifs; set +f",
+        "  for name in " + " ".join(IN_PROGRESS) + "; do [ -e \"$1\" ] && echo \"progress $name\"; shift; done",
+        "  n=0; if [ -f \"$1\" ]; then while read -r _; do n=$((n + 1)); done < \"$1\"; fi; echo \"stashes $n\"",
+        "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${3:-}\"",
         f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
         f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
         "  fi",
-        "  git -c core.quotepath=off status --porcelain=v1 2>/dev/null | sed 's/^/dirty /'",
-        "  set -f; old_ifs=$IFS; IFS='\n'; set -- $paths; IFS=$old_ifs; set +f",
-        "  for name in " + " ".join(IN_PROGRESS) + "; do [ -e \"$1\" ] && echo \"progress $name\"; shift; done",
-        "  [ -f \"$1\" ] && echo \"stashes $(wc -l < \"$1\")\"",
+        f"  {section('status')}",  # raw porcelain lines: each starts with its two-letter code, never a marker
+        "  git -c core.quotepath=off status --porcelain=v1 2>/dev/null",
         "fi",
         "cd / 2>/dev/null",
     ]
@@ -138,9 +145,11 @@ def system_probe(host: Host) -> list[str]:
     return [
         section("system"),
         f"d={path_arg(host.repo)}; [ -e \"$d\" ] || d=/",
-        "df -Pk \"$d\" 2>/dev/null | sed -n '2s/^/df /p'",
         "[ -r /proc/loadavg ] && read -r load < /proc/loadavg && echo \"load $load\"",
-        "echo \"cpus $(nproc 2>/dev/null || echo '')\"",
+        "[ -r /sys/devices/system/cpu/online ] && read -r cpus < /sys/devices/system/cpu/online && "
+        "echo \"cpus $cpus\"",
+        section("df"),
+        "df -Pk \"$d\" 2>/dev/null",
     ]
 
 
@@ -182,30 +191,53 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def parse_repo(text: str) -> RepoState:
+def parse_repo(text: str, status: str = "") -> RepoState:
+    """The `repo` section (key value lines) and the raw `git status --porcelain` lines of the `status` one."""
     values: dict[str, str] = {}
-    dirty: list[str] = []
     progress: list[str] = []
     for key, value in _pairs(text):
-        if key == "dirty":
-            dirty.append(value[3:] if len(value) > 3 else value)
-        elif key == "progress":
+        if key == "progress":
             progress.append(IN_PROGRESS.get(value, value))
         else:
             values[key] = value
     if "error" in values:
         reason = {"missing": "repo directory does not exist", "not-a-repo": "directory is not a git repository"}
         return RepoState(present=False, error=reason.get(values["error"], values["error"]))
+    dirty = [line[3:] for line in status.splitlines() if len(line) > 3]
     ahead = behind = None
     counts = values.get("counts", "").split()
     if len(counts) == 2 and all(c.isdigit() for c in counts):
         ahead, behind = int(counts[0]), int(counts[1])
     return RepoState(
-        present=True, branch=values.get("branch", ""), head=values.get("head", ""),
+        present=True, branch=branch_of(values.get("headref", "")), head=values.get("head", "").strip(),
         upstream=values.get("upstream", ""), ahead=ahead, behind=behind, dirty=len(dirty),
-        dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes")) or 0, in_progress=tuple(progress),
-        fetched=values.get("fetch") == "0", fetch_error=values.get("fetch_error", "").strip(),
+        dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes", "").strip()) or 0,
+        in_progress=tuple(progress), fetched=values.get("fetch") == "0",
+        fetch_error=values.get("fetch_error", "").strip(),
     )
+
+
+def parse_repo_probe(output: str) -> RepoState:
+    """The output of a script made of `repo_probe` alone."""
+    parts = split_sections(output)
+    return parse_repo(parts.get("repo", ""), parts.get("status", ""))
+
+
+def branch_of(headref: str) -> str:
+    """The content of `.git/HEAD` → the branch name, or `(detached)`."""
+    prefix = "ref: refs/heads/"
+    return headref[len(prefix):].strip() if headref.startswith(prefix) else "(detached)"
+
+
+def parse_cpus(text: str) -> int | None:
+    """`/sys/devices/system/cpu/online`, e.g. `0-3,6` → 5."""
+    total = 0
+    for part in text.strip().split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return None
+        total += int(high or low) - int(low) + 1
+    return total or None
 
 
 def parse_etime(text: str) -> int | None:
@@ -233,21 +265,23 @@ def parse_guard(text: str, patterns: tuple[str, ...]) -> tuple[ProcessInfo, ...]
     return tuple(found)
 
 
-def parse_system(text: str) -> SystemState:
+def parse_system(text: str, df: str = "") -> SystemState:
+    """The `system` section (load, cpus) and the raw `df -Pk` output of the `df` one."""
     free = use = cpus = None
     load = None
+    rows = [line.split() for line in df.splitlines()[1:]]  # POSIX: one line per filesystem after the header
+    if rows and len(rows[-1]) >= 5:
+        free = _int(rows[-1][3]) * 1024 if _int(rows[-1][3]) is not None else None
+        use = _int(rows[-1][4].rstrip("%"))
     for key, value in _pairs(text):
         fields = value.split()
-        if key == "df" and len(fields) >= 5:
-            free = _int(fields[3]) * 1024 if _int(fields[3]) is not None else None
-            use = _int(fields[4].rstrip("%"))
-        elif key == "load" and len(fields) >= 3:
+        if key == "load" and len(fields) >= 3:
             try:
                 load = (float(fields[0]), float(fields[1]), float(fields[2]))
             except ValueError:
                 load = None
         elif key == "cpus":
-            cpus = _int(value.strip())
+            cpus = parse_cpus(value)
     return SystemState(disk_free_bytes=free, disk_use_pct=use, load=load, cpus=cpus)
 
 
@@ -296,9 +330,10 @@ def parse_health_output(host: Host, output: str) -> dict:
     parts = split_sections(output)
     result = {
         "complete": "end" in parts,
-        "repo": parse_repo(parts.get("repo", "")) if "repo" in parts else RepoState(False, "probe did not run"),
+        "repo": parse_repo(parts["repo"], parts.get("status", "")) if "repo" in parts
+        else RepoState(False, "probe did not run"),
         "processes": parse_guard(parts.get("guard", ""), host.guard.processes),
-        "system": parse_system(parts.get("system", "")),
+        "system": parse_system(parts.get("system", ""), parts.get("df", "")),
         "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
         "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,
     }

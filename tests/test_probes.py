@@ -10,9 +10,10 @@ from agentsync_fleet.shell import join, quote_path, split_sections
 
 
 def test_repo_section_parses_counts_dirty_files_and_operations_in_progress():
-    text = ("fetch 0\nbranch main\nhead abc123\nupstream origin/main\ncounts 2\t3\n"
-            "dirty  M apps/x.py\ndirty ?? notes.txt\nstashes 1\nprogress rebase-merge\n")
-    repo = parse_repo(text)
+    text = ("fetch 0\nprogress rebase-merge\nstashes 1\nheadref ref: refs/heads/main\nhead abc123\n"
+            "upstream origin/main\ncounts 2\t3\n")
+    repo = parse_repo(text, " M apps/x.py\n?? notes.txt\n")
+    assert repo.branch == "main" and repo.head == "abc123"
     assert (repo.ahead, repo.behind, repo.dirty, repo.stashes) == (2, 3, 2, 1)
     assert repo.dirty_files == ("apps/x.py", "notes.txt")
     assert repo.in_progress == ("rebase",)
@@ -21,8 +22,9 @@ def test_repo_section_parses_counts_dirty_files_and_operations_in_progress():
 
 def test_repo_section_reports_a_missing_repo_and_a_failed_fetch():
     assert parse_repo("error missing").error == "repo directory does not exist"
-    repo = parse_repo("fetch 128\nfetch_error fatal: could not read from remote\nbranch main\nhead a\n")
+    repo = parse_repo("fetch 128\nfetch_error fatal: could not read from remote\nheadref 0123abcd\nhead \n")
     assert not repo.fetched and "could not read" in repo.fetch_error and repo.ahead is None
+    assert repo.branch == "(detached)" and repo.head == ""
 
 
 def test_guard_lines_map_back_to_their_pattern():
@@ -34,9 +36,10 @@ def test_guard_lines_map_back_to_their_pattern():
 
 
 def test_system_section_reads_df_and_loadavg():
-    state = parse_system("df /dev/vda 264212084 23179216 83211696 22% /\nload 0.01 0.05 0.02 1/79 2855\ncpus 2\n")
+    df = "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/vda 264212084 23179216 83211696 22% /\n"
+    state = parse_system("load 0.01 0.05 0.02 1/79 2855\ncpus 0-3,6\n", df)
     assert state.disk_free_bytes == 83211696 * 1024 and state.disk_use_pct == 22
-    assert state.load == (0.01, 0.05, 0.02) and state.cpus == 2
+    assert state.load == (0.01, 0.05, 0.02) and state.cpus == 5
 
 
 def test_zerotier_listnetworks_documented_format():

@@ -12,8 +12,8 @@ import uuid
 from ..errors import FleetError, HostUnreachable, StepFailed
 from ..gitops import Checkout, StepLog
 from ..models import Host
-from ..probes import parse_repo, repo_probe
-from ..shell import script, split_sections
+from ..probes import parse_repo_probe, repo_probe
+from ..shell import script
 from .core import End, RelayOptions, RelayResult, relay
 
 
@@ -24,7 +24,7 @@ def new_relay_id() -> str:
 def repo_problem(co: Checkout, host: Host, checked_out: bool) -> str | None:
     """Why this checkout cannot take part (None: it can). The target must be on its branch, nothing in progress."""
     out = co.session.run_script(script(repo_probe(host, False)), timeout=co.timeout)
-    repo = parse_repo(split_sections(out.stdout).get("repo", ""))
+    repo = parse_repo_probe(out.stdout)
     if not repo.present:
         return f"{host.name}: repo {host.repo}: {repo.error}"
     if checked_out and repo.in_progress:

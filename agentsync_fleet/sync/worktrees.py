@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..models import Host, WorktreeSpec
-from ..probes import parse_repo, repo_probe
-from ..shell import join, script, split_sections
+from ..probes import parse_repo_probe, repo_probe
+from ..shell import join, script
 from ..steps import git as G
 from .model import PlannedStep, RunContext
 from .stages import Stage, checkout, step
@@ -86,7 +86,7 @@ class WorktreeStage(Stage):
         which a stash and `reset` would wipe out (preflight checks this for the main checkout only)."""
         probe = wt.try_run(join(["sh", "-c", script(repo_probe(dataclasses.replace(host, repo=path), False))]),
                            "check the worktree's state")
-        state = parse_repo(split_sections(probe.stdout).get("repo", ""))
+        state = parse_repo_probe(probe.stdout)
         if not state.present:
             return state.error
         if state.in_progress:
