@@ -11,25 +11,19 @@ import sys
 import time
 from pathlib import Path
 
+from rsync_support import BACKUPS, run
+from rsync_support import inventory as inventory_with_backups
+
 from agentsync_fleet.sandbox import MOUNT_POINT
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 
-BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"  # on each host's own disk (the default, ~/..., is the shared /root)
 RESULTS = {"results": [{"remote": "results/", "local": "results/gpu/"}]}
 
 
 def inventory(fleet, hosts: dict | None = None, **top) -> Path:
-    top.setdefault("transfers", {"backup_dir": BACKUPS})
-    return fleet.inventory(hosts if hosts is not None else {"laptop": {}, "gpu": RESULTS}, **top)
+    return inventory_with_backups(fleet, hosts if hosts is not None else {"laptop": {}, "gpu": RESULTS}, **top)
 
-
-def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
-    result = fleet.agentsync(task, "--json", *flags, inventory=inv)
-    assert result.stdout.startswith("{"), result.stderr
-    data = json.loads(result.stdout)
-    data["by_name"] = {t["name"]: t for t in data["transfers"]}
-    return result.returncode, data
 
 
 def write(path: Path, content: str | bytes) -> Path:

@@ -3,38 +3,18 @@ missing paths, wildcard characters, nested repositories, .git, symlinks, restore
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-from pathlib import Path
+
+from rsync_support import files, inventory, run, write
 
 from agentsync_fleet.sandbox import MOUNT_POINT
 
-BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
 REPO = f"{MOUNT_POINT}/crpbot"
 
 
-def inventory(fleet, hosts: dict, **top) -> Path:
-    top.setdefault("transfers", {"backup_dir": BACKUPS})
-    return fleet.inventory(hosts, **top)
 
 
-def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
-    result = fleet.agentsync(task, "--json", *flags, inventory=inv)
-    assert result.stdout.startswith("{"), result.stderr
-    data = json.loads(result.stdout)
-    data["by_name"] = {t["name"]: t for t in data["transfers"]}
-    return result.returncode, data
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def test_push_code_holds_back_secrets_in_any_letter_case_and_inside_directories_named_like_secrets(fleet):

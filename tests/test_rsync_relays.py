@@ -10,34 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+from rsync_support import BACKUPS, files, inventory, run, write
+
 from agentsync_fleet.locks.model import Holder
-from agentsync_fleet.sandbox import MOUNT_POINT
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
-BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
 
 
-def inventory(fleet, hosts: dict, **top) -> Path:
-    top.setdefault("transfers", {"backup_dir": BACKUPS})
-    return fleet.inventory(hosts, **top)
 
 
-def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
-    result = fleet.agentsync(task, "--json", *flags, inventory=inv)
-    assert result.stdout.startswith("{"), result.stderr
-    data = json.loads(result.stdout)
-    data["by_name"] = {t["name"]: t for t in data["transfers"]}
-    return result.returncode, data
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
 def test_a_first_dry_run_of_a_relay_lists_what_would_come_and_moves_nothing(fleet):

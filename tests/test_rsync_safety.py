@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
 
-from agentsync_fleet.sandbox import MOUNT_POINT
+from rsync_support import inventory, run, write
 
-BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
 RESULTS = {"results": [{"remote": "results/", "local": "results/gpu/"}]}
 RUNTIME = "apps/runtime/v7_runtime.py"
 PROC = "python3 -c 'import time; time.sleep(600)' agentsync-test-proc v7_runtime"
 
 
-def inventory(fleet, hosts: dict, **top) -> Path:
-    top.setdefault("transfers", {"backup_dir": BACKUPS})
-    return fleet.inventory(hosts, **top)
 
-
-def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
-    result = fleet.agentsync(task, "--json", *flags, inventory=inv)
-    assert result.stdout.startswith("{"), result.stderr
-    data = json.loads(result.stdout)
-    data["by_name"] = {t["name"]: t for t in data["transfers"]}
-    return result.returncode, data
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def test_push_code_holds_back_critical_files_while_a_guard_process_runs(fleet):
