@@ -50,6 +50,20 @@ def gated_laptop_push(fleet, gate):
     hook.chmod(0o755)
 
 
+def start_held_sync(fleet, inv=None, launcher: tuple[str, ...] = (), state: str = "state") -> tuple:
+    """A sync-all (in the background) that holds the fleet lock until `gate` is removed: a laptop commit to
+    publish, and a pre-push hook that waits. Returns (process, inventory, gate)."""
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate = fleet.root / "laptop-push-gate"
+    gate.write_text("hold")
+    gated_laptop_push(fleet, gate)
+    inv = inv or fleet.inventory()
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / state)}
+    proc = subprocess.Popen([*launcher, *AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, inv, gate
+
+
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,14 +102,7 @@ def test_holder_records_round_trip_and_garbage_is_not_a_holder():
 
 
 def test_a_second_concurrent_sync_is_refused_and_names_the_first(fleet):
-    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
-    gate = fleet.root / "laptop-push-gate"
-    gate.write_text("hold")
-    gated_laptop_push(fleet, gate)
-    inv = fleet.inventory()
-    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
-    first = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, inv, gate = start_held_sync(fleet)
     try:
         wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu")),
                  what="the first run's locks on every host")
@@ -288,15 +295,8 @@ def test_ctrl_c_while_the_locks_are_being_taken_leaves_no_lock_behind(fleet):
 def test_a_run_in_another_pid_namespace_of_the_same_name_is_not_taken_for_dead(fleet):
     """Agents in containers that share the host's network share its hostname, not its processes: the
     first run's pid means nothing to the second, so its lock must not look stale to it."""
-    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
-    gate = fleet.root / "laptop-push-gate"
-    gate.write_text("hold")
-    gated_laptop_push(fleet, gate)
-    inv = fleet.inventory()
-    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "container-state")}
-    first = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *AGENTSYNC, "sync-all", "--json",
-                              "--inventory", str(inv)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first, inv, gate = start_held_sync(fleet, launcher=("unshare", "--pid", "--fork", "--mount-proc"),
+                                       state="container-state")
     try:
         wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the first run's lock on cloud")
         held = Holder.from_json(remote_lock(fleet, "cloud").read_text())
@@ -349,14 +349,7 @@ def test_patch_relay_waits_its_turn_behind_a_running_sync_and_is_journaled_per_h
 
 def test_a_run_stopped_with_sigterm_releases_its_locks_and_says_so_in_the_history(fleet):
     """`kill PID`, a supervisor's stop or an agent harness's timeout: the run unwinds like Ctrl-C."""
-    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
-    gate = fleet.root / "laptop-push-gate"
-    gate.write_text("hold")
-    gated_laptop_push(fleet, gate)
-    inv = fleet.inventory()
-    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
-    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run, inv, gate = start_held_sync(fleet)
     try:
         wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("laptop", "cloud", "gpu")),
                  what="the run's locks on every host")
@@ -392,14 +385,7 @@ def test_a_live_run_on_this_controller_keeps_its_lock_however_long_it_runs(fleet
 
 
 def test_a_run_under_nohup_ignores_a_hangup_as_nohup_asked(fleet):
-    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
-    gate = fleet.root / "laptop-push-gate"
-    gate.write_text("hold")
-    gated_laptop_push(fleet, gate)
-    inv = fleet.inventory()
-    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
-    run = subprocess.Popen(["nohup", *AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run, inv, gate = start_held_sync(fleet, launcher=("nohup",))
     try:
         wait_for(lambda: remote_lock(fleet, "cloud").exists(), what="the run's lock on cloud")
         run.send_signal(signal.SIGHUP)
