@@ -243,3 +243,15 @@ def test_a_hung_command_times_out_and_the_other_hosts_still_report(fleet):
     assert hosts["gpu"]["reachable"] is True and any("timed out after 2s" in f for f in hosts["gpu"]["failures"])
     assert "command_timeout" in hosts["gpu"]["hint"]
     assert elapsed < 2 + 3, elapsed
+
+
+def test_an_ssh_config_proxycommand_is_used(fleet):
+    inner = fleet.sandbox.hosts["inner"]
+    with fleet.ssh_config.open("a") as handle:
+        handle.write(f"\nHost inner-via-command\n  HostName inner.fleet\n  Port {inner.port}\n  User root\n"
+                     f"  ProxyCommand ssh -F {fleet.ssh_config} -o BatchMode=yes -W %h:%p jump\n"
+                     f"  IdentityFile {fleet.sandbox.client_key}\n  IdentitiesOnly yes\n"
+                     f"  UserKnownHostsFile {fleet.known_hosts}\n")
+    result = fleet.agentsync("health", "--json", inventory=fleet.inventory({"inner": {"ssh": "inner-via-command"}}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report(result)["inner"]["repo"]["head"] == fleet.origin_head()  # inner.fleet resolves only on jump

@@ -1,7 +1,7 @@
 """ssh_config: where and how to reach a host (Fabric's config object, paramiko's parser).
 
 Aliases, HostName, Port, User, IdentityFile, IdentitiesOnly, ProxyJump,
-UserKnownHostsFile, HostKeyAlias and Include are honoured.
+ProxyCommand, UserKnownHostsFile, HostKeyAlias and Include are honoured.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Endpoint:
     hostkey_name: str  # the name known_hosts is searched under (HostKeyAlias or HostName)
     proxy_jump: tuple[str, ...]
     identities_only: bool
+    proxy_command: str = ""  # ssh_config ProxyCommand, %h/%p already expanded (ProxyJump wins if both are set)
 
     @property
     def known_hosts_entry_name(self) -> str:
@@ -94,4 +95,5 @@ class Resolver:
             known_hosts_files=tuple(dict.fromkeys(str(Path(f).expanduser()) for f in files)),
             hostkey_name=str(conf.get("hostkeyalias", hostname)), proxy_jump=jumps,
             identities_only=str(conf.get("identitiesonly", "no")).lower() == "yes",
+            proxy_command="" if str(conf.get("proxycommand", "none")).lower() == "none" else conf["proxycommand"],
         )

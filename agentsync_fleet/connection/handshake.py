@@ -60,6 +60,8 @@ def _classify(exc: BaseException, timed_out: bool) -> tuple[str, str]:
         return "refused", "connection refused (is sshd running and the port right?)"
     if isinstance(exc, paramiko.AuthenticationException):
         return "auth", f"authentication failed ({exc})"
+    if isinstance(exc, paramiko.ProxyCommandFailure):
+        return "proxy", f"the ssh_config ProxyCommand failed ({exc})"
     if isinstance(exc, paramiko.ChannelException):
         return "jump", f"jump host could not open a tunnel ({exc})"
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -100,6 +102,8 @@ def _open_socket(endpoint: Endpoint, via: SSHSession | None, timeout: float):
     if via is not None:
         return via.transport.open_channel("direct-tcpip", (endpoint.hostname, endpoint.port), ("", 0),
                                           timeout=timeout)
+    if endpoint.proxy_command:  # the user's own command from ssh_config, run as OpenSSH would (no shell)
+        return paramiko.ProxyCommand(endpoint.proxy_command)
     sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # paramiko leaves Nagle on
     return _QuickAckSocket(sock)
