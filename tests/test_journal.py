@@ -120,17 +120,23 @@ def test_history_records_a_failed_run_with_its_error_and_exit_code(fleet):
     assert not list((fleet.root / "state" / "locks").glob("*.lock"))  # a failed run releases its locks too
 
 
-def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(fleet):
+def start_sync_blocked_in_cloud_push(fleet, stderr) -> tuple:
+    """A sync-all (in the background) whose cloud push hangs until `gate` is removed, then refuses:
+    laptop's publish is journaled first. Returns (process, inventory, gate)."""
     fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
     fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
     gate = fleet.root / "cloud-push-gate"
     gate.write_text("hold")
-    # cloud's push hangs until the test lets go (then refuses): the run is killed while it waits.
     hook(fleet, "cloud", "pre-push", f"while [ -e {gate} ]; do sleep 0.1; done; exit 1")
     inv = fleet.inventory()
     env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
     proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    return proc, inv, gate
+
+
+def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(fleet):
+    proc, inv, gate = start_sync_blocked_in_cloud_push(fleet, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
                  what="laptop's publish step in the journal")
@@ -161,15 +167,7 @@ def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(f
 
 
 def test_ctrl_c_mid_step_is_journaled_as_interrupted_never_as_ok_and_releases_every_lock(fleet):
-    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
-    fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
-    gate = fleet.root / "cloud-push-gate"
-    gate.write_text("hold")
-    hook(fleet, "cloud", "pre-push", f"while [ -e {gate} ]; do sleep 0.1; done; exit 1")
-    inv = fleet.inventory()
-    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
-    proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc, inv, gate = start_sync_blocked_in_cloud_push(fleet, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
                  what="laptop's publish step in the journal")

@@ -16,14 +16,13 @@ import hashlib
 import logging
 import os
 import socket
-import threading
 import time
 
 import paramiko
 
 from ..errors import HostKeyError, HostUnreachable
 from .config import Endpoint
-from .session import SSHSession
+from .session import SSHSession, watchdog
 
 # paramiko's transport thread logs failed handshakes with tracebacks; we report them ourselves.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -126,48 +125,42 @@ def _handshake(name: str, endpoint: Endpoint, timeout: float, via: SSHSession | 
     """TCP (or tunnel) + SSH handshake + auth, all within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     client = _new_client(endpoint)
-    timed_out = threading.Event()
     sock = None
 
     def expire() -> None:
-        timed_out.set()
         if sock is not None:
             sock.close()
         client.close()
 
-    watchdog = threading.Timer(timeout, expire)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        sock = _open_socket(endpoint, via, timeout)
-        remaining = max(0.1, deadline - time.monotonic())
-        client.connect(
-            hostname=endpoint.hostkey_name, port=endpoint.port, username=endpoint.user, sock=sock,
-            key_filename=list(endpoint.key_files) or None, look_for_keys=not endpoint.identities_only,
-            allow_agent=bool(os.environ.get("SSH_AUTH_SOCK")) and not endpoint.identities_only,
-            timeout=remaining, banner_timeout=remaining, auth_timeout=remaining, channel_timeout=remaining,
-        )
-    except _UnknownKey as exc:
-        client.close()
-        raise HostKeyError(
-            f"unknown host key for {endpoint.known_hosts_entry_name} ({exc.key.get_name()} {fingerprint(exc.key)}); "
-            "refusing to connect", reason="host key unknown", fingerprint=fingerprint(exc.key), host=name,
-            hint=f"check the fingerprint with the host's owner, then run: agentsync trust {name}") from None
-    except paramiko.BadHostKeyException as exc:
-        client.close()
-        raise HostKeyError(
-            f"HOST KEY CHANGED for {endpoint.known_hosts_entry_name}: it now presents "
-            f"{exc.key.get_name()} {fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}. "
-            "Someone may be intercepting the connection; refusing to connect", reason="host key changed",
-            fingerprint=fingerprint(exc.key), host=name,
-            hint=f"if the host was reinstalled, remove the old key (ssh-keygen -R "
-                 f"'{endpoint.known_hosts_entry_name}') and run: agentsync trust {name}") from None
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a reason the user can read
-        client.close()
-        reason, message = _classify(exc, timed_out.is_set())
-        raise HostUnreachable(message, reason=reason, host=name, hint=_hint_for(reason, endpoint)) from None
-    finally:
-        watchdog.cancel()
+    with watchdog(timeout, expire) as timed_out:
+        try:
+            sock = _open_socket(endpoint, via, timeout)
+            remaining = max(0.1, deadline - time.monotonic())
+            client.connect(
+                hostname=endpoint.hostkey_name, port=endpoint.port, username=endpoint.user, sock=sock,
+                key_filename=list(endpoint.key_files) or None, look_for_keys=not endpoint.identities_only,
+                allow_agent=bool(os.environ.get("SSH_AUTH_SOCK")) and not endpoint.identities_only,
+                timeout=remaining, banner_timeout=remaining, auth_timeout=remaining, channel_timeout=remaining,
+            )
+        except _UnknownKey as exc:
+            client.close()
+            raise HostKeyError(
+                f"unknown host key for {endpoint.known_hosts_entry_name} ({exc.key.get_name()} {fingerprint(exc.key)}); "
+                "refusing to connect", reason="host key unknown", fingerprint=fingerprint(exc.key), host=name,
+                hint=f"check the fingerprint with the host's owner, then run: agentsync trust {name}") from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"HOST KEY CHANGED for {endpoint.known_hosts_entry_name}: it now presents "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}. "
+                "Someone may be intercepting the connection; refusing to connect", reason="host key changed",
+                fingerprint=fingerprint(exc.key), host=name,
+                hint=f"if the host was reinstalled, remove the old key (ssh-keygen -R "
+                     f"'{endpoint.known_hosts_entry_name}') and run: agentsync trust {name}") from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a reason the user can read
+            client.close()
+            reason, message = _classify(exc, timed_out.is_set())
+            raise HostUnreachable(message, reason=reason, host=name, hint=_hint_for(reason, endpoint)) from None
     transport = client.get_transport()
     transport.set_keepalive(15)
     return SSHSession(name, endpoint, client, via)

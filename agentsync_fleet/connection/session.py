@@ -13,7 +13,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import paramiko
 
@@ -22,6 +23,28 @@ from ..models import CommandResult
 from .config import Endpoint
 
 OutputFn = Callable[[bytes], None]  # receives a command's stdout as it arrives
+
+
+@contextmanager
+def watchdog(seconds: float, on_expire: Callable[[], None]) -> Iterator[threading.Event]:
+    """Call `on_expire` (which closes a socket or channel) if the block is still running after `seconds`.
+
+    paramiko leaves some waits unbounded; closing what it waits on is the one
+    way to end them. The event tells afterwards whether the deadline struck.
+    """
+    expired = threading.Event()
+
+    def fire() -> None:
+        expired.set()
+        on_expire()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 ARG_SCRIPT_LIMIT = 100_000  # bytes; Linux refuses a single argument over 128 KiB
@@ -67,19 +90,10 @@ class SSHSession(ScriptRunner):
             raise HostUnreachable(f"connection lost: {exc or type(exc).__name__}", reason="lost",
                                   host=self.name) from None
         self.last_rtt = time.monotonic() - start
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            chan.close()
-
-        watchdog = threading.Timer(timeout, expire)
-        watchdog.daemon = True
-        watchdog.start()
         try:
-            out, err, code = self._exchange(chan, command, stdin, start + timeout, on_output)
+            with watchdog(timeout, chan.close) as expired:
+                out, err, code = self._exchange(chan, command, stdin, start + timeout, on_output)
         finally:
-            watchdog.cancel()
             chan.close()
         duration = time.monotonic() - start
         if expired.is_set() or (code is None and duration >= timeout):
