@@ -37,6 +37,8 @@ SLOW_GIT = f"""#!/bin/sh
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+# The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
+SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
 
 
 class SilentListener:
@@ -80,14 +82,14 @@ def moto_s3():
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
-    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=91)
+    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
     box.add_host("cloud")
     box.add_host("gpu")
-    box.add_host("jump", etc_hosts={"inner.fleet": "127.91.0.5"})
-    box.add_host("inner")  # 127.91.0.5: reached through jump by a name only jump can resolve
+    box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
+    box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
     box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
-    assert box.hosts["inner"].address == "127.91.0.5"
+    assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
     install_tool(box, "gpu", "git", SLOW_GIT)
@@ -101,7 +103,7 @@ def sandbox(tmp_path_factory, aws_env):
 
 @pytest.fixture(scope="session")
 def silent_listener():
-    return SilentListener("127.91.0.200")
+    return SilentListener(f"127.{SUBNET}.0.200")
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +132,7 @@ class Fleet:
         self.write_ssh_files()
 
     def write_ssh_files(self, untrusted: tuple[str, ...] = (), replaced_keys: dict[str, str] | None = None) -> None:
-        extra = {"down": ("127.91.0.201", 9), "hang": (self.listener.address, self.listener.port)}
+        extra = {"down": (f"127.{SUBNET}.0.201", 9), "hang": (self.listener.address, self.listener.port)}
         self.ssh_config, self.known_hosts = self.sandbox.write_client_files(
             self.root, untrusted=untrusted, replaced_keys=replaced_keys, extra=extra)
         inner = self.sandbox.hosts["inner"]
