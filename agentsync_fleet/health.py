@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
+from .gate.model import CheckResult, CheckSpec, check_failures, not_running, select, split_untracked
+from .gate.runner import probe_lines, run_checks
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
@@ -36,6 +38,9 @@ class HostHealth:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
+    checks: tuple[CheckResult, ...] = ()  # the team's own checks (gate/), in inventory order
+    allowed_untracked: tuple[str, ...] = ()  # untracked files allow_untracked lets pass
+    not_running: tuple[str, ...] = ()  # guard patterns no process matched
 
     @property
     def passed(self) -> bool:
@@ -55,8 +60,9 @@ class HealthReport:
         return all(h.passed for h in self.hosts)
 
 
-def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
-    """Why this host may not be deployed to right now (empty list: it may)."""
+def gate_failures(host: Host, repo: RepoState | None, fetch: bool, allowed: int = 0) -> list[str]:
+    """Why this host may not be deployed to right now (empty list: it may); `allowed`: untracked files
+    `allow_untracked` lets pass."""
     if repo is None:
         return ["not probed"]
     if not repo.present:
@@ -66,16 +72,23 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
         failures.append(f"{', '.join(repo.in_progress)} in progress")
     if repo.branch != host.branch:
         failures.append(f"on branch '{repo.branch}', inventory expects '{host.branch}'")
-    if repo.dirty:
-        failures.append(f"{repo.dirty} uncommitted/untracked file(s)")
+    if repo.dirty - allowed > 0:
+        failures.append(f"{repo.dirty - allowed} uncommitted/untracked file(s)")
     if fetch and host.git_access and not repo.fetched:
         failures.append(f"git fetch failed: {repo.fetch_error or 'unknown error'}")
     if not repo.upstream:
         failures.append(f"no {host.remote}/{host.branch} to compare with")
-    elif repo.behind:
-        kind = "diverged from" if repo.ahead else "behind"
-        failures.append(f"{kind} {repo.upstream} ({repo.ahead} ahead, {repo.behind} behind)")
+    elif position_failure(repo):
+        failures.append(position_failure(repo))
     return failures
+
+
+def position_failure(repo: RepoState | None) -> str:
+    """Behind or diverged from origin: the one failure sync-all itself fixes (empty: neither)."""
+    if repo is None or not repo.present or not repo.upstream or not repo.behind:
+        return ""
+    kind = "diverged from" if repo.ahead else "behind"
+    return f"{kind} {repo.upstream} ({repo.ahead} ahead, {repo.behind} behind)"
 
 
 def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
@@ -87,13 +100,17 @@ def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str
     return warnings
 
 
-def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHealth:
-    """Connect (or reuse the connection) and run the batched probe; never raises for host trouble."""
+def probe_host(connector: Connector, host: Host, fetch: bool = True, checks: tuple[CheckSpec, ...] = ()
+               ) -> HostHealth:
+    """Connect (or reuse the connection), run the batched probe, then `checks`; never raises for host trouble.
+
+    Metric files of `checks` are read by the probe itself (no extra round trip).
+    """
     start = time.monotonic()
     try:
         session = connector.session(host)
-        result = session.run_script(health_script(host, fetch and host.git_access),
-                             timeout=host.command_timeout)
+        result = session.run_script(health_script(host, fetch and host.git_access, probe_lines(host, checks)),
+                                    timeout=host.command_timeout)
     except HostUnreachable as exc:
         return HostHealth(host.name, host.target, False, exc.reason, exc.message, exc.hint or "",
                           getattr(exc, "fingerprint", ""), failures=(f"unreachable: {exc.message}",),
@@ -102,22 +119,30 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHeal
         return HostHealth(host.name, host.target, True, "", exc.message, exc.hint or "",
                           failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
     parts = parse_health_output(host, result.stdout)
-    failures = gate_failures(host, parts["repo"], fetch)
+    allowed, _ = split_untracked(parts["sections"].get("status", ""), host.allow_untracked)
+    failures = gate_failures(host, parts["repo"], fetch, len(allowed))
     if not parts["complete"]:
         failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
+    down = not_running(host.guard.processes, [p.pattern for p in parts["processes"]])
+    if host.guard.expect_running and parts["complete"]:
+        failures += [f"{pattern} is not running" for pattern in down]
+    results = run_checks(session, host, checks, parts["sections"]) if checks else ()
+    failures += check_failures(results)
     latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None
     return HostHealth(
         host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
         processes=parts["processes"], system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
         failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
-        duration_s=time.monotonic() - start,
+        duration_s=time.monotonic() - start, checks=results, allowed_untracked=tuple(allowed), not_running=tuple(down),
     )
 
 
 def check_fleet(inventory: Inventory, hosts: list[Host], connector: Connector, fetch: bool = True,
-                workers: int | None = None) -> HealthReport:
+                workers: int | None = None, checks: tuple[str, ...] | None = None) -> HealthReport:
+    """Probe every host in parallel. `checks`: None runs no checks; () all of each host's; names, only those."""
     start = time.monotonic()
-    results = run_each(hosts, lambda h: probe_host(connector, h, fetch), workers)
+    chosen = {h.name: select(h.checks, checks) if checks is not None else () for h in hosts}
+    results = run_each(hosts, lambda h: probe_host(connector, h, fetch, chosen[h.name]), workers)
     rows = []
     for host, value in results.items():
         if isinstance(value, Exception):  # a bug, already printed by the pool

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import InventoryError
+from .gate.model import build_checks
 from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .transfer.entries import build_results_entries, build_rsync_entries, check_transfers
@@ -258,7 +259,8 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         remote=s.get("remote", defaults["remote"]),
         local=s.get("local", False),
         ssh=None if s.get("local") else s.get("ssh", name),
-        guard=Guard(tuple(guard.get("processes", ())), tuple(guard.get("critical_files", ()))),
+        guard=Guard(tuple(guard.get("processes", ())), tuple(guard.get("critical_files", ())),
+                    guard.get("expect_running", False)),
         zerotier=s.get("zerotier"),
         gpu=s.get("gpu", False),
         push=s.get("push", True),
@@ -273,6 +275,8 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         rsync=build_rsync_entries(s.get("rsync", ())),
         results=build_results_entries(s.get("results", ())),
         push_code=s.get("push_code", False),
+        checks=build_checks(defaults.get("checks"), s.get("checks")),
+        allow_untracked=tuple(dict.fromkeys([*defaults.get("allow_untracked", ()), *s.get("allow_untracked", ())])),
     )
 
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .gate.model import CheckSpec
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -17,6 +19,7 @@ class Guard:
 
     processes: tuple[str, ...] = ()
     critical_files: tuple[str, ...] = ()
+    expect_running: bool = False  # a guard process that is not running fails the health gate
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Host:
     rsync: tuple[RsyncEntry, ...] = ()
     results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries
     push_code: bool = False
+    checks: tuple[CheckSpec, ...] = ()  # the team's own deploy gate (gate/)
+    allow_untracked: tuple[str, ...] = ()  # untracked files that do not fail the gate
 
     @property
     def target(self) -> str:
