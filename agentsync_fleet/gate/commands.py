@@ -22,7 +22,7 @@ TAIL_BYTES = 16 * 1024  # a run check's output is cut to its last bytes on the h
 TAIL_LINES = 20  # ... and to its last lines in the report
 KILL_AFTER = 5  # seconds between `timeout`'s TERM and its KILL
 RC = SECTION_MARK + "rc"
-CODE = SECTION_MARK + "code"
+CODE = "http-code"  # curl reads a -w format starting with `@` from a file: this one must not look like a marker
 TIMEOUT_EXITS = (124, 137)  # GNU timeout: the command timed out (TERM), or had to be killed
 
 
