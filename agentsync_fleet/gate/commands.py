@@ -180,7 +180,7 @@ def http_result(check: CheckSpec, stdout: str, duration: float) -> CheckResult:
                            duration_s=duration)
     codes = [line[len(CODE) + 1:].strip() for line in lines if line.startswith(CODE + " ")]
     rcs = [line[len(RC) + 1:].strip() for line in lines if line.startswith(RC + " ")]
-    other = [line.strip() for line in lines if line.strip() and not line.startswith(SECTION_MARK)]
+    other = [line.strip() for line in lines if line.strip() and not line.startswith((SECTION_MARK, CODE + " "))]
     code = codes[-1] if codes and codes[-1].isdigit() and codes[-1] != "000" else None
     if code is None:
         if rcs and rcs[-1] == "28":  # curl: operation timed out
