@@ -329,3 +329,35 @@ def test_cli_help_mentions_the_new_flags_and_does_not_act(fleet):
     assert "--no-checks" in out.stdout and "--check" in out.stdout
     out = subprocess.run([*__import__("conftest").AGENTSYNC, "sync-all", "--help"], capture_output=True, text=True)
     assert "--gate" in out.stdout
+
+
+def test_metric_checks_ride_in_the_health_probe_without_another_command(fleet):
+    from collections import Counter
+
+    from agentsync_fleet import inventory
+    from agentsync_fleet.connection import Connector
+    from agentsync_fleet.health import check_fleet
+
+    put(fleet, "cloud", "results/metrics.json", METRICS_JSON)
+    inv = inventory.load(fleet.inventory({"cloud": {"checks": [
+        metric("accuracy", "results/metrics.json", "accuracy", min=0.6),
+        metric("calibration", "results/metrics.json", "eval.calibration_error", max=0.05),
+        {"name": "smoke", "run": "true"},
+    ]}}))
+    commands: Counter = Counter()
+    connector = Connector(inv)
+    session = connector.session(inv.hosts["cloud"])
+    real_run = session.run
+
+    def counted(command, **kwargs):
+        commands["probe" if "@@agentsync@@ end" in command else "other"] += 1
+        return real_run(command, **kwargs)
+
+    session.run = counted
+    try:
+        metrics_only = check_fleet(inv, inv.select(None), connector, checks=("accuracy", "calibration"))
+        assert commands == {"probe": 1} and metrics_only.passed
+        assert check_fleet(inv, inv.select(None), connector, checks=()).passed
+        assert commands == {"probe": 2, "other": 1}  # the run check is the one extra command
+    finally:
+        connector.close_all()

@@ -191,3 +191,11 @@ def test_allowed_untracked_never_covers_a_tracked_change():
     allowed, other = split_untracked(status, ["nohup.out", "nohup.log", "models/*.bin", "logs/", "odd name.bin"])
     assert allowed == ["nohup.out", "models/a.bin", "logs/x/y.log", '"odd name.bin"']
     assert other == ["nohup.log", "models/b.txt"]
+
+
+def test_two_checks_on_one_file_read_it_once_in_the_probe():
+    lines = C.metric_probe("/srv/crpbot", [MetricSpec("r/m.json", "a", 1), MetricSpec("r/m.json", "b", 1),
+                                           MetricSpec("~/other.yaml", "c", 1)])
+    text = "\n".join(lines)
+    assert text.count("f=r/m.json") == 1 and 'f="$HOME"/other.yaml' in text
+    assert "metric-1" in text and "metric-2" not in text

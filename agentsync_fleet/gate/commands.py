@@ -37,13 +37,18 @@ def metric_section(index: int) -> str:
     return f"metric-{index}"
 
 
+def metric_files(metrics: Sequence[MetricSpec]) -> list[str]:
+    """Each file once, however many checks read it; section `metric-<i>` holds file i of this list."""
+    return list(dict.fromkeys(spec.file for spec in metrics))
+
+
 def metric_probe(repo: str, metrics: Sequence[MetricSpec]) -> list[str]:
     """Lines for the batched health probe: each small metric file comes back framed, a large one by size only."""
     if not metrics:
         return []
     lines = [f"if cd {path_arg(repo)} 2>/dev/null; then inrepo=1; else inrepo=0; fi"]
-    for index, spec in enumerate(metrics):
-        lines += [section(metric_section(index)), f"f={path_arg(spec.file)}", _read_small_file()]
+    for index, file in enumerate(metric_files(metrics)):
+        lines += [section(metric_section(index)), f"f={path_arg(file)}", _read_small_file()]
     return lines + ["cd / 2>/dev/null"]
 
 

@@ -18,6 +18,7 @@ from .commands import (
     METRIC_READ_LIMIT,
     http_command,
     http_result,
+    metric_files,
     metric_probe,
     metric_result,
     metric_section,
@@ -43,9 +44,11 @@ def run_checks(session, host: Host, checks: Sequence[CheckSpec], sections: Mappi
     results: dict[str, CheckResult] = {}
     remote: list[CheckSpec] = []
     metrics = [c for c in checks if c.metric is not None]
-    for index, check in enumerate(metrics):
-        state, content = parse_file_section(sections.get(metric_section(index), ""))
-        if state == "large" and (size_of(sections[metric_section(index)]) or 0) > 0:
+    files = metric_files([c.metric for c in metrics])
+    for check in metrics:
+        text = sections.get(metric_section(files.index(check.metric.file)), "")
+        state, content = parse_file_section(text)
+        if state == "large" and (size_of(text) or 0) > 0:
             remote.append(check)
         else:
             results[check.name] = metric_result(check, state, content)
