@@ -86,6 +86,7 @@ def test_the_table_has_a_checks_column_and_says_why_a_host_fails(fleet):
                              {"name": "smoke", "run": "true"}],
                   "guard": {"processes": ["v7_runtime"]}},
         "gpu": {"gpu": True, "checks": [{"name": "tests", "run": "true"}, {"name": "smoke", "run": "true"}]},
+        "inner": {"gpu": True, "checks": [{"name": "tests", "run": "true"}, {"name": "smoke", "run": "false"}]},
     })
     result = fleet.agentsync("health", inventory=inv)
     assert result.returncode == 1
@@ -94,7 +95,13 @@ def test_the_table_has_a_checks_column_and_says_why_a_host_fails(fleet):
     assert "cloud: check tests: exit 1: FAILED test_risk" in out
     assert "dirty: scratch.txt" in out
     assert "guard not running: v7_runtime" in out
+    assert "inner: check smoke: exit 1" in out
+    assert "gpu processes: 4242 python3 (2980 MiB)" not in out  # gpu passes: nothing to explain
     assert "deploy gate: FAIL" in out
+    inv = fleet.inventory({"gpu": {"gpu": True, "checks": [{"name": "smoke", "run": "echo no CUDA; exit 1"}]}})
+    out = fleet.agentsync("health", inventory=inv).stdout
+    assert "gpu: check smoke: exit 1: no CUDA" in out
+    assert "gpu processes: 4242 python3 (2980 MiB)" in out
 
 
 def test_no_checks_skips_them_and_check_runs_only_the_named_ones(fleet):

@@ -36,7 +36,7 @@ def why_lines(h: HostHealth) -> list[str]:
     if h.allowed_untracked:
         lines.append(f"allowed untracked: {len(h.allowed_untracked)} file(s) ({', '.join(h.allowed_untracked[:3])}"
                      + (", …)" if len(h.allowed_untracked) > 3 else ")"))
-    if h.not_running:
+    if h.not_running and f"{h.not_running[0]} is not running" not in h.failures:  # else it is a failure above
         lines.append("guard not running: " + ", ".join(h.not_running))
     for check in h.checks:
         if check.kind == "run" and not check.passed and check.output_tail:
