@@ -7,57 +7,15 @@ kept apart so the gate's rules can be read and tested on their own.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
-from .gate.model import CheckResult, CheckSpec, check_failures, not_running, select, split_untracked
+from .gate.model import CheckSpec, check_failures, not_running, select, split_untracked
 from .gate.runner import probe_lines, run_checks
 from .models import Host, Inventory
 from .pool import run_each
-from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
-
-
-@dataclass(frozen=True)
-class HostHealth:
-    """Everything `health` learned about one host, and whether it passes the gate."""
-
-    host: str
-    target: str
-    reachable: bool
-    reason: str = ""  # why unreachable: dns, refused, timeout, auth, host key unknown/changed...
-    error: str = ""
-    hint: str = ""
-    fingerprint: str = ""
-    latency_ms: float | None = None
-    repo: RepoState | None = None
-    processes: tuple[ProcessInfo, ...] = ()
-    system: SystemState | None = None
-    zerotier: ToolState | None = None
-    gpu: ToolState | None = None
-    failures: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    duration_s: float = 0.0
-    checks: tuple[CheckResult, ...] = ()  # the team's own checks (gate/), in inventory order
-    allowed_untracked: tuple[str, ...] = ()  # untracked files allow_untracked lets pass
-    not_running: tuple[str, ...] = ()  # guard patterns no process matched
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    hosts: tuple[HostHealth, ...]
-    duration_s: float
-    inventory: str = ""
-    fetched: bool = True
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def passed(self) -> bool:
-        return all(h.passed for h in self.hosts)
+from .probes import health_script, parse_health_output
+from .records import HealthReport, HostHealth, RepoState, ToolState
 
 
 def gate_failures(host: Host, repo: RepoState | None, fetch: bool, allowed: int = 0) -> list[str]:
@@ -91,6 +49,16 @@ def position_failure(repo: RepoState | None) -> str:
     return f"{kind} {repo.upstream} ({repo.ahead} ahead, {repo.behind} behind)"
 
 
+def probe_verdict(host: Host, parts: dict, fetch: bool) -> tuple[list[str], list[str], list[str]]:
+    """From the probe alone: (failures, untracked files allow_untracked lets pass, guard patterns not running)."""
+    allowed, _ = split_untracked(parts["sections"].get("status", ""), host.allow_untracked)
+    failures = gate_failures(host, parts["repo"], fetch, len(allowed))
+    down = not_running(host.guard.processes, [p.pattern for p in parts["processes"]])
+    if host.guard.expect_running and parts["complete"]:
+        failures += [f"{pattern} is not running" for pattern in down]
+    return failures, allowed, down
+
+
 def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
     warnings = []
     if zerotier and zerotier.status != "ok":
@@ -119,13 +87,9 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True, checks: tup
         return HostHealth(host.name, host.target, True, "", exc.message, exc.hint or "",
                           failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
     parts = parse_health_output(host, result.stdout)
-    allowed, _ = split_untracked(parts["sections"].get("status", ""), host.allow_untracked)
-    failures = gate_failures(host, parts["repo"], fetch, len(allowed))
+    failures, allowed, down = probe_verdict(host, parts, fetch)
     if not parts["complete"]:
         failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
-    down = not_running(host.guard.processes, [p.pattern for p in parts["processes"]])
-    if host.guard.expect_running and parts["complete"]:
-        failures += [f"{pattern} is not running" for pattern in down]
     results = run_checks(session, host, checks, parts["sections"]) if checks else ()
     failures += check_failures(results)
     latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None

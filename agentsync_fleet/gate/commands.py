@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from ..settings import TIMEOUTS
 from ..shell import SECTION_MARK, join, path_arg, section
 from .metrics import judge
 from .model import CheckResult, CheckSpec, HttpSpec, MetricSpec, fmt
@@ -20,7 +21,7 @@ METRIC_INLINE_LIMIT = 64 * 1024  # bytes: a metric file this small is read insid
 METRIC_READ_LIMIT = 4 * 1024 * 1024  # bytes: a larger one costs one more command, up to this size
 TAIL_BYTES = 16 * 1024  # a run check's output is cut to its last bytes on the host ...
 TAIL_LINES = 20  # ... and to its last lines in the report
-KILL_AFTER = 5  # seconds between `timeout`'s TERM and its KILL
+KILL_AFTER = TIMEOUTS.check_kill_after  # seconds between `timeout`'s TERM and its KILL
 RC = SECTION_MARK + "rc"
 CODE = "http-code"  # curl reads a -w format starting with `@` from a file: this one must not look like a marker
 TIMEOUT_EXITS = (124, 137)  # GNU timeout: the command timed out (TERM), or had to be killed

@@ -11,8 +11,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-RUN_TIMEOUT = 60.0  # seconds, a `run:` check's default
-HTTP_TIMEOUT = 10.0  # seconds, an `http:` check's default
+from ..settings import TIMEOUTS
+
+RUN_TIMEOUT = TIMEOUTS.check_run
+HTTP_TIMEOUT = TIMEOUTS.check_http
 KINDS = ("run", "metric", "http")
 
 

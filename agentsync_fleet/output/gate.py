@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from ..health import HealthReport, HostHealth
+from ..records import HealthReport, HostHealth
 from . import console
 
 DIRTY_SHOWN = 5  # dirty files named under the table; the rest are counted
