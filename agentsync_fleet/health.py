@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
+from .remote import Connector
 
 
 @dataclass(frozen=True)

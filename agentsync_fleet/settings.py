@@ -7,6 +7,7 @@ parse them twice.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 DEFAULT_LOCK_TTL = 2 * 3600.0  # a sync or transfer that holds the fleet longer than this is presumed dead
 DEFAULT_CLAIM_TTL = 4 * 3600.0  # a claim not checked in for this long shows as stale
 DEFAULT_NOTIFY_TIMEOUT = 30.0
+DEFAULT_CONTROL_PERSIST = 300.0  # an ssh master stays this long after its last use: the next run is warm
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,6 +48,36 @@ def command_problem(value: str) -> str | None:
     except ValueError as exc:
         return f"cannot be split into arguments ({exc})"
     return None if argv else "is empty"
+
+
+def state_dir(inv=None) -> str:
+    """Where agentsync keeps its own files (journal, locks, caches, ssh sockets) on the controller.
+
+    The inventory's `state_dir` (relative to the inventory file), else
+    $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.
+    """
+    configured = inv.settings.get("state_dir") if inv is not None else None
+    if configured:
+        path = os.path.expanduser(configured)
+        return path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(inv.path)), path)
+    return os.path.expanduser(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync")
+
+
+def control_persist(inv) -> float:
+    """`control_persist`: seconds an ssh master outlives its last command; 0 (or `no`) ends it with the run."""
+    value = inv.settings.get("control_persist")
+    if value is None:
+        return DEFAULT_CONTROL_PERSIST
+    if value is False or value in (0, "0", "no"):
+        return 0.0
+    return parse_duration(value) or DEFAULT_CONTROL_PERSIST
+
+
+def persist_problem(value: Any) -> str | None:
+    """For `schema.Field.check`: a duration, or 0/no."""
+    if value is False or value in (0, "0", "no"):
+        return None
+    return duration_problem(value)
 
 
 def lock_ttl(inv) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentsync_fleet.remote import control_dir, disconnect_all
 from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
 from agentsync_fleet.sandbox_fleet import (
     NVIDIA_SMI,
@@ -206,3 +207,4 @@ def fleet(sandbox, silent_listener, tmp_path):
     yield world
     for name in ("cloud", "gpu"):
         sandbox.ssh(name, "pkill -f 'agentsync-test-proc' || true", check=False)
+    disconnect_all(control_dir(str(tmp_path / "state")))  # this test's ssh masters (ControlPersist)

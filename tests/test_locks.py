@@ -13,6 +13,7 @@ import threading
 import time
 
 from agentsync_fleet.connection.session import LocalSession
+
 from agentsync_fleet.identity import process_alive, process_stamp, process_start, process_table
 from agentsync_fleet.locks import remote
 from agentsync_fleet.locks.local import LocalLock

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..settings import state_dir
+
+__all__ = ["FleetArgs", "state_dir"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,3 @@ class FleetArgs:
         if count < 1:
             raise UsageError(f"--workers expects a whole number of at least 1, got {value!r}")
         return count
-
-
-def state_dir(inv=None) -> str:
-    """Where agentsync keeps its own files (journal, locks, caches) on the controller.
-
-    The inventory's `state_dir` (relative to the inventory file), else
-    $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.
-    """
-    configured = inv.settings.get("state_dir") if inv is not None else None
-    if configured:
-        path = os.path.expanduser(configured)
-        return path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(inv.path)), path)
-    return os.path.expanduser(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync")

@@ -18,7 +18,7 @@ from . import FleetArgs, state_dir
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
         only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
     from .. import journal
-    from ..connection import Connector
+    from ..remote import Connector
     from ..sync.model import SyncOptions
 
     inv = args.load()

@@ -69,8 +69,8 @@ def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None):
     if dry_run:
         yield
         return
-    from ..connection import Connector
     from ..locks import fleet_lock
+    from ..remote import Connector
 
     connector = Connector(inv)
     try:
