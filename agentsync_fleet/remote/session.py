@@ -141,6 +141,10 @@ class OpenSSHSession(Session):
         """ssh argv for a command: `extra` options go before the target (`-W`, `-O check`...)."""
         return [*self.prefix, "-o", "ControlMaster=no", *extra, *self.target]
 
+    def rsh_argv(self) -> list[str]:
+        """The ssh argv for rsync's `-e`: rsync adds the host (our target's name) and its own command."""
+        return [*self.prefix, "-o", "ControlMaster=no", *self.target[:-2]]
+
     def _exec(self, command: str, *, timeout: float, stdin=None, on_output=None, stdout_to=None) -> Finished:
         done = run_process([*self.argv(), command], timeout=timeout, stdin=stdin, on_output=on_output,
                            stdout_to=stdout_to, env={**os.environ, **SSH_ENV})
