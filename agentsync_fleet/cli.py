@@ -1,7 +1,7 @@
 """The command line: Invoke tasks for `inv` (via tasks.py) and the `agentsync` program.
 
 Thin by design: each task turns its flags into a `FleetArgs`, imports its
-command module lazily (so `--help` and `--list` never import paramiko), runs
+command module lazily (so `--help` and `--list` stay fast), runs
 it, and turns the result into an exit status. A `FleetError` (a problem the
 user can fix) is printed without a traceback; anything else is a bug and
 keeps its traceback.
