@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..settings import state_dir
-
-__all__ = ["FleetArgs", "state_dir"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +50,15 @@ class FleetArgs:
         if count < 1:
             raise UsageError(f"--workers expects a whole number of at least 1, got {value!r}")
         return count
+
+
+@contextmanager
+def fleet_locked(inv, hosts: list, connector, *, task: str, workers: int | None = None) -> Iterator:
+    """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over are printed as warnings."""
+    from ..locks import fleet_lock
+    from ..output import warn
+
+    with fleet_lock(inv, hosts, connector, task=task, workers=workers) as state:
+        for warning in state.warnings:
+            warn(warning)
+        yield state

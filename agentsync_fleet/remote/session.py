@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from ..errors import CommandTimeout, FleetError, HostUnreachable
 from ..models import CommandResult
+from ..settings import TIMEOUTS
 from .diagnose import SSH_FAILED, classify
 from .process import Finished, OutputFn, run_process
 
@@ -39,14 +40,14 @@ class Session:
               on_output: OutputFn | None = None, stdout_to: BinaryIO | None = None) -> Finished:
         raise NotImplementedError
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         """Run shell text; never raises on a non-zero exit, only on a timeout or a lost link."""
         done = self._checked(command, timeout, stdin=None if stdin is None else stdin.encode(), on_output=on_output)
         return CommandResult(self.name, command, done.code, done.stdout.decode(errors="replace"),
                              done.stderr.decode(errors="replace"), done.duration_s)
 
-    def run_script(self, text: str, *, timeout: float = 120.0, on_output: OutputFn | None = None) -> CommandResult:
+    def run_script(self, text: str, *, timeout: float = TIMEOUTS.command, on_output: OutputFn | None = None) -> CommandResult:
         """Run a POSIX sh script as `sh -c <script>`: one round trip, the script travels with the exec.
 
         Sending it on stdin to `sh -s` instead costs one more round trip (the
