@@ -40,6 +40,8 @@ Host key verification failed.
      "[127.0.0.2]:2222 is marked as revoked.\r\nHost key verification failed.\r\n", "host key revoked"),
     ("Unable to negotiate with 127.0.0.2 port 22: no matching key exchange method found. Their offer: "
      "diffie-hellman-group1-sha1\r\n", "no common algorithm"),
+    ("Host key ED25519 SHA256:RiR+7VQErMQPSo7p/FaUb5iHI9lELL3Xf/8cyInF/iE revoked by file /k/revoked\r\n"
+     "Host key verification failed.\r\n", "host key revoked"),
     ('unix_listener: path "/very/long.x" too long for Unix domain socket\r\n', "config"),
 ])
 def test_ssh_failures_are_told_apart_from_its_own_words(stderr, reason):
@@ -66,7 +68,7 @@ def test_ssh_g_output_is_read_first_value_wins_and_lists_kept():
     assert res.lists["identityfile"] == ("~/.ssh/a", "~/.ssh/b")
     assert res.proxy_jump == ("u@b1:2200", "b2")
     assert res.strict_host_key_checking == "accept-new" and res.hash_known_hosts
-    assert res.host_key_name == "[gpu-box]:2222" and res.user_known_hosts == ("/k/one", "/k/two")
+    assert res.host_key_name == "gpu-box" and res.user_known_hosts == ("/k/one", "/k/two")
     assert parse_ssh_g("proxyjump none\nport 22\nhostname h\n", Target("h")).proxy_jump == ()
 
 

@@ -63,8 +63,6 @@ class Matrix:
         sign(self.host_ca, cert_etc / "ssh_host_ed25519_key.pub", "-h", "-n", f"{cert.address},mx-cert")
         for name in self.hosts:
             sandbox.start(name)
-            (self.hosts[name].path("mxrepo") / "mx-out").mkdir(parents=True, exist_ok=True)
-            (self.hosts[name].path("mxrepo") / "mx-out" / "result.txt").write_text(f"from {name}\n")
         self.agent_sock = root / "agent.sock"
         started = subprocess.run(["ssh-agent", "-a", str(self.agent_sock), "-s"], capture_output=True, text=True,
                                  check=True)
@@ -111,18 +109,26 @@ def health(fleet, alias: str) -> tuple[dict, subprocess.CompletedProcess]:
     return data["hosts"][0], result
 
 
+def seed(fleet, host: str) -> None:
+    """The checkout-like directory `results` brings back from, on the sandbox host behind the alias."""
+    out = fleet.sandbox.hosts[host].path("mxrepo") / "mx-out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.txt").write_text(f"from {host}\n")
+
+
 def results(fleet, alias: str) -> tuple[int, Path]:
-    local = fleet.laptop_repo / "results" / "mx"
+    local = fleet.laptop_repo / "results" / alias
     inv = fleet.inventory({"laptop": {}, "mx": {"ssh": alias, "repo": MX_REPO,
-                                                "results": [{"remote": "mx-out/", "local": "results/mx/"}]}},
+                                                "results": [{"remote": "mx-out/", "local": f"results/{alias}/"}]}},
                           transfers={"backup_dir": f"{MOUNT_POINT}/.agentsync-backups"})
     result = fleet.agentsync("results", "--json", inventory=inv)
     json.loads(result.stdout)
     return result.returncode, local / "result.txt"
 
 
-def assert_same_verdict(fleet, alias: str, ssh_connects: bool, reason: str = "") -> dict:
+def assert_same_verdict(fleet, alias: str, ssh_connects: bool, reason: str = "", host: str = "cloud") -> dict:
     """ssh's verdict is as documented, and health and results agree with it."""
+    seed(fleet, host)
     assert (ssh_verdict(fleet, alias) == 0) is ssh_connects, f"ssh's own verdict on {alias} changed"
     row, _ = health(fleet, alias)
     assert row["reachable"] is ssh_connects, row
@@ -145,7 +151,7 @@ def test_a_modern_only_server_is_reached_like_ssh_does(fleet, matrix):
     known = fleet.root / "kh-modern"
     known.write_text(f"[{host.address}]:{host.port} {fleet.sandbox.host_public_key('mx-modern')}\n")
     append(fleet, block("modern", host, key=fleet.sandbox.client_key, known=known))
-    assert_same_verdict(fleet, "modern", True)
+    assert_same_verdict(fleet, "modern", True, host="mx-modern")
 
 
 def test_a_revoked_marker_in_a_global_known_hosts_file_is_refused(fleet, matrix):
@@ -174,8 +180,8 @@ def test_a_host_certificate_from_a_cert_authority_is_accepted_and_its_plain_key_
     append(fleet, block("certified", host, key=fleet.sandbox.client_key, known=known))
     append(fleet, block("uncertified", host, "  HostKeyAlgorithms ssh-ed25519", key=fleet.sandbox.client_key,
                         known=known))
-    assert_same_verdict(fleet, "certified", True)
-    assert_same_verdict(fleet, "uncertified", False, "host key unknown")
+    assert_same_verdict(fleet, "certified", True, host="mx-cert")
+    assert_same_verdict(fleet, "uncertified", False, "host key unknown", host="mx-cert")
 
 
 def test_a_user_certificate_file_is_used(fleet, matrix):
@@ -184,7 +190,7 @@ def test_a_user_certificate_file_is_used(fleet, matrix):
     known.write_text(f"[{host.address}]:{host.port} {fleet.sandbox.host_public_key('mx-cert')}\n")
     append(fleet, block("usercert", host, "  IdentitiesOnly yes", f"  CertificateFile {matrix.user_cert}",
                         "  IdentityAgent none", key=matrix.user_key, known=known))
-    assert_same_verdict(fleet, "usercert", True)
+    assert_same_verdict(fleet, "usercert", True, host="mx-cert")
 
 
 def test_identity_agent_is_used_and_none_means_none(fleet, matrix):
@@ -240,7 +246,7 @@ def test_percent_tokens_in_paths_expand_as_in_ssh(fleet, matrix):
 def test_hashed_known_hosts_and_host_key_alias_on_a_non_22_port(fleet, matrix):
     cloud = fleet.sandbox.hosts["cloud"]
     hashed = fleet.root / "kh-hashed"
-    hashed.write_text(f"[cloud-alias]:{cloud.port} {fleet.sandbox.host_public_key('cloud')}\n")
+    hashed.write_text(f"cloud-alias {fleet.sandbox.host_public_key('cloud')}\n")  # ssh adds no port to an alias
     subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
     assert "cloud-alias" not in hashed.read_text()
     append(fleet, block("aliased", cloud, "  HostKeyAlias cloud-alias", key=fleet.sandbox.client_key, known=hashed))
@@ -253,7 +259,7 @@ def test_a_proxycommand_that_needs_a_shell(fleet, matrix):
         "Host inner-shell", "  HostName inner.fleet", f"  Port {inner.port}", "  User root",
         f"  ProxyCommand ssh -F {fleet.ssh_config} -o BatchMode=yes -W %h:%p jump 2>/dev/null || exit 1",
         f"  IdentityFile {fleet.sandbox.client_key}", f"  UserKnownHostsFile {fleet.known_hosts}", ""]))
-    assert_same_verdict(fleet, "inner-shell", True)
+    assert_same_verdict(fleet, "inner-shell", True, host="inner")
 
 
 def test_proxyjump_none_overrides_a_later_wildcard(fleet, matrix):
@@ -269,7 +275,7 @@ def test_a_second_factor_is_refused_cleanly_without_a_prompt_or_a_hang(fleet, ma
     known.write_text(f"[{host.address}]:{host.port} {fleet.sandbox.host_public_key('mx-2fa')}\n")
     append(fleet, block("two-factor", host, key=fleet.sandbox.client_key, known=known))
     start = time.monotonic()
-    row = assert_same_verdict(fleet, "two-factor", False, "second factor")
+    row = assert_same_verdict(fleet, "two-factor", False, "second factor", host="mx-2fa")
     assert "never prompts" in row["error"]
     assert time.monotonic() - start < 30
 

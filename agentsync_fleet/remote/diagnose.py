@@ -17,7 +17,7 @@ CONNECT = re.compile(r"connect to host \S+ port \d+: (.+)")
 
 # (reason, patterns), first match wins
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("host key revoked", ("REVOKED HOST KEY DETECTED", "is marked as revoked", "revoked key")),
+    ("host key revoked", ("REVOKED HOST KEY DETECTED", "is marked as revoked", "revoked key", "revoked by file")),
     ("host key changed", ("REMOTE HOST IDENTIFICATION HAS CHANGED", "has changed and you have requested strict")),
     ("host certificate", ("Certificate invalid", "No matching CA found", "certificate is not valid",
                           "Host certificate")),

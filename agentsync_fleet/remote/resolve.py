@@ -115,10 +115,12 @@ class Resolution:
 
     @property
     def host_key_name(self) -> str:
-        """The name known_hosts is searched under: HostKeyAlias, else HostName; `[name]:port` off port 22."""
-        name = self.get("hostkeyalias") or self.hostname
-        name = name if name != "none" else self.hostname
-        return name if self.port == 22 else f"[{name}]:{self.port}"
+        """The name known_hosts is searched under: HostKeyAlias as written (ssh adds no port to it), else
+        HostName, as `[name]:port` off port 22."""
+        alias = self.get("hostkeyalias")
+        if alias and alias != "none":
+            return alias
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
     @property
     def strict_host_key_checking(self) -> str:
