@@ -307,3 +307,65 @@ def test_the_fleet_hosts_have_no_sftp_server_yet_files_travel(fleet):
     assert session.get(f"{MOUNT_POINT}/blob.bin", timeout=30) == data
     with pytest.raises(FleetError, match="no-such"):
         session.get(f"{MOUNT_POINT}/no-such", timeout=30)
+
+
+def test_accept_new_in_the_config_is_overridden_and_the_refusal_says_so(fleet, matrix):
+    fleet.write_ssh_files(untrusted=("cloud",))
+    cloud = fleet.sandbox.hosts["cloud"]
+    append(fleet, block("cloud-lax", cloud, "  StrictHostKeyChecking accept-new", key=fleet.sandbox.client_key,
+                        known=fleet.known_hosts))
+    before = fleet.known_hosts.read_text()
+    inv = fleet.inventory({"lax": {"ssh": "cloud-lax", "repo": MX_REPO}})
+    result = fleet.agentsync("health", "--json", inventory=inv)
+    row = json.loads(result.stdout)["hosts"][0]
+    assert row["reason"] == "host key unknown" and row["fingerprint"].startswith("SHA256:")
+    assert "StrictHostKeyChecking accept-new" in row["error"]
+    assert f"agentsync trust lax --inventory {inv}" in row["hint"]
+    assert fleet.known_hosts.read_text() == before  # ssh with accept-new would have added it; we never do
+
+
+def test_trust_writes_where_ssh_reads_hashed_under_the_host_key_alias_and_known_markers_do_not_break_it(fleet, matrix):
+    cloud = fleet.sandbox.hosts["cloud"]
+    known = fleet.root / "kh-trust"
+    ca = matrix.host_ca.with_suffix(".pub").read_text().strip()
+    known.write_text(f"@cert-authority *.example {ca}\n@revoked other.example {fleet.sandbox.host_public_key('gpu')}\n")
+    append(fleet, block("cloud-hashed", cloud, "  HostKeyAlias cloud-box", "  HashKnownHosts yes",
+                        key=fleet.sandbox.client_key, known=f"{known} {fleet.root / 'kh-second'}"))
+    inv = fleet.inventory({"hashed": {"ssh": "cloud-hashed", "repo": MX_REPO}})
+    assert ssh_verdict(fleet, "cloud-hashed") != 0
+    trusted = fleet.agentsync("trust", "hashed", "--yes", inventory=inv)
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    lines = known.read_text().splitlines()
+    assert len(lines) == 3 and lines[2].startswith("|1|") and "cloud-box" not in lines[2]  # hashed, appended
+    assert not (fleet.root / "kh-second").exists()
+    found = subprocess.run(["ssh-keygen", "-F", "cloud-box", "-f", str(known)], capture_output=True, text=True)
+    assert fleet.sandbox.host_public_key("cloud").split()[1] in found.stdout
+    assert ssh_verdict(fleet, "cloud-hashed") == 0  # ssh itself now accepts it
+    again = fleet.agentsync("trust", "hashed", "--yes", inventory=inv)
+    assert "already trusted" in again.stdout
+
+
+def sshd_logins(fleet, host: str) -> int:
+    return (Path(fleet.sandbox.hosts[host].dir) / "sshd.log").read_text().count("Accepted publickey")
+
+
+def test_a_second_run_reuses_the_master_and_disconnect_closes_it(fleet):
+    inv = fleet.inventory({"cloud": {}})
+    assert fleet.agentsync("health", "--json", inventory=inv).returncode == 0
+    logins = sshd_logins(fleet, "cloud")
+    assert fleet.agentsync("health", "--json", inventory=inv).returncode == 0
+    assert fleet.agentsync("results", "--json", inventory=fleet.inventory(
+        {"laptop": {}, "cloud": {"results": [{"remote": "./", "local": "results/cloud/"}]}},
+        transfers={"backup_dir": f"{MOUNT_POINT}/.agentsync-backups"})).returncode == 0
+    assert sshd_logins(fleet, "cloud") == logins  # health, the lock and rsync all rode the warm master
+    closed = fleet.agentsync("disconnect", "--json", inventory=inv)
+    assert closed.returncode == 0 and json.loads(closed.stdout)["closed"] >= 1
+    assert fleet.agentsync("health", "--json", inventory=inv).returncode == 0
+    assert sshd_logins(fleet, "cloud") == logins + 1  # a new connection after disconnect
+
+
+def test_control_persist_no_ends_the_masters_with_the_run(fleet):
+    inv = fleet.inventory({"cloud": {}}, control_persist="no")
+    assert fleet.agentsync("health", "--json", inventory=inv).returncode == 0
+    closed = fleet.agentsync("disconnect", "--json", inventory=inv)
+    assert json.loads(closed.stdout)["closed"] == 0
