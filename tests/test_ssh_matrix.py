@@ -369,3 +369,17 @@ def test_control_persist_no_ends_the_masters_with_the_run(fleet):
     assert fleet.agentsync("health", "--json", inventory=inv).returncode == 0
     closed = fleet.agentsync("disconnect", "--json", inventory=inv)
     assert json.loads(closed.stdout)["closed"] == 0
+
+
+def test_wildcard_and_negated_known_hosts_patterns(fleet, matrix):
+    cloud = fleet.sandbox.hosts["cloud"]
+    key = fleet.sandbox.host_public_key("cloud")
+    wild, negated = fleet.root / "kh-wild", fleet.root / "kh-negated"
+    wild.write_text(f"[127.*]:* {key}\n")
+    negated.write_text(f"cloud-*,!cloud-neg {key}\n")  # names as HostKeyAlias gives them
+    append(fleet, block("wild", cloud, key=fleet.sandbox.client_key, known=wild))
+    append(fleet, block("negated", cloud, "  HostKeyAlias cloud-neg", key=fleet.sandbox.client_key, known=negated))
+    append(fleet, block("not-negated", cloud, "  HostKeyAlias cloud-pos", key=fleet.sandbox.client_key, known=negated))
+    assert_same_verdict(fleet, "wild", True)
+    assert_same_verdict(fleet, "negated", False, "host key unknown")
+    assert_same_verdict(fleet, "not-negated", True)
