@@ -64,7 +64,10 @@ def disconnect_all(directory: Path, timeout: float = 10.0) -> list[str]:
     if not directory.is_dir():
         return closed
     for sock in sorted(directory.iterdir()):
-        if not stat.S_ISSOCK(os.lstat(sock).st_mode):
+        try:
+            if not stat.S_ISSOCK(os.lstat(sock).st_mode):
+                continue
+        except FileNotFoundError:  # a master that just ended (or ssh's temporary name, renamed)
             continue
         try:
             proc = subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "master"],
