@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .gate.model import CheckSpec, check_failures, not_running, select, split_untracked
 from .gate.runner import probe_lines, run_checks
@@ -16,6 +15,7 @@ from .models import Host, Inventory
 from .pool import run_each
 from .probes import health_script, parse_health_output
 from .records import HealthReport, HostHealth, RepoState, ToolState
+from .remote import Connector
 
 
 def gate_failures(host: Host, repo: RepoState | None, fetch: bool, allowed: int = 0) -> list[str]:

@@ -34,6 +34,7 @@ class Timeouts:
     check_run: float = 60.0  # a deploy-gate `run:` check (`checks[].timeout`)
     check_http: float = 10.0  # a deploy-gate `http:` check (`checks[].timeout`)
     check_kill_after: int = 5  # after a `run:` check's deadline (TERM), KILL this much later
+    control_persist: float = 300.0  # an ssh master stays this long after its last use: the next run is warm
 
 
 TIMEOUTS = Timeouts()
@@ -72,6 +73,23 @@ def command_problem(value: str) -> str | None:
     return None if argv else "is empty"
 
 
+def control_persist(inv) -> float:
+    """`control_persist`: seconds an ssh master outlives its last command; 0 (or `no`) ends it with the run."""
+    value = inv.settings.get("control_persist")
+    if value is None:
+        return TIMEOUTS.control_persist
+    if value is False or value in (0, "0", "no"):
+        return 0.0
+    return parse_duration(value) or TIMEOUTS.control_persist
+
+
+def persist_problem(value: Any) -> str | None:
+    """For `schema.Field.check`: a duration, or 0/no."""
+    if value is False or value in (0, "0", "no"):
+        return None
+    return duration_problem(value)
+
+
 def lock_ttl(inv) -> float:
     return parse_duration(inv.settings.get("lock_ttl")) or TIMEOUTS.lock_ttl
 
@@ -96,7 +114,7 @@ def notify(inv) -> Notify | None:
 
 
 def state_dir(inv=None) -> str:
-    """Where agentsync keeps its own files (journal, locks, caches) on the controller.
+    """Where agentsync keeps its own files (journal, locks, caches, ssh sockets) on the controller.
 
     The inventory's `state_dir` (relative to the inventory file), else
     $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.

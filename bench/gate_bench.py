@@ -28,8 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from agentsync_fleet import inventory  # noqa: E402
-from agentsync_fleet.connection import Connector  # noqa: E402
 from agentsync_fleet.health import check_fleet  # noqa: E402
+from agentsync_fleet.remote import Connector  # noqa: E402
 from agentsync_fleet.sandbox_fleet import PROJECT, build  # noqa: E402
 
 METRICS = '{"accuracy": 0.71, "eval": {"calibration_error": 0.03}}\n'

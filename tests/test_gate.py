@@ -342,8 +342,8 @@ def test_metric_checks_ride_in_the_health_probe_without_another_command(fleet):
     from collections import Counter
 
     from agentsync_fleet import inventory
-    from agentsync_fleet.connection import Connector
     from agentsync_fleet.health import check_fleet
+    from agentsync_fleet.remote import Connector
 
     put(fleet, "cloud", "results/metrics.json", METRICS_JSON)
     inv = inventory.load(fleet.inventory({"cloud": {"checks": [

@@ -25,8 +25,8 @@ def unknown_checks(names: Sequence[str], hosts) -> None:
 
 def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()) -> int:
     from .. import journal
-    from ..connection import Connector
     from ..health import check_fleet
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)
