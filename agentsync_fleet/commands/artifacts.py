@@ -95,12 +95,12 @@ def _journal_entry(outcome) -> None:
 
 def _journal_hosts(results) -> None:
     from .. import journal
-    from ..records import HostOutcome
+    from ..records import HostOutcome, worst_status
 
     for name in dict.fromkeys(r.host for r in results):
         mine = [r for r in results if r.host == name]
         bad = [r for r in mine if not r.ok]
-        status = "ok" if not bad else ("unreachable" if all(r.status == "unreachable" for r in bad) else "failed")
+        status = worst_status([r.status for r in bad])
         journal.record_host(HostOutcome(name, status, duration_s=round(sum(r.duration_s for r in mine), 3),
                                                 message="\n".join(r.message for r in bad)))
 

@@ -10,11 +10,6 @@ from ..secrets import secret_patterns
 from . import FleetArgs, fleet_locked
 
 
-def relay_hub(inv):
-    """The host relays go through by default: the controller (`local: true`) when it can reach origin."""
-    return next((h for h in inv.hosts.values() if h.local and h.git_access), None)
-
-
 def _host(inv, name: str | None, flag: str):
     if not name:
         raise UsageError(f"{flag} needs a host name", hint=f"hosts in {inv.path}: {', '.join(inv.order)}")
@@ -26,6 +21,8 @@ def _host(inv, name: str | None, flag: str):
 
 
 def pick_hosts(inv, source: str | None, target: str | None):
+    from ..relay.runner import relay_hub
+
     src = _host(inv, source, "--from")
     if target:
         dst = _host(inv, target, "--to")
@@ -42,8 +39,9 @@ def pick_hosts(inv, source: str | None, target: str | None):
 def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool = False, dry_run: bool = False,
         allow_running: bool = False) -> int:
     from ..connection import Connector
+    from ..identity import new_run_id
     from ..relay.core import RelayOptions
-    from ..relay.runner import new_relay_id, run_relay
+    from ..relay.runner import run_relay
 
     inv = args.load()
     src, dst = pick_hosts(inv, source, target)
@@ -53,7 +51,7 @@ def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool =
     connector = Connector(inv)
     try:
         with _lock(dry_run, inv, [src, dst], connector):
-            result = run_relay(connector, src, dst, RelayOptions(new_relay_id(), dry_run, push, allow_running,
+            result = run_relay(connector, src, dst, RelayOptions(new_run_id(), dry_run, push, allow_running,
                                                                      secret_patterns(inv.settings)))
     finally:
         connector.close_all()

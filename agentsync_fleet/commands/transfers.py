@@ -46,14 +46,14 @@ def _journal(task: str, host, results) -> None:
     the sync-all stage of the same name records it, and how the host ended."""
     from .. import journal
     from ..models import to_jsonable
-    from ..records import CommandRecord, HostOutcome, StepRecord
+    from ..records import CommandRecord, HostOutcome, StepRecord, worst_status
     from ..transfer.model import totals
     from ..transfer.stages import CodePushStage, ResultsStage
 
     action = {stage.name: stage.action for stage in (CodePushStage, ResultsStage)}[task]
     action += " (dry run)" if any(t.dry_run for t in results) else ""
     failed = [t for t in results if not t.ok]
-    status = "ok" if not failed else ("unreachable" if all(t.status == "unreachable" for t in failed) else "failed")
+    status = worst_status([t.status for t in failed])
     record = StepRecord(task, action, status, round(sum(t.duration_s for t in results), 3),
                         "; ".join(f"{t.name}: {t.error} ({t.hint})" for t in failed),
                         [CommandRecord(leg.command, leg.exit_code if leg.exit_code is not None else -1, leg.duration_s,

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..identity import new_run_id
 from ..records import HostOutcome
-from .recorder import RunRecorder, new_run_id
+from .recorder import RunRecorder
 
 _active: RunRecorder | None = None
 

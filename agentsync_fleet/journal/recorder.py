@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from ..identity import controller, process_stamp, who
+from ..identity import controller, new_run_id, process_stamp, who
 from ..settings import state_dir
 from .store import Journal, JournalError
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def moved(data: dict[str, Any]) -> tuple[int | None, int | None]:
