@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import FleetError
 from ..gitops import Checkout
 from ..models import Host
+from ..steps import git as G
 from ..steps import relay as R
 from ..steps.git import origin_ref
 from . import sftp
@@ -97,8 +98,6 @@ def find_range(src: Checkout, host: Host, candidates: list[tuple[str, str | None
 
 
 def common_dir(co: Checkout) -> str:
-    from ..steps import git as G
-
     return co.run(G.common_dir(co.path)).stdout.strip()
 
 

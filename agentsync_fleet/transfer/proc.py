@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..errors import FleetError
 from ..models import Host, Inventory
 from ..steps.rsync import SshTarget, split_port
+from .parse import split_records
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -113,8 +114,6 @@ def child_env() -> dict[str, str]:
 
 def stream(argv: list[str], on_record: Callable[[str], None], stdin: bytes | None = None) -> Finished:
     """Run a command, calling `on_record` for each line or progress update on stdout as it arrives."""
-    from .parse import split_records
-
     if shutil.which(argv[0]) is None:
         raise FleetError(f"'{argv[0]}' is not installed on this machine",
                          hint=f"install it (Debian/Ubuntu: apt-get install {_package(argv[0])})")
