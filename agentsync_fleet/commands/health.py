@@ -7,9 +7,9 @@ from .journaling import journal_health
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
-    from ..connection import Connector
     from ..health import check_fleet
     from ..models import to_jsonable
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

@@ -39,10 +39,10 @@ def pick_hosts(inv, source: str | None, target: str | None):
 
 def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool = False, dry_run: bool = False,
         allow_running: bool = False) -> int:
-    from ..connection import Connector
     from ..identity import new_run_id
     from ..relay.core import RelayOptions
     from ..relay.runner import run_relay
+    from ..remote import Connector
 
     inv = args.load()
     src, dst = pick_hosts(inv, source, target)
