@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .gate.model import CheckSpec
 from .settings import TIMEOUTS
 
 
@@ -73,6 +72,37 @@ class RsyncEntry:
     delete: bool = False
     direct: bool = False
     kind: str = "rsync"  # rsync | results (the `results:` shorthand)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A number read from a file on the host (JSON, YAML or key=value text), compared to bounds."""
+
+    file: str
+    key: str
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    url: str
+    expect: int = 200
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of a host's gate: exactly one of `run`, `metric`, `http` is set."""
+
+    name: str
+    run: str | None = None
+    metric: MetricSpec | None = None
+    http: HttpSpec | None = None
+    timeout: float = TIMEOUTS.check_run
+
+    @property
+    def kind(self) -> str:
+        return "run" if self.run is not None else "metric" if self.metric is not None else "http"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gate.model import CheckResult
-
 
 @dataclass(frozen=True)
 class CommandRecord:
@@ -170,6 +168,26 @@ class SystemState:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """What one check found. `status`: pass | fail | timeout | error | unavailable (only pass passes)."""
+
+    name: str
+    kind: str
+    status: str
+    reason: str = ""  # why it did not pass, in words (`accuracy 0.652 < min 0.68`)
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output_tail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
 class HostHealth:
     """Everything `health` learned about one host, and whether it passes the gate."""
 
@@ -217,3 +235,10 @@ class StepLog:
 
     records: list[CommandRecord] = field(default_factory=list)
     announce: Callable[[str], None] = lambda text: None
+
+
+def worst_status(failed: list[str] | tuple[str, ...]) -> str:
+    """How a host ended from the statuses of its parts that failed: `unreachable` only if every one was."""
+    if not failed:
+        return "ok"
+    return "unreachable" if all(status == "unreachable" for status in failed) else "failed"

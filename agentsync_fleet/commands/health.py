@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from ..errors import UsageError
 from . import FleetArgs
+from .journaling import journal_health
 
 
 def check_names(values: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -24,7 +25,6 @@ def unknown_checks(names: Sequence[str], hosts) -> None:
 
 
 def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()) -> int:
-    from .. import journal
     from ..health import check_fleet
     from ..remote import Connector
 
@@ -36,7 +36,7 @@ def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv), checks=checks)
     finally:
         connector.close_all()
-    journal.record_health(report)
+    journal_health(args.recorder, report)
     if args.json:
         from ..output import emit_json
 

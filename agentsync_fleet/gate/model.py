@@ -9,64 +9,16 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from ..models import CheckSpec, HttpSpec, MetricSpec
+from ..records import CheckResult
 from ..settings import TIMEOUTS
+
+__all__ = ["CheckResult", "CheckSpec", "HttpSpec", "MetricSpec", "build_checks", "select", "compare", "matches"]
 
 RUN_TIMEOUT = TIMEOUTS.check_run
 HTTP_TIMEOUT = TIMEOUTS.check_http
 KINDS = ("run", "metric", "http")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A number read from a file on the host (JSON, YAML or key=value text), compared to bounds."""
-
-    file: str
-    key: str
-    min: float | None = None
-    max: float | None = None
-
-
-@dataclass(frozen=True)
-class HttpSpec:
-    url: str
-    expect: int = 200
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """One check of a host's gate: exactly one of `run`, `metric`, `http` is set."""
-
-    name: str
-    run: str | None = None
-    metric: MetricSpec | None = None
-    http: HttpSpec | None = None
-    timeout: float = RUN_TIMEOUT
-
-    @property
-    def kind(self) -> str:
-        return "run" if self.run is not None else "metric" if self.metric is not None else "http"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What one check found. `status`: pass | fail | timeout | error | unavailable (only pass passes)."""
-
-    name: str
-    kind: str
-    status: str
-    reason: str = ""  # why it did not pass, in words (`accuracy 0.652 < min 0.68`)
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
-    exit_code: int | None = None
-    duration_s: float = 0.0
-    output_tail: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
 
 
 # ---------------------------------------------------------------- building from the inventory

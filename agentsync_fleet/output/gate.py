@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from ..records import HealthReport, HostHealth
+from ..records import HostHealth
 from . import console
 
 DIRTY_SHOWN = 5  # dirty files named under the table; the rest are counted
@@ -54,11 +54,8 @@ def print_why(out, h: HostHealth) -> None:
         out.print(f"      [dim]{escape(line)}[/]")
 
 
-def render_gate_refusal(report: HealthReport, blockers: dict[str, list[str]]) -> None:
-    """sync-all --gate: the health table, then why nothing was done."""
-    from .health import render_health
-
-    render_health(report)
+def render_gate_refusal(blockers: dict[str, list[str]]) -> None:
+    """sync-all --gate: why nothing was done (under the health table)."""
     out = console()
     out.print(f"[bold red]sync-all refused by the deploy gate[/]: nothing was changed on any host "
               f"({len(blockers)} host(s) not ready)")

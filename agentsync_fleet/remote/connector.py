@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..models import Host, Inventory
 from ..settings import control_persist, state_dir
 from .control import control_dir, persist_arg, socket_name
 from .diagnose import classify
+from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
 from .master import master_alive, start_master
 from .resolve import Resolution, Target, resolve, split_jump
 from .session import SSH_ENV, LocalSession, OpenSSHSession, Session
@@ -165,8 +167,6 @@ class Connector:
 
     def _failure(self, session: OpenSSHSession, res: Resolution, code: int | None, stderr: str,
                  timeout: float) -> HostUnreachable:
-        from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
-
         if code is None:
             return HostUnreachable(f"timed out: no SSH session within connect_timeout ({timeout:g}s)",
                                    reason="timeout", host=session.name,
@@ -208,8 +208,6 @@ def _control_path(prefix: list[str]) -> str:
 
 
 def close_master(sock: str) -> None:
-    import subprocess
-
     subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "master"],
                    capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
 
