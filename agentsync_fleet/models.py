@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .secrets import SECRET_PATTERNS
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -47,6 +49,7 @@ class S3Entry:
     region: str | None = None
     endpoint_url: str | None = None
     timeout: float = 3600.0
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # never uploaded; the inventory's list (secrets.secret_patterns)
 
     @property
     def bucket(self) -> str:

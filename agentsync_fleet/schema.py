@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .secrets import SECRET_PATTERNS
 from .settings import command_problem, duration_problem
 
 Check = Callable[[Any], "str | None"]
@@ -150,6 +151,12 @@ def rsync_pattern_problem(value: str) -> str | None:
     return None
 
 
+def builtin_secret_problem(value: str) -> str | None:
+    if value in SECRET_PATTERNS:
+        return None
+    return "not a built-in secret pattern; not_secret can only release one of: " + ", ".join(SECRET_PATTERNS)
+
+
 def backup_dir_problem(value: str) -> str | None:
     """rsync would read `~other/...` as a dir named `~other` inside the destination (backups among the files)."""
     if value.startswith("~") and value != "~" and not value.startswith("~/"):
@@ -222,9 +229,11 @@ TOP_KEYS: dict[str, Field] = {
     "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
     "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
                 keys=S3_SETTINGS_KEYS),
-    "transfers": Field((dict,), "a mapping with secrets, bwlimit, backup_dir", keys={
-        "secrets": Field((list,), "a list of extra secret patterns (the built-in ones always apply)",
+    "transfers": Field((dict,), "a mapping with secrets, not_secret, bwlimit, backup_dir", keys={
+        "secrets": Field((list,), "a list of extra secret patterns (added to the built-in ones)",
                          items=text("an rsync pattern, e.g. '*.p12'", check=rsync_pattern_problem)),
+        "not_secret": Field((list,), "a list of built-in secret patterns this fleet may send (e.g. '.npmrc')",
+                            items=text("a built-in secret pattern, written exactly", check=builtin_secret_problem)),
         "bwlimit": Field((int,), "a whole number of KiB per second", check=positive),
         "backup_dir": text("a path (absolute, ~/…, or relative to the home)", check=backup_dir_problem),
     }),
