@@ -13,7 +13,7 @@ from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
-from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
+from .probes import GuardState, ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class HostHealth:
     latency_ms: float | None = None
     repo: RepoState | None = None
     processes: tuple[ProcessInfo, ...] = ()
+    guard: GuardState | None = None  # None: no guard processes configured
     system: SystemState | None = None
     zerotier: ToolState | None = None
     gpu: ToolState | None = None
@@ -78,6 +79,13 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
     return failures
 
 
+def guard_failures(host: Host, guard: GuardState | None) -> list[str]:
+    """A guard that could not look fails the gate: "nothing runs" would be a guess."""
+    if host.guard.processes and (guard is None or guard.unknown):
+        return [f"cannot see processes: {guard.detail if guard else 'not probed'}"]
+    return []
+
+
 def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
     warnings = []
     if zerotier and zerotier.status != "ok":
@@ -102,13 +110,14 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHeal
         return HostHealth(host.name, host.target, True, "", exc.message, exc.hint or "",
                           failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
     parts = parse_health_output(host, result.stdout)
-    failures = gate_failures(host, parts["repo"], fetch)
+    guard = parts["guard"] if host.guard.processes else None
+    failures = gate_failures(host, parts["repo"], fetch) + guard_failures(host, guard)
     if not parts["complete"]:
         failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
     latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None
     return HostHealth(
         host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
-        processes=parts["processes"], system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
+        processes=guard.processes if guard else (), guard=guard, system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
         failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
         duration_s=time.monotonic() - start,
     )

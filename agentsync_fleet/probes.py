@@ -1,9 +1,7 @@
 """Health probes: one batched shell script per host, and pure parsers of its output.
 
 The script runs as `sh -c <script>`: the whole probe costs one remote round
-trip. Its text (guard patterns included) is then part of the probe shell's own
-command line, so `pgrep -f` would find the probe itself; every process whose
-command line carries `PROBE_TOKEN` is ours and is skipped.
+trip. The guard part (which processes run) lives in `guardprobe.py`.
 """
 
 from __future__ import annotations
@@ -11,8 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
 from .models import Host
 from .shell import join, path_arg, section, split_sections
+
+__all__ = ["GuardState", "ProcessInfo", "guard_probe", "parse_etime", "parse_guard"]  # their home: guardprobe.py
 
 GIT_ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
 IN_PROGRESS = {
@@ -20,7 +21,6 @@ IN_PROGRESS = {
     "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
 }
 GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
-PROBE_TOKEN = "@@agentsync-probe@@"
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,6 @@ class RepoState:
     in_progress: tuple[str, ...] = ()
     fetched: bool = False
     fetch_error: str = ""
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pattern: str
-    pid: int
-    uptime_s: int
-    command: str
 
 
 @dataclass(frozen=True)
@@ -127,17 +119,6 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "fi",
         "cd / 2>/dev/null",
     ]
-    return lines
-
-
-def guard_probe(host: Host) -> list[str]:
-    """pid, elapsed time and command line of every process matching a guard pattern (`pgrep -f`)."""
-    lines = [f": {PROBE_TOKEN}", section("guard")]
-    for index, pattern in enumerate(host.guard.processes):
-        lines.append(
-            f"for pid in $(pgrep -f -- {join([pattern])}); do a=$(ps -ww -o args= -p \"$pid\") || continue; "
-            f"case \"$a\" in *{PROBE_TOKEN}*) continue ;; esac; "
-            f"ps -ww -o pid=,etime=,args= -p \"$pid\" | sed 's/^/{index} /'; done")
     return lines
 
 
@@ -240,31 +221,6 @@ def parse_cpus(text: str) -> int | None:
     return total or None
 
 
-def parse_etime(text: str) -> int | None:
-    """POSIX `ps -o etime`: [[dd-]hh:]mm:ss → seconds."""
-    days, _, rest = text.rpartition("-")
-    fields = rest.split(":")
-    if not 2 <= len(fields) <= 3 or not all(f.isdigit() for f in fields) or (days and not days.isdigit()):
-        return None
-    seconds = 0
-    for part in fields:
-        seconds = seconds * 60 + int(part)
-    return seconds + int(days or 0) * 86400
-
-
-def parse_guard(text: str, patterns: tuple[str, ...]) -> tuple[ProcessInfo, ...]:
-    found = []
-    for line in text.splitlines():
-        parts = line.split(None, 3)
-        if len(parts) < 4 or not parts[0].isdigit() or not parts[1].isdigit():
-            continue
-        uptime = parse_etime(parts[2])
-        index = int(parts[0])
-        if uptime is not None and index < len(patterns):
-            found.append(ProcessInfo(patterns[index], int(parts[1]), uptime, parts[3]))
-    return tuple(found)
-
-
 def parse_system(text: str, df: str = "") -> SystemState:
     """The `system` section (load, cpus) and the raw `df -Pk` output of the `df` one."""
     free = use = cpus = None
@@ -332,7 +288,7 @@ def parse_health_output(host: Host, output: str) -> dict:
         "complete": "end" in parts,
         "repo": parse_repo(parts["repo"], parts.get("status", "")) if "repo" in parts
         else RepoState(False, "probe did not run"),
-        "processes": parse_guard(parts.get("guard", ""), host.guard.processes),
+        "guard": parse_guard(parts.get("guard", ""), host.guard.processes),
         "system": parse_system(parts.get("system", ""), parts.get("df", "")),
         "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
         "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,

@@ -37,6 +37,7 @@ SLOW_GIT = f"""#!/bin/sh
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
 
@@ -89,10 +90,16 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
     box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
+    # Hosts as real ones are (tests/test_real_hosts.py): a slim image without procps, busybox's ps in its place,
+    # a /proc no tool can list.
+    box.add_host("slim", hide_tools=PROCPS)
+    box.add_host("bbox", hide_tools=PROCPS)
+    box.add_host("blind", proc_hidden=True)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
     install_tool(box, "gpu", "git", SLOW_GIT)
+    install_tool(box, "bbox", "ps", "#!/bin/sh\nexec busybox ps \"$@\"\n")
     from s3_support import install_aws_cli
 
     install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH
@@ -142,6 +149,13 @@ class Fleet:
                          f"  UserKnownHostsFile {self.known_hosts}\n")
         with self.known_hosts.open("a") as handle:
             handle.write(f"[inner.fleet]:{inner.port} {self.sandbox.host_public_key('inner')}\n")
+
+    def prepare(self, name: str) -> None:
+        """A fresh clone of this test's origin on one of the hosts the constructor leaves alone."""
+        disk = self.sandbox.hosts[name].path()
+        for child in disk.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        clone(self.origin, self.sandbox.hosts[name].path("crpbot"), name)
 
     def repo(self, host: str) -> Path:
         """A host's checkout, seen from the controller (its disk is a directory here)."""

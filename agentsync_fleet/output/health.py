@@ -53,7 +53,10 @@ def _local(h: HostHealth) -> str:
 
 
 def _running(h: HostHealth) -> str:
-    return "\n".join(f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}"
+    if h.guard is not None and h.guard.unknown and h.reachable:
+        return "[red]unknown[/] (cannot see processes)"
+    return "\n".join(f"[magenta]{escape(p.pattern)}[/] pid {p.pid}"
+                     + (f" up {human_duration(p.uptime_s)}" if p.uptime_s is not None else "")
                      for p in h.processes)
 
 

@@ -47,6 +47,9 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
     elif not host.git_access:
         result.warnings.append("git_access: false: this host cannot reach origin; it is relayed through the local "
                                "host (patches in, a git bundle back)")
+    if facts.guard is not None and facts.guard.unknown:
+        result.warnings.append(f"cannot see processes ({facts.guard.detail}): guard.critical_files are not changed "
+                               "here unless --allow-running")
 
 
 def preflight(ctx: RunContext) -> None:
