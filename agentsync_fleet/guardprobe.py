@@ -63,6 +63,7 @@ END {
     if (c == "" || ours(pid)) continue
     for (i = 0; i < count; i++) if (c ~ ENVIRON["AGENTSYNC_GUARD_" i]) print i, pid, age[pid], c
   }
+  print "done"
 }
 """
 
@@ -111,8 +112,8 @@ def guard_probe(host: Host) -> list[str]:
         "echo \"method $mode\"; [ -n \"$why\" ] && echo \"why $why\"",
         "if [ $mode = proc ]; then",
         f"  {{ cat /proc/[0-9]*/stat 2>/dev/null; echo {CMDLINES}; "
-        f"grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '; }} | {awk}",
-        f"elif [ $mode != none ]; then printf '%s\\n' \"$out\" | {awk}; fi",
+        f"grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '; }} | {awk} 2>&1",
+        f"elif [ $mode != none ]; then printf '%s\\n' \"$out\" | {awk} 2>&1; fi",
     ]
 
 
@@ -131,6 +132,9 @@ def parse_guard(text: str, patterns: tuple[str, ...]) -> GuardState:
     method = facts.get("method", "")
     if method not in ("proc", "ps", "bbps"):
         return GuardState("unknown", "", facts.get("why", "") or "the process probe did not run")
+    if "done" not in facts:  # awk stopped half-way (a pattern it cannot compile, say): what it said, if anything
+        said = next((line.strip() for line in text.splitlines() if "awk" in line), "")
+        return GuardState("unknown", method, f"the process probe did not finish {said}".strip())
     if "blind" in facts:
         return GuardState("unknown", method, f"{_METHOD[method]} does not show the probe's own process")
     hidden = _hidden_processes(facts)

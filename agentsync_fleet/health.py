@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
+from .gitversion import refusal
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import GuardState, ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
@@ -62,7 +63,7 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
         return ["not probed"]
     if not repo.present:
         return [f"repo {host.repo}: {repo.error}"]
-    failures = []
+    failures = [why] if (why := refusal(repo.git_version, not host.git_access)) else []
     if repo.in_progress:
         failures.append(f"{', '.join(repo.in_progress)} in progress")
     if repo.branch != host.branch:
@@ -84,6 +85,15 @@ def guard_failures(host: Host, guard: GuardState | None) -> list[str]:
     if host.guard.processes and (guard is None or guard.unknown):
         return [f"cannot see processes: {guard.detail if guard else 'not probed'}"]
     return []
+
+
+def noise_warnings(noise: str) -> list[str]:
+    """The host's login shell prints something before our commands: ignored (shell.Framing), but worth fixing."""
+    if not noise:
+        return []
+    return [f"noisy shell startup: {noise[:120]!r} (printed by the login shell's startup files before every "
+            "command; agentsync ignores it, but other tools (scp, rsync) may break: print only in interactive "
+            "shells)"]
 
 
 def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
@@ -118,7 +128,8 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHeal
     return HostHealth(
         host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
         processes=guard.processes if guard else (), guard=guard, system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
-        failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
+        failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])
+                                                  + noise_warnings(getattr(session, "startup_noise", ""))),
         duration_s=time.monotonic() - start,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .gitversion import parse_git_version
 from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
 from .models import Host
 from .shell import join, path_arg, section, split_sections
@@ -38,6 +39,7 @@ class RepoState:
     in_progress: tuple[str, ...] = ()
     fetched: bool = False
     fetch_error: str = ""
+    git_version: tuple[int, int] | None = None  # gitversion.parse_git_version of the host's `git --version`
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD"])
     lines = [
         section("repo"),
+        "echo \"gitversion $(git --version 2>/dev/null)\"",
         f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
         # an unborn branch has no HEAD commit: ask again without it before calling it not a repo
         f"elif ! paths=$(git rev-parse {git_paths} HEAD -- 2>/dev/null) && "
@@ -181,9 +184,10 @@ def parse_repo(text: str, status: str = "") -> RepoState:
             progress.append(IN_PROGRESS.get(value, value))
         else:
             values[key] = value
+    version = parse_git_version(values.get("gitversion", ""))
     if "error" in values:
         reason = {"missing": "repo directory does not exist", "not-a-repo": "directory is not a git repository"}
-        return RepoState(present=False, error=reason.get(values["error"], values["error"]))
+        return RepoState(present=False, error=reason.get(values["error"], values["error"]), git_version=version)
     dirty = [line[3:] for line in status.splitlines() if len(line) > 3]
     ahead = behind = None
     counts = values.get("counts", "").split()
@@ -194,7 +198,7 @@ def parse_repo(text: str, status: str = "") -> RepoState:
         upstream=values.get("upstream", ""), ahead=ahead, behind=behind, dirty=len(dirty),
         dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes", "").strip()) or 0,
         in_progress=tuple(progress), fetched=values.get("fetch") == "0",
-        fetch_error=values.get("fetch_error", "").strip(),
+        fetch_error=values.get("fetch_error", "").strip(), git_version=version,
     )
 
 

@@ -71,8 +71,20 @@ BRANCH = text("a git branch name", check=git_ref_problem)
 PATH = text("a path (absolute, ~/…, or relative to the repo)")
 STRINGS = Field((list,), "a list of strings", items=text())
 
+def pattern_problem(value: str) -> str | None:
+    """Guard patterns are extended regular expressions; one `awk` cannot compile would blind the guard."""
+    if not value:
+        return "must not be empty"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc})"
+    return None
+
+
 GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
-    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)", items=text()),
+    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)",
+                       items=text("an extended regular expression", check=pattern_problem)),
     "critical_files": Field((list,), "a list of paths relative to the repo", items=PATH),
 })
 

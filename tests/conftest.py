@@ -37,9 +37,22 @@ SLOW_GIT = f"""#!/bin/sh
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+LOGIN_SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish",
+                "tcsh": "/usr/bin/tcsh", "ash": ""}  # ash: busybox, linked in the host's bin
+NOISY_BASHRC = "echo 'Welcome to vm! 4 updates can be applied.'\necho 'stty: standard input: not a tty' >&2\n"
 PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
+
+
+OLD_GIT = Path(__file__).resolve().parent.parent / ".cache" / "git-2.30"
+
+
+def old_git_wrapper(extra: str = "") -> str:
+    """The `git` of the old-git host: Debian 11's 2.30, run from where `make setup` unpacked it."""
+    if not (OLD_GIT / "usr" / "bin" / "git").exists():
+        raise RuntimeError(f"{OLD_GIT} is missing: run `make setup` (it unpacks Debian 11's git 2.30 there)")
+    return (f"#!/bin/sh\n{extra}GIT_EXEC_PATH={OLD_GIT}/usr/lib/git-core exec {OLD_GIT}/usr/bin/git \"$@\"\n")
 
 
 class SilentListener:
@@ -95,11 +108,17 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("slim", hide_tools=PROCPS)
     box.add_host("bbox", hide_tools=PROCPS)
     box.add_host("blind", proc_hidden=True)
+    for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
+        box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell))
+    box.add_host("noisy", bashrc=NOISY_BASHRC)  # a cloud image's ~/.bashrc that greets every session
+    box.add_host("oldgit")  # Debian 11's git 2.30 (`make setup` unpacks it into .cache/)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
     install_tool(box, "gpu", "git", SLOW_GIT)
     install_tool(box, "bbox", "ps", "#!/bin/sh\nexec busybox ps \"$@\"\n")
+    install_tool(box, "oldgit", "git", old_git_wrapper())
+    (box.hosts["sh-ash"].bin_dir / "ash").symlink_to(shutil.which("busybox"))  # busybox runs the applet it is named
     from s3_support import install_aws_cli
 
     install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH

@@ -169,6 +169,7 @@ def test_stale_locks_are_taken_over_with_a_warning(fleet):
                                 since=time.time() - 30).to_json() + "\n")
     old = holder(controller="laptop-2", since=time.time() - 3 * 3600)  # older than the default lock_ttl (2h)
     remote_lock(fleet, "cloud").write_text(old.to_json() + "\n")
+    os.utime(remote_lock(fleet, "cloud"), (old.since, old.since))  # its age counts by the host's clock
 
     result = fleet.agentsync("sync-all", "--json", inventory=inv)
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
+from conftest import LOGIN_SHELLS, old_git_wrapper
+
+from agentsync_fleet.sandbox_fleet import git, install_tool
 
 RUNTIME = "apps/runtime/v7_runtime.py"
 TOKEN = "agentsync-test-proc-hosts"
@@ -95,3 +99,171 @@ def test_a_blind_host_whose_update_leaves_critical_files_alone_is_synced(hosts):
     new = fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
     code, result = run_json(fleet, "sync-all", inv)
     assert code == 0 and fleet.head("blind") == new, result["blind"]
+
+
+# ---------------------------------------------------------------- any login shell, hostile inventory values
+
+SHELL_HOSTS = [f"sh-{shell}" for shell in LOGIN_SHELLS]
+# Each would create a file named agentsync-pwn-N if any shell on the way read it as code.
+CANARY_DIR = "crpbot x'\\''$(touch agentsync-pwn-1)`touch agentsync-pwn-2`;touch agentsync-pwn-3 \"$HOME\" \\ ü %s {a,b} !x #y"
+CANARY_PATTERNS = ["v7'; touch /srv/agentsync/agentsync-pwn-4; '", "x\"; touch /srv/agentsync/agentsync-pwn-5; \"",
+                   "x$(touch /srv/agentsync/agentsync-pwn-6)", "`touch /srv/agentsync/agentsync-pwn-7`",
+                   "x\\'; touch /srv/agentsync/agentsync-pwn-8 #", "y\n touch /srv/agentsync/agentsync-pwn-9"]
+CANARY_FILES = ["apps/x'\\''$(touch agentsync-pwn-10)", "a b/`touch agentsync-pwn-11`"]
+
+
+def canaries(fleet, name: str) -> list[str]:
+    """Every agentsync-pwn-* file on the host's disk, the controller's home, /tmp or /."""
+    places = [fleet.sandbox.hosts[name].path(), Path.home(), Path("/tmp"), Path("/"), fleet.root]
+    found = [str(p) for place in places[:1] for p in place.rglob("agentsync-pwn-*")]
+    return found + [str(p) for place in places[1:] for p in place.glob("agentsync-pwn-*")]
+
+
+def clone_into(fleet, name: str, directory: str) -> Path:
+    fleet.prepare(name)
+    target = fleet.sandbox.hosts[name].path(directory)
+    fleet.sandbox.hosts[name].path("crpbot").rename(target)
+    return target
+
+
+@pytest.mark.parametrize("name", SHELL_HOSTS)
+def test_every_login_shell_runs_our_commands_exactly_and_canaries_in_inventory_values_create_nothing(fleet, name):
+    clone_into(fleet, name, CANARY_DIR)
+    host = {"repo": f"/srv/agentsync/{CANARY_DIR}",
+            "guard": {"processes": CANARY_PATTERNS, "critical_files": CANARY_FILES}}
+    inv = fleet.inventory({"laptop": {}, name: host})
+
+    code, health = run_json(fleet, "health", inv)
+    assert code == 0 and health[name]["passed"], health[name]
+    assert health[name]["repo"]["branch"] == "main" and health[name]["guard"]["status"] == "ok"
+    assert not health[name]["warnings"], health[name]["warnings"]
+
+    new = fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    code, result = run_json(fleet, "sync-all", inv)
+    assert code == 0 and result[name]["status"] == "ok", result[name]
+    assert fleet.git("laptop", "rev-parse", "HEAD") == new
+    assert fleet.sandbox.hosts[name].path(CANARY_DIR).is_dir()
+    assert git_head(fleet.sandbox.hosts[name].path(CANARY_DIR)) == new
+    assert canaries(fleet, name) == []
+
+
+def git_head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD")
+
+
+# ---------------------------------------------------------------- a ~/.bashrc that prints a banner
+
+
+def test_a_banner_from_the_login_shell_reaches_no_parser_and_health_warns_about_it(fleet):
+    fleet.prepare("noisy")
+    inv = fleet.inventory({"laptop": {}, "noisy": {}})
+
+    code, health = run_json(fleet, "health", inv)
+    assert code == 0 and health["noisy"]["passed"], health["noisy"]
+    assert health["noisy"]["repo"]["head"] == fleet.head("noisy") and health["noisy"]["repo"]["branch"] == "main"
+    warning = next(w for w in health["noisy"]["warnings"] if w.startswith("noisy shell startup: "))
+    assert "Welcome to vm!" in warning
+    human = fleet.agentsync("health", inventory=inv)
+    assert "noisy shell startup" in human.stdout
+
+    theirs = fleet.commit("noisy", "notes.md", "from noisy\n", "Noisy host work")
+    mine = fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    code, result = run_json(fleet, "sync-all", inv)
+    assert code == 0 and result["noisy"]["status"] == "ok", result["noisy"]
+    assert fleet.head("noisy") == fleet.head("laptop") == fleet.origin_head()
+    log = fleet.git("laptop", "log", "--format=%H", "-n", "3")
+    assert theirs in log or "Noisy host work" in fleet.git("laptop", "log", "--format=%s", "-n", "3")
+    assert mine in fleet.git("noisy", "log", "--format=%H", "-n", "3")
+    assert fleet.git("noisy", "status", "--porcelain", "--untracked-files=all") == ""  # no file named after it
+    assert "Welcome" not in json.dumps(result)
+
+
+# ---------------------------------------------------------------- old git, and locks that could not be taken
+
+
+def test_a_host_with_git_2_30_is_synced_under_its_lock(fleet):
+    fleet.prepare("oldgit")
+    inv = fleet.inventory({"laptop": {}, "oldgit": {}})
+    code, health = run_json(fleet, "health", inv)
+    assert code == 0 and health["oldgit"]["repo"]["git_version"] == [2, 30], health["oldgit"]
+
+    theirs = fleet.commit("oldgit", "notes.md", "old git work\n", "Old git host work")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    result = fleet.agentsync("sync-all", "--json", inventory=inv)
+    data = json.loads(result.stdout)
+    hosts = {h["host"]: h for h in data["hosts"]}
+    assert result.returncode == 0 and hosts["oldgit"]["status"] == "ok", hosts["oldgit"]
+    assert fleet.head("oldgit") == fleet.head("laptop") == fleet.origin_head()
+    assert theirs in fleet.git("laptop", "rev-list", "HEAD")
+    assert "lock" not in result.stderr  # taken and released like anywhere else
+
+
+def test_git_2_30_is_refused_for_patch_relay_with_the_versions_it_has_and_needs(fleet):
+    fleet.prepare("oldgit")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    before = fleet.head("oldgit")
+    inv = fleet.inventory({"laptop": {}, "oldgit": {"git_access": False}})
+    code, result = run_json(fleet, "sync-all", inv)
+    assert code == 1 and result["oldgit"]["status"] == "skipped", result["oldgit"]
+    assert "git 2.30 is too old for patch relay (`git am --empty=keep`); need ≥ 2.35" in result["oldgit"]["message"]
+    assert fleet.head("oldgit") == before
+    code, health = run_json(fleet, "health", inv)
+    assert any("git 2.30 is too old" in f for f in health["oldgit"]["failures"])
+
+
+def test_a_host_whose_lock_cannot_be_taken_is_never_synced_and_the_report_says_why(fleet):
+    fleet.prepare("oldgit")
+    before = fleet.head("oldgit")
+    fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
+    # Only the lock asks git for the common dir in this run: that git refuses, everything else works.
+    broken = 'case "$*" in *--git-common-dir*) echo "fatal: cannot lock" >&2; exit 128 ;; esac\n'
+    install_tool(fleet.sandbox, "oldgit", "git", old_git_wrapper(broken))
+    try:
+        code, result = run_json(fleet, "sync-all", fleet.inventory({"laptop": {}, "oldgit": {}}))
+    finally:
+        install_tool(fleet.sandbox, "oldgit", "git", old_git_wrapper())
+    assert code == 1 and result["oldgit"]["status"] == "skipped", result["oldgit"]
+    assert "fleet lock could not be taken on oldgit" in result["oldgit"]["message"]
+    assert "cannot lock" in result["oldgit"]["message"]
+    assert fleet.head("oldgit") == before
+    assert result["laptop"]["status"] == "ok"
+
+
+# ---------------------------------------------------------------- clocks
+
+
+def test_a_controller_whose_clock_runs_3h_ahead_never_takes_over_a_live_runs_lock(fleet):
+    import subprocess
+
+    import yaml
+    from conftest import AGENTSYNC
+    from test_locks import remote_lock, start_held_sync, wait_for
+
+    from agentsync_fleet.locks.model import Holder
+
+    first, inv, gate = start_held_sync(fleet)
+    try:
+        wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("cloud", "gpu")), what="the first run's locks")
+        held = {h: remote_lock(fleet, h).read_text() for h in ("cloud", "gpu")}
+        # Controller B: another machine name (its own UTS namespace), its clock 3 h fast (libfaketime), its own
+        # state dir, and an inventory of the shared hosts only (the laptop is each controller's own disk).
+        data = yaml.safe_load(inv.read_text())
+        data["hosts"] = {name: spec for name, spec in data["hosts"].items() if name in ("cloud", "gpu")}
+        other_inv = fleet.root / "controller-b.yaml"
+        other_inv.write_text(yaml.safe_dump(data))
+        launcher = ["unshare", "--uts", "sh", "-c", 'hostname controller-b && exec "$@"', "sh",
+                    "faketime", "-f", "+3h"]
+        env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state-b"), "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        clock = subprocess.run([*launcher, "date", "+%s"], capture_output=True, text=True, env=env, check=True)
+        assert int(clock.stdout) - time.time() > 2.9 * 3600  # the skew is real
+
+        second = subprocess.run([*launcher, *AGENTSYNC, "sync-all", "--inventory", str(other_inv)],
+                                capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "the fleet is locked on" in second.stderr and "took over" not in second.stderr
+        assert {h: remote_lock(fleet, h).read_text() for h in ("cloud", "gpu")} == held
+        assert Holder.from_json(held["cloud"]).pid == first.pid
+    finally:
+        gate.unlink()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err

@@ -38,8 +38,8 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
                           workers=args.worker_limit(inv), only_stages=only_stages, resume=resume)
     connector = Connector(inv)
     try:
-        with _lock(dry_run, inv, hosts, connector, task, options.workers):
-            report = _engine(args, inv, hosts, connector, options)
+        with _lock(dry_run, inv, hosts, connector, task, options.workers) as lock:
+            report = _engine(args, inv, hosts, connector, options, lock.not_locked if lock else {})
     finally:
         connector.close_all()
     journal.annotate(origin_head=report.origin_head, aborted=report.aborted)
@@ -50,16 +50,16 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     return 0 if report.ok else 1
 
 
-def _engine(args: FleetArgs, inv, hosts, connector, options):
+def _engine(args: FleetArgs, inv, hosts, connector, options, not_locked: dict[str, str]):
     from ..sync.engine import run_sync
     from ..sync.model import RunContext
 
     if args.json:
-        return run_sync(RunContext(inv, hosts, connector, options))
+        return run_sync(RunContext(inv, hosts, connector, options, not_locked=not_locked))
     from ..output.sync import LiveView
 
     with LiveView([h.name for h in hosts], enabled=not options.dry_run) as view:
-        return run_sync(RunContext(inv, hosts, connector, options, listener=view.update))
+        return run_sync(RunContext(inv, hosts, connector, options, listener=view.update, not_locked=not_locked))
 
 
 def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):

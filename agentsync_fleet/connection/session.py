@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import select
-import shlex
 import signal
 import subprocess
 import threading
@@ -20,6 +19,7 @@ import paramiko
 
 from ..errors import CommandTimeout, HostUnreachable
 from ..models import CommandResult
+from ..shell import Framing
 from .config import Endpoint
 
 OutputFn = Callable[[bytes], None]  # receives a command's stdout as it arrives
@@ -47,14 +47,15 @@ def watchdog(seconds: float, on_expire: Callable[[], None]) -> Iterator[threadin
         timer.cancel()
 
 
-ARG_SCRIPT_LIMIT = 100_000  # bytes; Linux refuses a single argument over 128 KiB
+ARG_SCRIPT_LIMIT = 85_000  # bytes; Linux refuses one argument over 128 KiB, and base64 (shell.Framing) adds 1/3
 
 
 class ScriptRunner:
     """`run_script`, shared by both session kinds."""
 
     def run_script(self, text: str, *, timeout: float = 120.0, on_output: OutputFn | None = None) -> CommandResult:
-        """Run a POSIX sh script as `sh -c <script>`: one round trip, the script travels with the exec.
+        """Run a POSIX sh script: one round trip, the script travels with the exec (`run` hands any
+        command to `sh`, on a host through `shell.Framing`).
 
         Sending it on stdin to `sh -s` instead costs one more round trip (the
         exec must be accepted before stdin flows); only a script too large for
@@ -62,7 +63,7 @@ class ScriptRunner:
         """
         if len(text.encode()) > ARG_SCRIPT_LIMIT:
             return self.run("sh -s", stdin=text, timeout=timeout, on_output=on_output)
-        return self.run(shlex.join(["sh", "-c", text]), timeout=timeout, on_output=on_output)
+        return self.run(text, timeout=timeout, on_output=on_output)
 
 
 class SSHSession(ScriptRunner):
@@ -76,6 +77,8 @@ class SSHSession(ScriptRunner):
         self.transport = client.get_transport()
         self.last_rtt: float | None = None
         self.compress = False
+        self.framing = Framing.new()  # how commands are wrapped for the login shell and their output framed
+        self.startup_noise = ""  # the first line the host's shell startup printed around our commands, if any
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
             on_output: OutputFn | None = None) -> CommandResult:
@@ -92,7 +95,8 @@ class SSHSession(ScriptRunner):
         self.last_rtt = time.monotonic() - start
         try:
             with watchdog(timeout, chan.close) as expired:
-                out, err, code = self._exchange(chan, command, stdin, start + timeout, on_output)
+                out, err, code = self._exchange(chan, self.framing.argument(command), stdin, start + timeout,
+                                                self.framing.stream(on_output) if on_output else None)
         finally:
             chan.close()
         duration = time.monotonic() - start
@@ -102,7 +106,9 @@ class SSHSession(ScriptRunner):
         if code is None:
             raise HostUnreachable(f"the command ended without an exit status (killed by a signal, or the "
                                   f"connection dropped): {_short(command)}", reason="lost", host=self.name)
-        return CommandResult(self.name, command, code, out, err, duration)
+        framed = self.framing.unframe(out, err)
+        self.startup_noise = self.startup_noise or framed.noise
+        return CommandResult(self.name, command, code, framed.stdout, framed.stderr, duration)
 
     @staticmethod
     def _exchange(chan: paramiko.Channel, command: str, stdin: str | None, deadline: float,
@@ -163,6 +169,7 @@ class LocalSession(ScriptRunner):
     """The controller itself (`local: true`): same interface, no SSH."""
 
     last_rtt: float | None = 0.0
+    startup_noise = ""  # no login shell runs here: commands go straight to `sh -c`
 
     def __init__(self, name: str):
         self.name = name

@@ -100,6 +100,7 @@ class RunContext:
     facts: dict[str, Any] = field(default_factory=dict)  # preflight HostHealth per host
     lock: threading.Lock = field(default_factory=threading.Lock)
     observer: Any = field(default_factory=_journal_observer)  # told about every step as it ends (journal)
+    not_locked: dict[str, str] = field(default_factory=dict)  # host -> why the fleet lock was not taken there
 
     def result(self, host: Host) -> HostSync:
         return self.results.setdefault(host.name, HostSync(host.name))
