@@ -20,9 +20,8 @@ session, the login shell, on the laptop the controller itself). Patterns reach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .models import Host
+from .records import GuardState, ProcessInfo
 from .shell import join, section
 
 PATTERN_VAR = "AGENTSYNC_GUARD_"
@@ -66,28 +65,6 @@ END {
   print "done"
 }
 """
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pattern: str
-    pid: int
-    uptime_s: int | None  # None: the host's tools cannot tell (busybox ps)
-    command: str
-
-
-@dataclass(frozen=True)
-class GuardState:
-    """What the guard saw: `ok` (processes is the whole truth) or `unknown` (it could not look: detail says why)."""
-
-    status: str  # ok | unknown
-    method: str = ""  # proc | ps | busybox-ps
-    detail: str = ""
-    processes: tuple[ProcessInfo, ...] = ()
-
-    @property
-    def unknown(self) -> bool:
-        return self.status != "ok"
 
 
 def guard_probe(host: Host) -> list[str]:

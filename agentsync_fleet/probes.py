@@ -7,11 +7,11 @@ trip. The guard part (which processes run) lives in `guardprobe.py`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from .gitversion import parse_git_version
 from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
 from .models import Host
+from .records import GpuInfo, GpuProcess, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
 
 __all__ = ["GuardState", "ProcessInfo", "guard_probe", "parse_etime", "parse_guard"]  # their home: guardprobe.py
@@ -22,59 +22,6 @@ IN_PROGRESS = {
     "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
 }
 GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
-
-
-@dataclass(frozen=True)
-class RepoState:
-    present: bool
-    error: str = ""
-    branch: str = ""
-    head: str = ""
-    upstream: str = ""
-    ahead: int | None = None
-    behind: int | None = None
-    dirty: int = 0
-    dirty_files: tuple[str, ...] = ()
-    stashes: int = 0
-    in_progress: tuple[str, ...] = ()
-    fetched: bool = False
-    fetch_error: str = ""
-    git_version: tuple[int, int] | None = None  # gitversion.parse_git_version of the host's `git --version`
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    memory_used_mb: float | None
-    memory_total_mb: float | None
-    utilization_pct: float | None
-    temperature_c: float | None
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    pid: int
-    name: str
-    used_memory_mb: float | None
-
-
-@dataclass(frozen=True)
-class ToolState:
-    """State from an optional tool (zerotier-cli, nvidia-smi): `unavailable` when not installed."""
-
-    status: str  # ok | unavailable | error | missing-network | not-ok
-    detail: str = ""
-    gpus: tuple[GpuInfo, ...] = ()
-    processes: tuple[GpuProcess, ...] = ()
-
-
-@dataclass(frozen=True)
-class SystemState:
-    disk_free_bytes: int | None = None
-    disk_use_pct: int | None = None
-    load: tuple[float, float, float] | None = None
-    cpus: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the script

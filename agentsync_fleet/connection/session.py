@@ -19,6 +19,7 @@ import paramiko
 
 from ..errors import CommandTimeout, HostUnreachable
 from ..models import CommandResult
+from ..settings import TIMEOUTS
 from ..shell import Framing
 from .config import Endpoint
 
@@ -53,7 +54,7 @@ ARG_SCRIPT_LIMIT = 85_000  # bytes; Linux refuses one argument over 128 KiB, and
 class ScriptRunner:
     """`run_script`, shared by both session kinds."""
 
-    def run_script(self, text: str, *, timeout: float = 120.0, on_output: OutputFn | None = None) -> CommandResult:
+    def run_script(self, text: str, *, timeout: float = TIMEOUTS.command, on_output: OutputFn | None = None) -> CommandResult:
         """Run a POSIX sh script: one round trip, the script travels with the exec (`run` hands any
         command to `sh`, on a host through `shell.Framing`).
 
@@ -80,7 +81,7 @@ class SSHSession(ScriptRunner):
         self.framing = Framing.new()  # how commands are wrapped for the login shell and their output framed
         self.startup_noise = ""  # the first line the host's shell startup printed around our commands, if any
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         """Run shell text on the host; never raises on a non-zero exit, only on timeout or a lost link.
 
@@ -174,7 +175,7 @@ class LocalSession(ScriptRunner):
     def __init__(self, name: str):
         self.name = name
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         if on_output is not None:
             return self._run_streaming(command, stdin, timeout, on_output)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from ..models import Host, S3Entry
 from ..secrets import protected_paths
+from ..settings import TIMEOUTS
 from ..shell import Raw, join, path_arg, script, section
 from .rsync import nocase
 
@@ -34,7 +35,7 @@ NO_DIR = "no-dir"
 SYNC = "sync"
 SIZES = "sizes"
 TIMED_OUT = "timed-out"
-KILL_AFTER_S = 5  # after the deadline's TERM, a sync that still runs gets KILL this much later
+KILL_AFTER_S = TIMEOUTS.s3_kill_after  # after the deadline's TERM, a sync that still runs gets KILL this much later
 
 # GNU find prints sizes itself; BSD/macOS find has no -printf, its stat does the same job. -L: the CLI
 # follows symlinks, so the listing does too (and sizes are the targets').
