@@ -27,7 +27,7 @@ def test_busybox_ps_gives_processes_without_uptime():
 def test_no_method_a_blind_probe_hidepid_or_no_output_are_unknown_never_nothing_runs():
     none = parse_guard("why cannot read /proc; ps: Error, do this: mount -t proc proc /proc\nmethod none\n", PATTERNS)
     assert none.unknown and "cannot read /proc" in none.detail and "mount -t proc" in none.detail
-    blind = parse_guard("method bbps\nblind\n", PATTERNS)
+    blind = parse_guard("method bbps\nblind\ndone\n", PATTERNS)
     assert blind.unknown and "own process" in blind.detail
     hidden = parse_guard("uptime 5 5\nhz 100\nmount rw,hidepid=2\nuid 1000\nmethod proc\ndone\n", PATTERNS)
     assert hidden.unknown and "hidepid=2" in hidden.detail

@@ -187,14 +187,14 @@ def test_a_host_with_git_2_30_is_synced_under_its_lock(fleet):
     code, health = run_json(fleet, "health", inv)
     assert code == 0 and health["oldgit"]["repo"]["git_version"] == [2, 30], health["oldgit"]
 
-    theirs = fleet.commit("oldgit", "notes.md", "old git work\n", "Old git host work")
+    fleet.commit("oldgit", "notes.md", "old git work\n", "Old git host work")
     fleet.commit("laptop", "strategies/momentum.py", "WINDOW = 30\n", "Tune strategy")
     result = fleet.agentsync("sync-all", "--json", inventory=inv)
     data = json.loads(result.stdout)
     hosts = {h["host"]: h for h in data["hosts"]}
     assert result.returncode == 0 and hosts["oldgit"]["status"] == "ok", hosts["oldgit"]
     assert fleet.head("oldgit") == fleet.head("laptop") == fleet.origin_head()
-    assert theirs in fleet.git("laptop", "rev-list", "HEAD")
+    assert "Old git host work" in fleet.git("laptop", "log", "--format=%s")  # published (rebased onto origin)
     assert "lock" not in result.stderr  # taken and released like anywhere else
 
 
