@@ -117,8 +117,7 @@ class Framing:
         body = (f"printf '%s\\n' '{self.start}'; printf '%s\\n' '{self.start}' >&2\n"
                 f"(\n{command}\n)\nrc=$?\nprintf '\\n%s\\n' '{self.end}'; printf '\\n%s\\n' '{self.end}' >&2\n"
                 "exit $rc\n")
-        encoded = base64.b64encode(body.encode()).decode()
-        return f"sh -c 'eval \"$(printf %s {encoded} | base64 -d)\"' agentsync-{self.nonce}"
+        return sh_argument(body, f"agentsync-{self.nonce}")
 
     def fits(self, command: str) -> bool:
         """Whether `argument(command)` stays under the kernel's limit for one argument."""
@@ -150,6 +149,12 @@ class Framing:
                     callback(rest)
 
         return feed
+
+
+def sh_argument(command: str, name: str = "agentsync") -> str:
+    """`command` as one argument any login shell hands to `sh` unchanged (see above); `name` is sh's `$0`."""
+    encoded = base64.b64encode(command.encode()).decode()
+    return f"sh -c 'eval \"$(printf %s {encoded} | base64 -d)\"' {name}"
 
 
 def _between(text: str, start: str, end: str) -> tuple[str, str]:

@@ -267,3 +267,51 @@ def test_a_controller_whose_clock_runs_3h_ahead_never_takes_over_a_live_runs_loc
         gate.unlink()
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
+
+
+# ---------------------------------------------------------------- a host that freezes mid-run
+
+
+def namespace_processes(fleet, name: str) -> list[int]:
+    """Every process of a sandbox host: those in the PID namespace of its sshd (the namespace's init)."""
+    init = fleet.sandbox.hosts[name].pid
+    ns = os.readlink(f"/proc/{init}/ns/pid")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == ns:
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def signal_host(fleet, name: str, sig: int) -> None:
+    for pid in namespace_processes(fleet, name):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_host_frozen_mid_run_costs_one_timeout_and_the_others_converge(fleet):
+    from test_locks import remote_lock, start_held_sync, wait_for
+
+    connect, command = 3, 6
+    inv = fleet.inventory({"laptop": {}, "cloud": {"command_timeout": command}, "gpu": {}})
+    run, inv, gate = start_held_sync(fleet, inv)
+    try:
+        wait_for(lambda: all(remote_lock(fleet, h).exists() for h in ("cloud", "gpu")), what="the run's locks")
+        signal_host(fleet, "cloud", signal.SIGSTOP)  # sshd, its sessions, every shell: a dropped VPN, a hung VM
+        started = time.monotonic()
+        gate.unlink()
+        out, err = run.communicate(timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        signal_host(fleet, "cloud", signal.SIGCONT)
+        if gate.exists():
+            gate.unlink()
+    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
+    assert hosts["gpu"]["status"] == "ok" and fleet.head("gpu") == fleet.head("laptop") == fleet.origin_head()
+    assert hosts["cloud"]["status"] in ("unreachable", "failed"), hosts["cloud"]
+    assert elapsed < connect + command + 5, (elapsed, hosts["cloud"]["message"], err[-2000:])

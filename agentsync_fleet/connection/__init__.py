@@ -86,6 +86,7 @@ class Connector:
             via = self.tunnel(name, endpoint, timeout, depth)
         session = _handshake(name, endpoint, timeout, via)
         session.compress = compress
+        session.answer_timeout = timeout  # a host gets connect_timeout to show it is still there
         return session
 
     def tunnel(self, name: str, endpoint: Endpoint, timeout: float, depth: int = 0) -> SSHSession | None:

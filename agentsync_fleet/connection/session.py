@@ -80,13 +80,36 @@ class SSHSession(ScriptRunner):
         self.compress = False
         self.framing = Framing.new()  # how commands are wrapped for the login shell and their output framed
         self.startup_noise = ""  # the first line the host's shell startup printed around our commands, if any
+        self.gone = ""  # why the host is gone for the rest of the run ("" while it answers)
+        self.answer_timeout = TIMEOUTS.connect  # how long a host may take to show it is still there
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         """Run shell text on the host; never raises on a non-zero exit, only on timeout or a lost link.
 
         `on_output` sees stdout as it arrives (raw chunks), for progress displays of long commands.
+        A host that timed out or dropped the link, and then does not answer a channel request within
+        `answer_timeout`, is gone for the rest of the run: every later command to it (the final HEAD
+        read, the lock release) fails at once instead of waiting out a timeout of its own.
         """
+        if self.gone:
+            raise HostUnreachable(f"gone for the rest of this run: {self.gone}", reason="lost", host=self.name)
+        try:
+            return self._run(command, stdin, timeout, on_output)
+        except (CommandTimeout, HostUnreachable) as exc:
+            if not self._answers():
+                self.gone = exc.message
+            raise
+
+    def _answers(self) -> bool:
+        """Does the host still open a channel within answer_timeout? (A frozen host, a dead link: no.)"""
+        try:
+            self.transport.open_session(timeout=self.answer_timeout).close()
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+        return True
+
+    def _run(self, command: str, stdin: str | None, timeout: float, on_output: OutputFn | None) -> CommandResult:
         start = time.monotonic()
         try:
             chan = self.transport.open_session(timeout=min(timeout, 30.0))
