@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..gitops import Guard
-from ..guardprobe import GuardState, guard_probe, parse_guard
-from ..models import Host
-from ..shell import split_sections
+from .gitops import Guard
+from .guardprobe import GuardState, guard_probe, parse_guard
+from .models import Host
+from .shell import split_sections
 
 
 def is_critical(path: str, patterns: tuple[str, ...]) -> bool:
