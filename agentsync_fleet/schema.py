@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .secrets import SECRET_PATTERNS
-from .settings import command_problem, duration_problem
+from .settings import command_problem, duration_problem, persist_problem
 
 Check = Callable[[Any], "str | None"]
 
@@ -264,4 +264,6 @@ TOP_KEYS.update({
     "lock_ttl": DURATION,
     "claim_ttl": DURATION,
     "notify": NOTIFY,
+    "control_persist": Field((int, float, str, bool), "a duration (how long an ssh master outlives its last "
+                             "command, e.g. 5m) or no", check=persist_problem),
 })

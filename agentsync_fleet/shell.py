@@ -12,6 +12,7 @@ import secrets
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import AnyStr, BinaryIO
 
 Argv = Sequence[str]
 
@@ -126,8 +127,17 @@ class Framing:
     def unframe(self, stdout: str, stderr: str) -> Unframed:
         out, noise_out = _between(stdout, self.start, self.end)
         err, noise_err = _between(stderr, self.start, self.end)
-        noise = next((line.strip() for line in (noise_out + "\n" + noise_err).splitlines() if line.strip()), "")
-        return Unframed(out, err, noise)
+        return Unframed(out, err, first_line(noise_out + "\n" + noise_err))
+
+    def unframe_bytes(self, stdout: bytes, stderr: bytes) -> tuple[bytes, bytes, str]:
+        """`unframe` for raw output (file contents): (stdout, stderr, noise)."""
+        start, end = self.start.encode(), self.end.encode()
+        out, noise_out = _between(stdout, start, end)
+        err, noise_err = _between(stderr, start, end)
+        return out, err, first_line((noise_out + b"\n" + noise_err).decode(errors="replace"))
+
+    def sink(self, out: BinaryIO) -> FramedSink:
+        return FramedSink(self, out)
 
     def stream(self, callback: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """A stdout callback that passes on only what the command printed (after the start marker)."""
@@ -157,14 +167,51 @@ def sh_argument(command: str, name: str = "agentsync") -> str:
     return f"sh -c 'eval \"$(printf %s {encoded} | base64 -d)\"' {name}"
 
 
-def _between(text: str, start: str, end: str) -> tuple[str, str]:
+class FramedSink:
+    """Where a download's stdout goes: what precedes the start marker is dropped, and the last bytes are held
+    back until the end so the end marker never reaches the file."""
+
+    def __init__(self, framing: Framing, out: BinaryIO):
+        self.out = out
+        self.start, self.end = f"{framing.start}\n".encode(), f"\n{framing.end}\n".encode()
+        self.head, self.tail = bytearray(), bytearray()
+        self.started = False
+
+    def write(self, chunk: bytes) -> None:
+        if not self.started:
+            self.head += chunk
+            at = self.head.find(self.start)
+            if at == -1:
+                return
+            self.started, chunk = True, bytes(self.head[at + len(self.start):])
+            del self.head[at:]
+        self.tail += chunk
+        if len(self.tail) > len(self.end):
+            self.out.write(bytes(self.tail[:-len(self.end)]))
+            del self.tail[:-len(self.end)]
+
+    def finish(self) -> str:
+        """Write what is held back (less the end marker); the first line of noise, if any came before."""
+        if self.tail.endswith(self.end):
+            del self.tail[-len(self.end):]
+        self.out.write(bytes(self.tail))
+        self.tail.clear()
+        return first_line(self.head.decode(errors="replace"))
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _between(text: AnyStr, start: AnyStr, end: AnyStr) -> tuple[AnyStr, AnyStr]:
     """(the text between the markers, what lies outside them). No start marker: the wrapper never ran (a
     host without `base64`, a login shell that failed): what it printed is all there is to show, kept as
     the output; no end marker: the command was cut off."""
-    head, found, rest = text.partition(start + "\n")
+    newline = "\n" if isinstance(text, str) else b"\n"
+    head, found, rest = text.partition(start + newline)
     if not found:
-        return text, ""
-    body, found_end, tail = rest.rpartition("\n" + end + "\n")
+        return text, text[:0]
+    body, found_end, tail = rest.rpartition(newline + end + newline)
     if not found_end:
         return rest, head
     return body, head + tail
