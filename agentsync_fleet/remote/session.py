@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..models import CommandResult
 from ..settings import TIMEOUTS
 from ..shell import Framing
 from .diagnose import SSH_FAILED, classify
-from .process import Finished, OutputFn, run_process
+from .process import Finished, OutputFn, kill_group, run_process
 
 ARG_SCRIPT_LIMIT = 85_000  # bytes; Linux refuses one argument over 128 KiB, and base64 (shell.Framing) adds 1/3
 SSH_ENV = {"SSH_ASKPASS_REQUIRE": "never"}  # with BatchMode and no tty: never any prompt, not even askpass
@@ -181,9 +182,16 @@ class OpenSSHSession(Session):
         return replace(done, stdout=out, stderr=err)
 
     def _gone_unless_it_answers(self, why: str) -> None:
-        """A host that does not run `true` within answer_timeout (frozen, link down) is gone for the run."""
-        check = run_process([*self.argv(), "true"], timeout=self.answer_timeout, env={**os.environ, **SSH_ENV})
-        if check.code != 0:
+        """A host that does not run `true` within answer_timeout (frozen, link down) is gone for the run.
+        No pipes: a multiplexed ssh hands them to its master, which would hold them open past the deadline."""
+        proc = subprocess.Popen([*self.argv(), "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **SSH_ENV})
+        try:
+            answered = proc.wait(timeout=self.answer_timeout) == 0
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            answered = False
+        if not answered:
             self.gone = why
 
     def _ssh(self, command: str, timeout: float, stdin, on_output, stdout_to) -> Finished:
