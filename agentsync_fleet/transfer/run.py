@@ -17,7 +17,8 @@ from dataclasses import replace
 from ..errors import FleetError
 from ..guard import is_critical
 from ..models import Host, Inventory
-from ..shell import join
+from ..probes import guard_probe, parse_guard
+from ..shell import join, split_sections
 from ..steps.rsync import PARTIAL_DIR, quiet_rsh, remote_command, rsync_argv, secret_rules, ssh_argv
 from . import dirlinks as D
 from . import plan as P
@@ -313,9 +314,6 @@ def keep_notices(out: RsyncOutput, stderr: str) -> str:
 
 def guard_processes(ssh: SshSettings, host: Host):
     """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
-    from ..probes import guard_probe, parse_guard
-    from ..shell import split_sections
-
     target = ssh(host)
     script = "\n".join(guard_probe(host)) + "\n"
     try:
