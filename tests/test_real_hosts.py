@@ -320,19 +320,3 @@ def test_a_host_frozen_mid_run_costs_one_timeout_and_the_others_converge(fleet):
                                              {n: [(s["stage"], s["action"], s["duration_s"]) for s in h["steps"]]
                                               for n, h in hosts.items()})
 
-
-def test_results_and_push_code_work_through_a_login_shell_that_prints_a_banner(fleet):
-    fleet.prepare("noisy")
-    scores = fleet.sandbox.hosts["noisy"].path("crpbot") / "results" / "score.txt"
-    scores.parent.mkdir(parents=True)
-    scores.write_text("0.93\n")
-    (fleet.repo("laptop") / "new_module.py").write_text("X = 1\n")
-    inv = fleet.inventory({"laptop": {}, "noisy": {"results": [{"remote": "results/", "local": "results/noisy/"}]}})
-
-    pulled = fleet.agentsync("results", "--host", "noisy", "--json", inventory=inv)
-    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-    assert (fleet.repo("laptop") / "results" / "noisy" / "score.txt").read_text() == "0.93\n"
-    pushed = fleet.agentsync("push-code", "--host", "noisy", "--json", inventory=inv)
-    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-    assert (fleet.sandbox.hosts["noisy"].path("crpbot") / "new_module.py").read_text() == "X = 1\n"
-    assert "Welcome" not in pulled.stdout + pushed.stdout

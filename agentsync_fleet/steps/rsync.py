@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass
 
 from ..secrets import SECRET_PATTERNS
@@ -85,12 +84,6 @@ def ssh_argv(t: SshTarget, *, first_hop: bool = True) -> list[str]:
     if t.port:
         argv += ["-p", str(t.port)]
     return argv
-
-
-def quiet_rsh(ssh: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The ssh command run through `quietssh`, which drops whatever the host's login shell prints before the
-    remote command starts (a `.bashrc` banner would otherwise break rsync's protocol)."""
-    return (sys.executable, "-m", "agentsync_fleet.quietssh", str(len(ssh)), *ssh)
 
 
 def rsh_quote(arg: str) -> str:

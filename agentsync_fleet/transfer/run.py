@@ -12,14 +12,13 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from ..errors import FleetError
 from ..guard import is_critical
 from ..models import Host, Inventory
 from ..probes import guard_probe, parse_guard
 from ..shell import join, split_sections
-from ..steps.rsync import PARTIAL_DIR, quiet_rsh, remote_command, rsync_argv, secret_rules, ssh_argv
+from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from . import dirlinks as D
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
@@ -88,11 +87,11 @@ class Runner:
         return D.split(leg, links, files)
 
     def _argv(self, leg: P.Leg) -> list[str]:
-        if leg.on is None:  # rsync runs here: its ssh is deaf to a chatty login shell on the host (quietssh.py)
-            return rsync_argv(replace(leg.call, rsh=quiet_rsh(leg.call.rsh)) if leg.call.rsh else leg.call)
         argv = rsync_argv(leg.call)
+        if leg.on is None:
+            return argv
         hop = self.ssh(leg.on)  # direct: rsync runs on the source host, started over ssh
-        return [*quiet_rsh(ssh_argv(hop)), hop.target, remote_command(argv)]
+        return [*ssh_argv(hop), hop.target, remote_command(argv)]
 
     def _run_leg(self, route: P.Route, leg: P.Leg, result: TransferResult, stdin: bytes | None) -> bool:
         if self.opts.dry_run and route.mode == "relay" and leg.final and self._cache_only(route, leg, result):
