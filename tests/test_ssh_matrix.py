@@ -383,3 +383,28 @@ def test_wildcard_and_negated_known_hosts_patterns(fleet, matrix):
     assert_same_verdict(fleet, "wild", True)
     assert_same_verdict(fleet, "negated", False, "host key unknown")
     assert_same_verdict(fleet, "not-negated", True)
+
+
+def test_a_passphrase_key_works_only_when_its_agent_holds_it(fleet, matrix):
+    cloud = fleet.sandbox.hosts["cloud"]
+    locked = fleet.root / "locked_key"
+    shutil.copy(fleet.sandbox.client_key, locked)  # the authorized key, with a passphrase on this copy
+    os.chmod(locked, 0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret phrase", "-f", str(locked)], check=True,
+                   capture_output=True)
+    append(fleet, block("locked-agent", cloud, "  IdentitiesOnly yes", f"  IdentityAgent {matrix.agent_sock}",
+                        key=str(locked), known=fleet.known_hosts))
+    append(fleet, block("locked-alone", cloud, "  IdentitiesOnly yes", "  IdentityAgent none",
+                        key=str(locked), known=fleet.known_hosts))
+    assert_same_verdict(fleet, "locked-agent", True)
+    assert_same_verdict(fleet, "locked-alone", False, "auth")  # never a passphrase prompt
+
+
+def test_connection_attempts_against_a_silent_host_cost_one_bounded_wait(fleet, matrix):
+    listener = fleet.listener
+    append(fleet, "\n".join(["Host silent-retries", f"  HostName {listener.address}", f"  Port {listener.port}",
+                             "  ConnectionAttempts 3", "  ConnectTimeout 1", ""]))
+    start = time.monotonic()
+    row, _ = health(fleet, "silent-retries")
+    assert row["reachable"] is False and row["reason"] == "timeout", row
+    assert time.monotonic() - start < 3 + 1 + 3  # connect_timeout 3 s in the test inventory, plus start-up
