@@ -1,13 +1,119 @@
-"""Which rsync runs at each end: the choice from `--version` texts (pure; macOS's openrsync cannot run here, so
-its case is the choice made from its real `--version` text), and the argv that follows from it."""
+"""Which rsync runs at each end: real hosts with Debian 12's rsync 3.2.7 at one end and the 3.5.0 its security
+archive serves at the other, a host without rsync, one with an rsync too old; then the choice from `--version`
+texts (pure: macOS's openrsync cannot run here, so its case is the choice made from its real `--version` text)
+and the argv that follows from it."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
+from rsync_support import debian_rsync, files, inventory, run, write
 
 from agentsync_fleet.errors import FleetError
+from agentsync_fleet.sandbox import MOUNT_POINT
+from agentsync_fleet.sandbox_fleet import install_tool
 from agentsync_fleet.steps.rsync import RsyncCall, rsync_argv
 from agentsync_fleet.steps.rsync_tool import MARK, Found, RsyncTool, choose, parse_version, parse_versions
+
+LOGGED = '#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n'  # a real rsync, each start logged
+
+
+@pytest.fixture
+def gpu_rsync_327(fleet):
+    """For one test, gpu runs Debian 12's rsync 3.2.7; yields the log of its starts (one line each)."""
+    log = fleet.root / "gpu-rsync.log"
+    install_tool(fleet.sandbox, "gpu", "rsync", LOGGED.format(log=log, real=debian_rsync("3.2.7")))
+    yield log
+    (fleet.sandbox.hosts["gpu"].bin_dir / "rsync").unlink()
+
+
+@pytest.fixture
+def gpu_rsync_too_old(fleet):
+    """gpu's rsync says it is 3.0.9 (only its --version answer matters: it is refused before it would run)."""
+    log = fleet.root / "gpu-rsync.log"
+    install_tool(fleet.sandbox, "gpu", "rsync", f'#!/bin/sh\necho "$*" >> {log}\n'
+                 'echo "rsync  version 3.0.9  protocol version 30"\n')
+    yield log
+    (fleet.sandbox.hosts["gpu"].bin_dir / "rsync").unlink()
+
+
+def _starts(log) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_gpu_box_on_rsync_3_2_7_takes_a_push_into_its_linked_directory_and_rsync_is_checked_once(fleet,
+                                                                                                   gpu_rsync_327):
+    big_disk = fleet.sandbox.hosts["gpu"].path("bigdisk") / "data"
+    big_disk.mkdir(parents=True)
+    (fleet.repo("gpu") / "data").symlink_to(f"{MOUNT_POINT}/bigdisk/data")
+    write(fleet.repo("laptop") / "data" / "README.md", "what the data is\n")
+    assets = write(fleet.root / "assets" / "a.txt", "a\n").parent
+    write(fleet.repo("gpu") / "results" / "score.txt", "0.9\n")
+    inv = inventory(fleet, {"laptop": {}, "gpu": {
+        "rsync": [{"name": "assets", "direction": "push", "src": f"{assets}/", "dest": "assets/"}],
+        "results": [{"remote": "results/", "local": "results/gpu/"}]}})
+
+    code, data = run(fleet, "push-code", "--host", "gpu", inv=inv)
+    pulled, back = run(fleet, "results", "--host", "gpu", inv=inv)
+
+    assert code == 0 and pulled == 0, (data, back)
+    assert (fleet.repo("gpu") / "data").is_symlink() and files(big_disk) == {"README.md"}
+    assert (fleet.repo("gpu") / "assets" / "a.txt").read_text() == "a\n"
+    assert (fleet.repo("laptop") / "results" / "gpu" / "score.txt").read_text() == "0.9\n"
+    starts = _starts(gpu_rsync_327)
+    assert [s for s in starts if s == "--version"] == ["--version", "--version"]  # once per run, two runs
+    assert sum("--server" in s for s in starts) == 4  # 3.2.7 served code, data/, assets and results
+
+
+def test_a_laptop_on_rsync_3_2_7_pushes_into_a_linked_directory_on_a_host_with_3_5(fleet):
+    big_disk = fleet.sandbox.hosts["gpu"].path("bigdisk") / "data"
+    big_disk.mkdir(parents=True)
+    (fleet.repo("gpu") / "data").symlink_to(f"{MOUNT_POINT}/bigdisk/data")
+    write(fleet.repo("laptop") / "data" / "README.md", "what the data is\n")
+    bin_dir, log = fleet.root / "laptop-bin", fleet.root / "laptop-rsync.log"
+    bin_dir.mkdir()
+    install = bin_dir / "rsync"
+    install.write_text(LOGGED.format(log=log, real=debian_rsync("3.2.7")))
+    install.chmod(0o755)
+
+    result = fleet.agentsync("push-code", "--json", "--host", "gpu", inventory=inventory(fleet, {"laptop": {}, "gpu": {}}),
+                             env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+
+    assert result.returncode == 0, result.stdout
+    assert files(big_disk) == {"README.md"} and (fleet.repo("gpu") / "data").is_symlink()
+    assert sum(not s.startswith("--version") for s in _starts(log)) == 2  # the laptop's 3.2.7 ran both runs
+
+
+def test_a_host_without_rsync_fails_its_transfers_with_the_install_command_and_nothing_moves(fleet):
+    write(fleet.repo("laptop") / "app.py", "print('hi')\n")
+    write(fleet.sandbox.hosts["nocli"].path("crpbot") / "results" / "score.txt", "0.9\n")
+    inv = inventory(fleet, {"laptop": {}, "nocli": {"results": [{"remote": "results/", "local": "results/nocli/"}]}})
+
+    code, data = run(fleet, "push-code", "--host", "nocli", inv=inv)
+    pulled, back = run(fleet, "results", "--host", "nocli", inv=inv)
+
+    assert code == 1 and pulled == 1
+    for result in (data["by_name"]["push-code"], back["by_name"]["results"]):
+        assert result["status"] == "failed" and result["error"] == "rsync is not installed on nocli", result
+        assert "apt-get install rsync" in result["hint"]
+    assert not (fleet.sandbox.hosts["nocli"].path("crpbot") / "app.py").exists()
+    assert not (fleet.repo("laptop") / "results" / "nocli").exists()
+
+
+def test_a_host_with_an_rsync_too_old_for_our_options_is_refused_naming_its_version(fleet, gpu_rsync_too_old):
+    write(fleet.repo("laptop") / "app.py", "print('hi')\n")
+
+    result = fleet.agentsync("push-code", "--json", "--host", "gpu", inventory=inventory(fleet, {"laptop": {}, "gpu": {}}))
+
+    data = json.loads(result.stdout)
+    assert result.returncode == 1
+    [transfer] = data["transfers"]
+    assert transfer["error"].startswith("gpu has rsync 3.0.9 (rsync); agentsync needs rsync 3.1.0 or newer")
+    assert _starts(gpu_rsync_too_old) == ["--version"]  # asked, never started for a transfer
+    assert not (fleet.repo("gpu") / "app.py").exists()
+
 
 RSYNC_350 = "rsync  version 3.5.0  protocol version 32\nCopyright (C) 1996-2026 by Andrew Tridgell, Wayne Davison"
 RSYNC_327 = "rsync  version 3.2.7  protocol version 31\nCopyright (C) 1996-2022 by Andrew Tridgell, Wayne Davison"
