@@ -67,6 +67,19 @@ def test_a_gpu_box_on_rsync_3_2_7_takes_a_push_into_its_linked_directory_and_rsy
     assert sum("--server" in s for s in starts) == 4  # 3.2.7 served code, data/, assets and results
 
 
+def test_sync_all_asks_a_host_for_its_rsync_once_for_both_transfer_stages(fleet, gpu_rsync_327):
+    write(fleet.repo("gpu") / "results" / "score.txt", "0.9\n")
+    inv = inventory(fleet, {"laptop": {}, "gpu": {"push_code": True,
+                                                  "results": [{"remote": "results/", "local": "results/gpu/"}]}})
+
+    result = fleet.agentsync("sync-all", "--json", inventory=inv)
+
+    assert result.returncode == 0, result.stdout
+    assert (fleet.repo("laptop") / "results" / "gpu" / "score.txt").read_text() == "0.9\n"
+    starts = _starts(gpu_rsync_327)
+    assert starts.count("--version") == 1 and sum("--server" in s for s in starts) == 2, starts
+
+
 def test_a_laptop_on_rsync_3_2_7_pushes_into_a_linked_directory_on_a_host_with_3_5(fleet):
     big_disk = fleet.sandbox.hosts["gpu"].path("bigdisk") / "data"
     big_disk.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """What a transfer must know about the far end before rsync starts, asked in one ssh round trip per host:
 which rsync it has (checked once per run, `steps/rsync_tool.py`) and, for a push, which of the directories
-about to be sent are symlinks there (`transfer/dirlinks.py`). The laptop's own rsync is checked once too."""
+about to be sent are symlinks there (`transfer/dirlinks.py`). The laptop's own rsync is checked once too.
+And, before push-code sends a guarded file, whether the host's guard processes run."""
 
 from __future__ import annotations
 
@@ -83,3 +84,21 @@ def _local_version(path: str) -> Found:
     except (OSError, subprocess.TimeoutExpired):
         return Found(path, "unknown")
     return parse_version(full if path != "rsync" else path, proc.stdout + proc.stderr)
+
+
+def guard_processes(ssh: SshSettings, host: Host) -> tuple:
+    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
+    from ..probes import guard_probe, parse_guard
+    from ..shell import split_sections
+
+    target = ssh(host)
+    script = "\n".join(guard_probe(host)) + "\n"
+    try:
+        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
+                              text=True, timeout=host.command_timeout + host.connect_timeout)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"checking guard processes on {host.name} timed out", host=host.name) from None
+    if proc.returncode != 0:
+        raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
+                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
+    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)

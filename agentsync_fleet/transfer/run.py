@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,7 +21,7 @@ from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules,
 from ..steps.rsync_tool import version_script
 from . import dirlinks as D
 from . import plan as P
-from .facts import RsyncTools, ask
+from .facts import RsyncTools, ask, guard_processes
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
 from .proc import SshSettings, git_files, stream
@@ -318,21 +317,3 @@ def keep_notices(out: RsyncOutput, stderr: str) -> str:
         else:
             errors.append(line)
     return "\n".join(errors)
-
-
-def guard_processes(ssh: SshSettings, host: Host) -> tuple:
-    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
-    from ..probes import guard_probe, parse_guard
-    from ..shell import split_sections
-
-    target = ssh(host)
-    script = "\n".join(guard_probe(host)) + "\n"
-    try:
-        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
-                              text=True, timeout=host.command_timeout + host.connect_timeout)
-    except subprocess.TimeoutExpired:
-        raise FleetError(f"checking guard processes on {host.name} timed out", host=host.name) from None
-    if proc.returncode != 0:
-        raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
-                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
-    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)
