@@ -16,7 +16,7 @@ from dataclasses import replace
 from ..errors import FleetError
 from ..guard import is_critical
 from ..models import Host, Inventory
-from ..shell import join
+from ..shell import join, quote_path
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from ..steps.rsync_tool import version_script
 from . import dirlinks as D
@@ -153,10 +153,29 @@ class Runner:
         problem = diagnose(finished.code, errors, self._where(leg, second_hop), *self._sides(leg))
         if problem is None:
             return True
+        if problem.reason in ("files", "failed") and not errors.strip() and leg.on is None:
+            problem = self._silent_failure(route, leg) or problem
         hint = self._path_hint(problem, route) or self._hint(problem, leg, second_hop)
         result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message, hint,
                     problem.detail)
         return False
+
+    def _silent_failure(self, route: P.Route, leg: P.Leg) -> Diagnosis | None:
+        """rsync (3.2 and 3.5 alike) sometimes exits 11 without the far end's message: the remote rsync's last
+        words lose the race with the connection closing. Ask that host the question its message would have
+        answered: is the destination's parent (or the source) there?"""
+        far = leg.receiver or leg.peer
+        if far is None:
+            return None
+        receiving = leg.receiver is not None
+        path = (os.path.dirname(leg.dest_dir.rstrip("/")) if receiving else route.src.resolved.rstrip("/")) or "/"
+        code, stdout, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
+        if code != 0 or b"agentsync-missing" not in stdout:
+            return None
+        if receiving:
+            return Diagnosis("no parent", f"{far.name}:{path} does not exist (rsync creates only the last directory "
+                                          "of the destination)", path=path)
+        return Diagnosis("no source", f"the source {far.name}:{path} does not exist", path=path)
 
     def _sides(self, leg: P.Leg) -> tuple[str, str]:
         """The machines holding this leg's source and destination (a relay's cache is on the laptop)."""
