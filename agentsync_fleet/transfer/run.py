@@ -34,10 +34,11 @@ class Runner:
     """Runs routes of one inventory for one run (one run id, one set of options)."""
 
     def __init__(self, inv: Inventory, opts: P.LegOptions, listener: Listener = lambda event: None, *,
-                 rerun: str = "the same command", allow_running: bool = False, tools: RsyncTools | None = None):
+                 rerun: str = "the same command", allow_running: bool = False, connector=None,
+                 tools: RsyncTools | None = None):
         self.inv, self.opts, self.listener = inv, opts, listener
         self.rerun, self.allow_running = rerun, allow_running
-        self.ssh = SshSettings(inv)
+        self.ssh = SshSettings(inv, connector)  # the run's connector: one resolution, one master per host
         self.tools = tools or RsyncTools()
 
     def commands(self, route: P.Route) -> list[str]:

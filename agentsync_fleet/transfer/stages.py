@@ -38,7 +38,7 @@ def _runner(ctx: RunContext, host: Host, stage: str) -> Runner:
     with ctx.lock:
         ctx.rsync_tools = ctx.rsync_tools or RsyncTools()
     return Runner(ctx.inventory, opts, listen, rerun="`agentsync sync-all`", allow_running=ctx.options.allow_running,
-                  tools=ctx.rsync_tools)
+                  connector=ctx.connector, tools=ctx.rsync_tools)
 
 
 class TransferStage(Stage):
