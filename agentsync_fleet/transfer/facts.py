@@ -11,6 +11,8 @@ import threading
 
 from ..errors import FleetError
 from ..models import Host
+from ..probes import guard_probe, parse_guard
+from ..shell import split_sections
 from ..steps.rsync import ssh_argv
 from ..steps.rsync_tool import CANDIDATES, Found, RsyncTool, choose, parse_version, parse_versions
 from .proc import SshSettings, child_env
@@ -88,9 +90,6 @@ def _local_version(path: str) -> Found:
 
 def guard_processes(ssh: SshSettings, host: Host) -> tuple:
     """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
-    from ..probes import guard_probe, parse_guard
-    from ..shell import split_sections
-
     target = ssh(host)
     script = "\n".join(guard_probe(host)) + "\n"
     try:
