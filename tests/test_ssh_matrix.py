@@ -290,6 +290,9 @@ def test_a_proxyjump_loop_is_refused_at_once(fleet, matrix):
     assert time.monotonic() - start < 10
     code, landed = results(fleet, "loop-target")
     assert code != 0 and not landed.exists()
+    # Nothing of the loop may outlive the run: a plain `ssh -F` on this config recurses without end.
+    leftovers = subprocess.run(["pgrep", "-f", f"{fleet.ssh_config}.*loop-bastion"], capture_output=True, text=True)
+    assert leftovers.stdout == "", f"ssh processes left running: {leftovers.stdout.split()}"
 
 
 def test_the_fleet_hosts_have_no_sftp_server_yet_files_travel(fleet):
