@@ -72,6 +72,18 @@ class RsyncEntry:
 
 
 @dataclass(frozen=True)
+class JobPreset:
+    """A named job in the inventory (`hosts.<h>.jobs.<name>`), so `agentsync run HOST NAME` runs it."""
+
+    name: str
+    run: str
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    results: bool = False  # bring the host's results back when it ends (`run` waits for it)
+    protect: tuple[str, ...] = ()  # paths (relative to the repo) sync-all and push-code leave alone while it runs
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the fleet, as the inventory describes it."""
 
@@ -95,6 +107,7 @@ class Host:
     rsync: tuple[RsyncEntry, ...] = ()
     results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries
     push_code: bool = False
+    jobs: tuple[JobPreset, ...] = ()  # named job presets
 
     @property
     def target(self) -> str:
