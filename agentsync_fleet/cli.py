@@ -300,10 +300,72 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
                        allow_running=allow_running)
 
 
+JOB_HELP = {
+    "host": "the host to run on (an inventory host name)",
+    "command": "the command line, run on the host by its login shell exactly as typed (quote it as one "
+               "argument), or the name of one of the host's `jobs:` presets",
+    "name": "the job's name (default: the command's program, or the preset's name); one running job per name "
+            "and host",
+    "cwd": "working directory on the host (default: its repo; relative paths are relative to the repo)",
+    "env": "NAME=VALUE for the job's environment (repeat for several)",
+    "then_results": "wait for the job to end, then bring the host's results back (as `agentsync results`)",
+    "allow_busy": "start even when other processes hold most of the GPU's memory",
+    "job": "a job id, a unique prefix of one, or a job name",
+    "all": "also jobs that ended more than a day ago",
+    "follow": "keep printing as the job writes, until it ends (Ctrl-C stops following, never the job)",
+    "tail": "only the last N lines",
+    "timeout": "give up waiting after this long (seconds, or 90s, 15m, 4h); the job goes on",
+    "grace": "seconds between SIGTERM and SIGKILL (default 10)",
+}
+
+
+@fleet_task(help=JOB_HELP, iterable=["env"])
+def run(c, host, command, name=None, cwd=None, env=None, then_results=False, allow_busy=False, inventory=None,
+        json=False):
+    """Start COMMAND on HOST, detached (tmux when there, else its own session); returns at once with the job id."""
+    from .commands import jobs as command_
+
+    return command_.run(FleetArgs(inventory, None, json), host, command, name=name, cwd=cwd, env=env,
+                        then_results=then_results, allow_busy=allow_busy)
+
+
+@fleet_task(help={**JOB_HELP, "host": "only this host's jobs (comma-separated for several)"})
+def jobs(c, host=None, all=False, inventory=None, json=False, workers=None):  # noqa: A002 - the flag is --all
+    """The fleet's jobs: state, run time, last line of output, GPU memory; one round trip per host."""
+    from .commands import jobs as command
+
+    return command.listing(FleetArgs(inventory, None, json, workers), host=host, show_all=all)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def logs(c, job, follow=False, tail=None, host=None, inventory=None, json=False):
+    """Print a job's output (stdout and stderr); --follow streams it until the job ends."""
+    from .commands import jobs as command
+
+    return command.logs(FleetArgs(inventory, None, json), job, follow=follow, tail=tail, host=host)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def wait(c, job, timeout=None, then_results=False, host=None, inventory=None, json=False):
+    """Wait for a job to end and exit with its exit status; --then-results brings the host's results back."""
+    from .commands import jobs as command
+
+    return command.wait(FleetArgs(inventory, None, json), job, timeout=timeout, then_results=then_results,
+                        host=host)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def cancel(c, job, grace=None, host=None, inventory=None, json=False):
+    """Stop a job: SIGTERM to its whole process group, SIGKILL after --grace; never a process that is not the job."""
+    from .commands import jobs as command
+
+    return command.cancel(FleetArgs(inventory, None, json), job, grace=grace, host=host)
+
+
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, claim, checkin, release, claims):
+                 unlock, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

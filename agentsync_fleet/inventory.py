@@ -172,8 +172,12 @@ def _check_value(value: Any, spec: Field, line: int | None, host: str | None, na
         _check_mapping(value, spec.keys, host, f"{name}.", problems)
     if spec.values is not None:
         for key, item in value.items():
-            _check_value(item, spec.values, getattr(value, "key_lines", {}).get(key) or line, host, f"{name}.{key}",
-                         problems)
+            key_line = getattr(value, "key_lines", {}).get(key) or line
+            bad_name = spec.names(key) if spec.names else None
+            if bad_name:
+                problems.add(key_line, host, f"{name}.{key}", bad_name, spec.hint)
+                continue
+            _check_value(item, spec.values, key_line, host, f"{name}.{key}", problems)
     if spec.items is not None:
         for index, item in enumerate(value):
             item_line = getattr(item, "line", None) or line

@@ -31,6 +31,7 @@ class Field:
     keys: dict[str, Field] | None = None  # for mappings: the allowed sub-keys
     items: Field | None = None  # for lists: the spec of each item
     values: Field | None = None  # for mappings with names of the user's choosing: the spec of each value
+    names: Check | None = None  # ... and why such a name is not usable, or None
     hint: str = ""
 
 
@@ -198,12 +199,10 @@ JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, result
 })
 
 
-def job_presets_problem(value: dict) -> str | None:
-    bad = [k for k in value if not isinstance(k, str) or not JOB_NAME.match(k)]
-    if bad:
-        return (f"has preset name '{bad[0]}'; job names use letters, digits, '_' and '-' (at most 64), "
-                "not starting with '-'")
-    return None
+def job_name_problem(value: Any) -> str | None:
+    if isinstance(value, str) and JOB_NAME.match(value):
+        return None
+    return f"preset name '{value}' is not a job name: letters, digits, '_' and '-' (at most 64), not starting with '-'"
 
 
 HOST_KEYS: dict[str, Field] = {
@@ -233,7 +232,7 @@ HOST_KEYS: dict[str, Field] = {
     "push_code": Field((bool,), "true or false", hint="push_code: true makes sync-all push the laptop's working "
                                                       "tree to this host after converge"),
     "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results, protect}",
-                  check=job_presets_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
+                  names=job_name_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
 }
 
 DEFAULT_KEYS: dict[str, Field] = {

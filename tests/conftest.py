@@ -37,6 +37,9 @@ SLOW_GIT = f"""#!/bin/sh
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+# Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
+# on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
+HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
 
@@ -83,11 +86,12 @@ def moto_s3():
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
     box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
-    box.add_host("cloud")
-    box.add_host("gpu")
+    box.add_host("cloud", env=HOST_ENV)
+    box.add_host("gpu", env=HOST_ENV)
     box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
-    box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
-    box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    box.add_host("inner", env=HOST_ENV)  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
+    # a host without optional tools: no aws, nvidia-smi or zerotier-cli on its PATH, and no tmux at all
+    box.add_host("nocli", env={"PATH": "/usr/bin:/bin", **HOST_ENV}, hidden=("/usr/bin/tmux",))
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)

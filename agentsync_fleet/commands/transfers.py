@@ -8,28 +8,41 @@ from . import FleetArgs, state_dir
 
 
 def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
-    from ..output.transfer import TransferDisplay, render_report
-    from ..transfer.task import choose_hosts, run_task
+    from ..output.transfer import render_report
 
-    inv = args.load()
-    hosts = choose_hosts(inv, args.hosts, task, routes_for)
-    touched = _touched(inv, hosts, routes_for, bool(args.hosts))
-    with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
-        report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
-                          workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
-                          allow_running=allow_running, on_host_done=lambda host, results: _journal(task, host,
-                                                                                                   results))
+    report = transfer_report(args, task, routes_for, dry_run=dry_run, allow_running=allow_running)
     if args.json:
-        from ..models import to_jsonable
         from ..output import emit_json
-        from ..transfer.model import totals
 
-        data = to_jsonable(report)
-        data.update(ok=report.ok, totals=totals(report.transfers))
-        emit_json(data)
+        emit_json(report_data(report))
     else:
         render_report(report)
     return 0 if report.ok else 1
+
+
+def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
+                    inv=None):
+    """Run the transfers and return the report, printing nothing on stdout (`wait --then-results` uses it too)."""
+    from ..output.transfer import TransferDisplay
+    from ..transfer.task import choose_hosts, run_task
+
+    inv = inv or args.load()
+    hosts = choose_hosts(inv, args.hosts, task, routes_for)
+    touched = _touched(inv, hosts, routes_for, bool(args.hosts))
+    with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
+        return run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
+                        workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
+                        allow_running=allow_running, on_host_done=lambda host, results: _journal(task, host,
+                                                                                                 results))
+
+
+def report_data(report) -> dict:
+    from ..models import to_jsonable
+    from ..transfer.model import totals
+
+    data = to_jsonable(report)
+    data.update(ok=report.ok, totals=totals(report.transfers))
+    return data
 
 
 def _touched(inv, hosts, routes_for, explicit: bool) -> list:

@@ -242,7 +242,7 @@ def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None =
     """
     preset = next((p for p in host.jobs if p.name == command.strip()), None)
     text = check_command(preset.run if preset else command)
-    chosen = check_name(name if name else (preset.name if preset else default_name(text)))
+    chosen = check_name(name if name is not None else (preset.name if preset else default_name(text)))
     merged_env = dict(preset.env if preset else ())
     merged_env.update(dict(env))
     return JobSpec(id=job_id or new_job_id(), host=host.name, name=chosen, command=text,
