@@ -248,3 +248,46 @@ def test_named_presets_run_from_the_inventory_and_bad_ones_are_named(jobs_fleet)
     assert "host 'gpu', key 'jobs.tirex.runn': unknown key" in result.stderr
     assert "key 'jobs.tirex.run': missing" in result.stderr
     assert "preset name 'bad name'" in result.stderr
+
+
+def test_logs_follow_streams_until_the_job_ends_and_ctrl_c_stops_only_the_following(jobs_fleet):
+    fleet = jobs_fleet
+    inv = inventory(fleet)
+    job = start(fleet, inv, "gpu", GATED, "--name", "streamed")
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    argv = [*AGENTSYNC, "logs", job["id"], "--follow", "--inventory", str(inv)]
+    interrupted = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert os.read(interrupted.stdout.fileno(), 100) == b"started\n"
+    interrupted.send_signal(signal.SIGINT)
+    assert interrupted.wait(timeout=30) == 0
+    assert f"job {job['id']} goes on" in interrupted.stderr.read().decode()
+    assert jobs_by_id(fleet, inv)[job["id"]]["state"] == "running"
+
+    follower = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert os.read(follower.stdout.fileno(), 100) == b"started\n"
+    fleet.sandbox.hosts["gpu"].path("go").touch()
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0 and out == b"finished\n", err
+    followed = fleet.agentsync("logs", "streamed", "--follow", "--json", inventory=inv)
+    data = as_json(followed)
+    assert data["log"] == "started\nfinished\n" and data["job"]["label"] == "exited 0"
+
+
+def test_every_job_task_prints_one_json_document_and_history_shows_starts_and_ends(jobs_fleet):
+    fleet = jobs_fleet
+    inv = inventory(fleet)
+    job = start(fleet, inv, "cloud", "echo hi", "--name", "hello")
+    outputs = [fleet.agentsync(*argv, "--json", inventory=inv) for argv in (
+        ("wait", "hello"), ("jobs",), ("logs", job["id"], "--tail", "1"), ("cancel", "hello"))]
+    documents = [as_json(result) for result in outputs]
+    assert documents[0]["exit_code"] == 0 and documents[1]["jobs"][0]["id"] == job["id"]
+    assert documents[2]["log"] == "hi\n" and documents[3]["outcome"] == "ended"
+    history = as_json(fleet.agentsync("history", "--json", inventory=inv))
+    tasks = [run["task"] for run in history["runs"]]
+    assert {"run", "wait", "jobs", "logs", "cancel"} <= set(tasks)
+    shown = fleet.agentsync("history.show", next(r["id"] for r in history["runs"] if r["task"] == "wait"),
+                            inventory=inv)
+    assert f"job hello ({job['id']}) exited 0" in shown.stdout, shown.stdout
+    started = fleet.agentsync("history.show", next(r["id"] for r in history["runs"] if r["task"] == "run"),
+                              inventory=inv)
+    assert f"start job hello ({job['id']})" in started.stdout, started.stdout

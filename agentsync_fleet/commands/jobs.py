@@ -120,7 +120,7 @@ def _follow_to_stdout(session, target, job_id: str, lines: int | None) -> None:
     except KeyboardInterrupt:  # stops following; the job goes on, in its own session on the host
         from ..output import warn
 
-        warn(f"stopped following; job {job_id} goes on (agentsync logs {job_id} -f to follow again)")
+        warn(f"stopped following; job {job_id} goes on (`agentsync logs {job_id} --follow` to follow again)")
 
 
 def wait(args: FleetArgs, job: str, *, timeout: str | float | None = None, then_results: bool = False,

@@ -115,7 +115,7 @@ def _gpu_check() -> list[str]:
 def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = True) -> str:
     """Check, then start the job detached, and wait (briefly) until it has recorded its pid."""
     d = job_dir(spec.id)
-    record = json.dumps(spec.record(), separators=(",", ":"), ensure_ascii=False)
+    record = json.dumps(spec.record(), separators=(",", ":"))  # ASCII: one line whatever the command holds
     launch_tmux = [  # tmux >= 3.0 passes the arguments on as they are (no shell in between)
         f"  s={shlex.quote(spec.name)}",
         f'  tmux has-session -t "=$s" 2>/dev/null && s="$s-{spec.id}"',
@@ -165,7 +165,9 @@ def _emit_job(d: str) -> list[str]:
         'if read p g s < "$jd/pid" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\tprocess\\n\'; fi',
         'if read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
         '[ -f "$jd/exit" ] && printf \'exit\\t%s\\n\' "$(cat "$jd/exit")"',
-        'printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | tr -d \'\\000\')"',
+        # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
+        'printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | od -An -v -tx1 | '
+        'tr -d \' \\n\')"',
     ]
 
 
@@ -220,7 +222,7 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
     alive = set(f.get("alive", []))
     state, sig = state_of(exit_code, "process" in alive, "wrapper" in alive)
     end = ended if ended is not None else (now if state == "running" else None)
-    last = f.get("last", [""])[-1].rsplit("\r", 1)[-1].strip()
+    last = _last_line(f.get("last", [""])[-1])
     return Job(
         id=job_id, host=host, name=str(meta.get("name", "")), command=str(meta.get("command", "")),
         cwd=str(meta.get("cwd", "")), state=state, exit_code=exit_code, signal=sig, started=started, ended=ended,
@@ -231,6 +233,16 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
         results=bool(meta.get("results")), preset=str(meta.get("preset", "")),
         cancel=(f.get("cancel", [""])[0].split() or [""])[0], env=tuple(meta.get("env") or ()),
     )
+
+
+def _last_line(hex_text: str) -> str:
+    """The log's last line, sent as hex: what a terminal would show of it (after the last carriage return)."""
+    try:
+        raw = bytes.fromhex(hex_text.strip())
+    except ValueError:
+        return ""
+    text = raw.decode(errors="replace").rstrip("\n").rsplit("\r", 1)[-1]
+    return "".join(c if c.isprintable() else " " for c in text).strip()
 
 
 def parse_gpu_apps(text: str) -> list[GpuUse]:
