@@ -291,3 +291,36 @@ def test_every_job_task_prints_one_json_document_and_history_shows_starts_and_en
     started = fleet.agentsync("history.show", next(r["id"] for r in history["runs"] if r["task"] == "run"),
                               inventory=inv)
     assert f"start job hello ({job['id']})" in started.stdout, started.stdout
+
+
+PID_SMI = f"""#!/bin/sh
+case "$*" in
+  *--query-gpu=*) echo "NVIDIA GeForce RTX 4090, 5200, 24564, 80, 60" ;;
+  *--query-compute-apps=*) [ -f {MOUNT_POINT}/gpu-pid ] && echo "$(cat {MOUNT_POINT}/gpu-pid), python3, 5000" ;;
+  *) echo "NVIDIA-SMI 550.54.14" ;;
+esac
+"""
+
+
+def test_health_and_jobs_show_running_jobs_with_their_gpu_memory_and_jobs_that_died(jobs_fleet):
+    fleet = jobs_fleet
+    inv = inventory(fleet)
+    smi = fleet.sandbox.hosts["gpu"].bin_dir / "nvidia-smi"
+    original = smi.read_text()
+    smi.write_text(PID_SMI)
+    try:
+        trainer = start(fleet, inv, "gpu", f"echo $$ > {MOUNT_POINT}/gpu-pid; sleep 300", "--name", "trainer")
+        wait_until(lambda: fleet.sandbox.hosts["gpu"].path("gpu-pid").exists(), what="the job's pid file")
+        failed = start(fleet, inv, "cloud", "echo boom; exit 3", "--name", "broken")
+        wait_for_state(fleet, inv, failed["id"], lambda j: j["state"] != "running")
+        assert jobs_by_id(fleet, inv)[trainer["id"]]["gpu_mib"] == 5000
+        result = fleet.agentsync("health", "--json", "--no-fetch", inventory=inv)
+        hosts = {h["host"]: h for h in as_json(result)["hosts"]}
+        gpu_jobs = {j["id"]: j for j in hosts["gpu"]["jobs"]}
+        assert gpu_jobs[trainer["id"]]["state"] == "running" and gpu_jobs[trainer["id"]]["gpu_mib"] == 5000
+        assert f"job {failed['id']} (broken) exited 3: boom" in hosts["cloud"]["warnings"]
+        assert hosts["cloud"]["passed"] is True  # a job that died is shown; it does not fail the deploy gate
+        people = fleet.agentsync("health", "--no-fetch", inventory=inv).stdout
+        assert "job trainer" in people and "5000 MiB GPU" in people and "exited 3: boom" in people
+    finally:
+        smi.write_text(original)

@@ -9,13 +9,15 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
     from .. import journal
     from ..connection import Connector
     from ..health import check_fleet
+    from ..jobs.runner import HealthProbe
     from ..models import to_jsonable
 
     inv = args.load()
     hosts = args.selected(inv)
     connector = Connector(inv)
     try:
-        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv))
+        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
+                             extras=(HealthProbe(),))
     finally:
         connector.close_all()
     journal.record_health(report)

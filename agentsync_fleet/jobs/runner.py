@@ -16,7 +16,7 @@ from ..models import Host
 from ..pool import run_each
 from ..shell import split_sections
 from . import scripts
-from .model import Job, JobRefused, JobSpec, busy_message
+from .model import RECENT_S, Job, JobRefused, JobSpec, busy_message
 
 FOLLOW_TIMEOUT_S = 30 * 24 * 3600.0  # `logs --follow` streams as long as the job runs
 POLL_S = (0.2, 2.0)  # `wait`: first poll after 0.2 s, then slower, at most every 2 s
@@ -116,3 +116,22 @@ def wait(session, host: Host, job_id: str, timeout: float | None,
                                  host=host.name, hint=f"it goes on; `agentsync wait {job_id}` again later")
         time.sleep(delay)
         delay = min(delay * 1.5, POLL_S[1])
+
+
+class HealthProbe:
+    """The jobs part of `health`'s one round trip: running jobs, and jobs that died, per host."""
+
+    name = "jobs"
+
+    def script(self, host: Host) -> str:
+        return scripts.list_script(host.gpu)
+
+    def parse(self, host: Host, text: str) -> tuple[tuple[Job, ...], list[str]]:
+        now, jobs, complete = scripts.parse_list(host.name, text, host.gpu)
+        if not complete:
+            return (), ["jobs: the listing ended early"]
+        died = [j for j in jobs if j.state == "lost" or (j.state != "running" and j.status_code != 0
+                                                         and now is not None and j.ended is not None
+                                                         and now - j.ended <= RECENT_S)]
+        warnings = [f"job {j.id} ({j.name}) {j.label}" + (f": {j.last_line}" if j.last_line else "") for j in died]
+        return tuple(j for j in jobs if j.running or j in died), warnings

@@ -53,8 +53,13 @@ def _local(h: HostHealth) -> str:
 
 
 def _running(h: HostHealth) -> str:
-    return "\n".join(f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}"
-                     for p in h.processes)
+    lines = [f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}" for p in h.processes]
+    for job in h.jobs:  # the jobs feature's rows: running jobs, and jobs that died (also among the warnings)
+        gpu = f", {job.gpu_mib:.0f} MiB GPU" if job.gpu_mib else ""
+        style = "cyan" if job.running else "red"
+        lines.append(f"[{style}]job {escape(job.name)}[/] {job.id} {escape(job.label)} "
+                     f"{human_duration(job.runtime_s)}{gpu}")
+    return "\n".join(lines)
 
 
 def _machine(h: HostHealth) -> str:
