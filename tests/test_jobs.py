@@ -29,7 +29,8 @@ GATED = f"echo started; while [ ! -e {MOUNT_POINT}/go ]; do sleep 0.1; done; ech
 
 
 @pytest.fixture
-def jobs_fleet(fleet):
+def jobs_fleet(fleet, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(fleet.root / "laptop-state"))  # the laptop's jobs: this test's own
     yield fleet
     kill_all_jobs(fleet)
 
@@ -324,3 +325,19 @@ def test_health_and_jobs_show_running_jobs_with_their_gpu_memory_and_jobs_that_d
         assert "job trainer" in people and "5000 MiB GPU" in people and "exited 3: boom" in people
     finally:
         smi.write_text(original)
+
+
+def test_hosts_sharing_one_home_each_see_and_signal_only_their_own_jobs(jobs_fleet):
+    fleet = jobs_fleet
+    inv = inventory(fleet)
+    shared = fleet.sandbox.hosts["cloud"].path(".state")
+    shared.mkdir()
+    fleet.sandbox.hosts["gpu"].path(".state").symlink_to(shared)  # one state dir, as an NFS home would be
+    on_cloud = start(fleet, inv, "cloud", "sleep 300", "--name", "same")
+    on_gpu = start(fleet, inv, "gpu", "sleep 300", "--name", "same")  # not a duplicate: another machine's job
+    seen = jobs_by_id(fleet, inv)
+    assert {(j["id"], j["host"]) for j in seen.values()} == {(on_cloud["id"], "cloud"), (on_gpu["id"], "gpu")}
+    assert fleet.agentsync("cancel", on_cloud["id"], "--host", "gpu", inventory=inv).returncode == 2
+    assert fleet.agentsync("cancel", "same", "--host", "cloud", inventory=inv).returncode == 0
+    states = {j["host"]: j["label"] for j in jobs_by_id(fleet, inv).values()}
+    assert states == {"cloud": "killed (SIGTERM)", "gpu": "running"}

@@ -37,6 +37,10 @@ START_WAIT_S = 10  # how long the start script waits for the wrapper to record t
 
 # /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
 PROC_FUNCTIONS = [
+    # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
+    # and a host only ever looks at (or signals) its own.
+    'machine=$(printf \'%s/%s\' "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid 2>/dev/null)")',
+    'mine() { [ "$(cat "$1/machine" 2>/dev/null)" = "$machine" ]; }',
     "stat_of() { _s=$(cat \"/proc/$1/stat\" 2>/dev/null) || return 1; printf '%s\\n' \"${_s##*) }\"; }",
     # alive PID START: that very process (same start time) exists and is not a zombie
     "alive() { _w=$2; _f=$(stat_of \"$1\") || return 1; set -- $_f; [ \"$1\" != Z ] || return 1; shift 19; "
@@ -88,7 +92,7 @@ def _running_with_name(name: str) -> list[str]:
     """Lines that print `duplicate <id>` and stop when a job of this name is still running."""
     return [
         f'for j in {BASE}/*/; do',
-        '  [ -f "$j/name" ] && [ ! -f "$j/exit" ] || continue',
+        '  [ -f "$j/name" ] && [ ! -f "$j/exit" ] && mine "$j" || continue',
         f'  [ "$(cat "$j/name")" = {shlex.quote(name)} ] || continue',
         '  read p g s < "$j/pid" 2>/dev/null || { read p s < "$j/wrapper" 2>/dev/null || continue; }',
         '  if alive "$p" "$s"; then id=${j%/}; printf \'duplicate\\t%s\\n\' "${id##*/}"; exit 0; fi',
@@ -134,6 +138,7 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         *(_gpu_check() if check_gpu else []),
         f"mkdir -p {BASE} && mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
         f"d=$(cd {d} && pwd)",
+        'printf \'%s\\n\' "$machine" > "$d/machine"',
         f"printf '%s' {shlex.quote(spec.command)} > \"$d/command\"",
         f"printf '%s\\n' {shlex.quote(spec.name)} > \"$d/name\"",
         f"printf '%s\\n' {shlex.quote(record)} > \"$d/job.json\"",
@@ -178,7 +183,7 @@ def list_script(gpu: bool, job_id: str | None = None) -> str:
         *PROC_FUNCTIONS,
         section("now"), "date +%s",
         *jobs,
-        '  jd=${jd%/}; [ -f "$jd/job.json" ] || continue',
+        '  jd=${jd%/}; [ -f "$jd/job.json" ] && mine "$jd" || continue',
         f"  echo {shlex.quote('@@agentsync@@ ')}\"job ${{jd##*/}}\"",
         *("  " + line for line in _emit_job('"$jd"')),
         "done",
@@ -354,7 +359,7 @@ def cancel_script(job_id: str, grace: float) -> str:
     return script([
         *PROC_FUNCTIONS,
         f"d={d}",
-        f'[ -f "$d/job.json" ] || {{ {section("missing")}; exit 0; }}',
+        f'[ -f "$d/job.json" ] && mine "$d" || {{ {section("missing")}; exit 0; }}',
         f'read pid pg st < "$d/pid" 2>/dev/null || {{ {section("nopid")}; exit 0; }}',
         f'if [ -f "$d/exit" ]; then {section("ended")}; exit 0; fi',
         f'alive "$pid" "$st" || {{ {section("gone")}; exit 0; }}',
