@@ -50,7 +50,7 @@ def render_started(job, waiting: bool = False) -> None:
     out.print(f"[green]✓[/] started job [bold]{job.id}[/] ({escape(job.name)}) on {escape(job.host)}{where}, "
               f"pid {job.pid}")
     if not waiting:
-        out.print(f"  follow: agentsync logs {job.id} -f    wait: agentsync wait {job.id}    "
+        out.print(f"  follow: agentsync logs {job.id} --follow    wait: agentsync wait {job.id}    "
                   f"stop: agentsync cancel {job.id}")
         if job.tmux:
             out.print(f"  attach: ssh {escape(job.host)} -t tmux attach -t {escape(job.tmux)}")
