@@ -41,9 +41,8 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
 
 def _start(connector, target, spec, allow_busy: bool):
     from .. import journal
-    from ..gitops import CommandRecord
     from ..jobs import runner
-    from ..sync.model import StepRecord
+    from ..records import CommandRecord, StepRecord
 
     begun = time.monotonic()
     try:
@@ -166,8 +165,7 @@ def _wait_and_collect(args, inv, connector, target, job, timeout, then_results: 
 
 def _journal_end(job) -> None:
     from .. import journal
-    from ..gitops import CommandRecord
-    from ..sync.model import StepRecord
+    from ..records import CommandRecord, StepRecord
 
     status = "ok" if job.state == "exited" and job.exit_code == 0 else "failed"
     record = StepRecord("jobs", f"job {job.name} ({job.id}) {job.label}", status, job.runtime_s or 0.0,
