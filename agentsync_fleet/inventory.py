@@ -289,8 +289,7 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
 
 def _build_job_preset(name: str, p: dict) -> JobPreset:
     env = tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (p.get("env") or {}).items())
-    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False),
-                     protect=tuple(p.get("protect", ())))
+    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False))
 
 
 def _build_worktree(w: dict) -> WorktreeSpec:

@@ -183,7 +183,7 @@ RESULTS_ENTRY = Field((dict,), "a mapping with remote and local", keys={
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results, protect)", keys={
+JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results)", keys={
     "run": Field((str,), "the command to run (a shell command line)", required=True,
                  check=lambda v: None if v.strip() and "\0" not in v else "must be a non-empty command",
                  hint='e.g. run: "python -m sage.tirex_validation"'),
@@ -194,8 +194,6 @@ JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, result
                  or next((f"'{k}' must be a string, number or true/false" for k, x in v.items()
                           if not isinstance(x, (str, int, float, bool))), None)),
     "results": Field((bool,), "true or false", hint="results: true brings the host's results back when it ends"),
-    "protect": Field((list,), "a list of paths relative to the repo", items=PATH,
-                     hint="sync-all and push-code leave these alone while the job runs"),
 })
 
 
@@ -231,7 +229,7 @@ HOST_KEYS: dict[str, Field] = {
     "results": Field((list,), "a list of {remote, local} results to bring back to the laptop", items=RESULTS_ENTRY),
     "push_code": Field((bool,), "true or false", hint="push_code: true makes sync-all push the laptop's working "
                                                       "tree to this host after converge"),
-    "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results, protect}",
+    "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results}",
                   names=job_name_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
 }
 

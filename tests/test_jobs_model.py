@@ -69,11 +69,11 @@ def test_names_env_and_commands_are_checked():
 
 def test_a_preset_supplies_command_cwd_env_and_flags_win():
     host = Host("gpu", "~/eon/nt", jobs=(JobPreset("tirex", "python -m sage.tirex", "sage", (("MODE", "fast"),),
-                                                   results=True, protect=("data/",)),))
+                                                   results=True),))
     spec = model.plan(host, "tirex", env=(("MODE", "slow"),), job_id="j1")
     assert (spec.name, spec.command, spec.cwd, spec.env) == ("tirex", "python -m sage.tirex", "~/eon/nt/sage",
                                                              (("MODE", "slow"),))
-    assert spec.results and spec.protect == ("data/",) and spec.preset == "tirex"
+    assert spec.results and spec.preset == "tirex"
     plain = model.plan(host, "tirexx --fast", cwd="/abs")
     assert plain.preset == "" and plain.command == "tirexx --fast" and plain.cwd == "/abs" and plain.name == "tirexx"
 
@@ -93,7 +93,7 @@ LISTING = """junk from a chatty .bashrc
 @@agentsync@@ now
 1000
 @@agentsync@@ job ab12cd34
-job.json\t{"id":"ab12cd34","name":"train","command":"python t.py","cwd":"/r","who":"me@lap","protect":["data/"]}
+job.json\t{"id":"ab12cd34","name":"train","command":"python t.py","cwd":"/r","who":"me@lap"}
 facts\t900 0123abcd 1
 pid\t4321 4321 777
 wrapper\t4320 776
@@ -121,7 +121,7 @@ def test_the_listing_parser_reads_states_run_times_gpu_memory_and_is_not_fooled_
     assert (running.label, running.runtime_s, running.pid, running.pgid, running.process_start) == (
         "running", 100.0, 4321, 4321, "777")
     assert running.head == "0123abcd" and running.dirty is True and running.tmux == "train"
-    assert running.last_line == "epoch 2" and running.gpu_mib == 2980 and running.protect == ("data/",)
+    assert running.last_line == "epoch 2" and running.gpu_mib == 2980 and running.who == "me@lap"
     assert (killed.label, killed.runtime_s, killed.head, killed.dirty) == ("killed (SIGTERM)", 60.0, "", None)
     assert killed.last_line == "x @@agentsync@@ end"  # shown, never read as a marker
 

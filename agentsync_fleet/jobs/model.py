@@ -43,7 +43,6 @@ class JobSpec:
     command: str
     cwd: str
     env: tuple[tuple[str, str], ...] = ()
-    protect: tuple[str, ...] = ()
     results: bool = False
     preset: str = ""
     who: str = ""
@@ -51,7 +50,7 @@ class JobSpec:
     def record(self) -> dict:
         """The controller's part of the record on the host (env values stay out: they may be tokens)."""
         return {"id": self.id, "host": self.host, "name": self.name, "command": self.command, "cwd": self.cwd,
-                "env": [k for k, _ in self.env], "protect": list(self.protect), "results": self.results,
+                "env": [k for k, _ in self.env], "results": self.results,
                 "preset": self.preset, "who": self.who}
 
 
@@ -89,7 +88,6 @@ class Job:
     tmux: str = ""
     last_line: str = ""
     gpu_mib: float | None = None
-    protect: tuple[str, ...] = ()
     results: bool = False
     preset: str = ""
     cancel: str = ""  # the signal cancel sent, if any
@@ -237,7 +235,7 @@ def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None =
     """The job `run` starts on `host`: COMMAND as typed, or the host's preset of that name.
 
     A COMMAND that is exactly the name of one of the host's `jobs:` presets
-    runs that preset (its own cwd, env, results and protect; flags given on
+    runs that preset (its own cwd, env and results; flags given on
     the command line win).
     """
     preset = next((p for p in host.jobs if p.name == command.strip()), None)
@@ -247,5 +245,5 @@ def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None =
     merged_env.update(dict(env))
     return JobSpec(id=job_id or new_job_id(), host=host.name, name=chosen, command=text,
                    cwd=working_dir(host.repo, cwd or (preset.cwd if preset else None)),
-                   env=tuple(merged_env.items()), protect=preset.protect if preset else (),
+                   env=tuple(merged_env.items()),
                    results=bool(preset and preset.results), preset=preset.name if preset else "", who=who)

@@ -9,7 +9,7 @@ as one of ours.
 
 On the host a job is a directory `${XDG_STATE_HOME:-~/.local/state}/agentsync/jobs/<id>/`:
 
-    job.json   what the controller knew (id, name, command, cwd, who, protect...)
+    job.json   what the controller knew (id, name, command, cwd, who, preset...)
     command    the command, byte for byte        wrapper.sh  the detached wrapper
     facts      "<started epoch> <HEAD> <dirty 0|1>" (written by the start script)
     pid        "<pid> <pgid> <start time>"       (the job's process, /proc/<pid>/stat field 22)
@@ -234,7 +234,7 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
         runtime_s=round(end - started, 1) if end is not None and started is not None else None,
         pid=_int(pid[0]), pgid=_int(pid[1]), process_start=pid[2], head="" if facts[1] == "-" else facts[1],
         dirty={"1": True, "0": False}.get(facts[2]), who=str(meta.get("who", "")),
-        tmux=f.get("tmux", [""])[0], last_line=last[:300], protect=tuple(meta.get("protect") or ()),
+        tmux=f.get("tmux", [""])[0], last_line=last[:300],
         results=bool(meta.get("results")), preset=str(meta.get("preset", "")),
         cancel=(f.get("cancel", [""])[0].split() or [""])[0], env=tuple(meta.get("env") or ()),
     )
