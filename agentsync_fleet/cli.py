@@ -1,7 +1,7 @@
 """The command line: Invoke tasks for `inv` (via tasks.py) and the `agentsync` program.
 
 Thin by design: each task turns its flags into a `FleetArgs`, imports its
-command module lazily (so `--help` and `--list` never import paramiko), runs
+command module lazily (so `--help` and `--list` stay fast), runs
 it, and turns the result into an exit status. A `FleetError` (a problem the
 user can fix) is printed without a traceback; anything else is a bug and
 keeps its traceback.
@@ -171,6 +171,14 @@ def trust(c, host, inventory=None, yes=False, json=False):
     from .commands import trust as command
 
     return command.run(FleetArgs(inventory, None, json), host, yes=yes)
+
+
+@fleet_task()
+def disconnect(c, inventory=None, json=False):
+    """Close the ssh connections kept open between runs (ControlPersist); the next run connects afresh."""
+    from .commands import disconnect as command
+
+    return command.run(FleetArgs(inventory, None, json))
 
 
 @fleet_task(help={"force": "also remove locks whose holder may still be running"})
@@ -367,7 +375,7 @@ def cancel(c, job, grace=None, host=None, inventory=None, json=False):
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
+                 unlock, disconnect, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

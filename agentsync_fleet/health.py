@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import health_script, parse_health_output
 from .records import HealthReport, HostHealth, RepoState, ToolState
+from .remote import Connector
 
 
 class ExtraProbe(Protocol):

@@ -7,10 +7,10 @@ from . import FleetArgs
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
     from .. import journal
-    from ..connection import Connector
     from ..health import check_fleet
     from ..jobs.runner import HealthProbe
     from ..models import to_jsonable
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

@@ -201,7 +201,7 @@ class _connector:
     """A Connector closed on the way out, whatever happens."""
 
     def __init__(self, inv):
-        from ..connection import Connector
+        from ..remote import Connector
 
         self.connector = Connector(inv)
 
