@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from . import FleetArgs
+from .journaling import journal_health
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
-    from .. import journal
     from ..health import check_fleet
     from ..jobs.runner import HealthProbe
     from ..models import to_jsonable
@@ -20,7 +20,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
                              extras=(HealthProbe(),))
     finally:
         connector.close_all()
-    journal.record_health(report)
+    journal_health(args.recorder, report)
     if args.json:
         from ..output import emit_json
 

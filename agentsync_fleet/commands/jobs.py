@@ -28,7 +28,7 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
     if then_results or spec.results:
         _check_results(inv, target)
     with _connector(inv) as connector:
-        job = _start(connector, target, spec, allow_busy)
+        job = _start(args, connector, target, spec, allow_busy)
         if not (then_results or spec.results):
             _show(args, {"host": target.name, "job": job}, lambda out: out.render_started(job))
             return 0
@@ -39,26 +39,18 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
         return _wait_and_collect(args, inv, connector, target, job, None, True)
 
 
-def _start(connector, target, spec, allow_busy: bool):
-    from .. import journal
+def _start(args: FleetArgs, connector, target, spec, allow_busy: bool):
     from ..jobs import runner
-    from ..records import CommandRecord, StepRecord
+    from .journaling import journal_job_start
 
     begun = time.monotonic()
     try:
         job = runner.start(connector.session(target), target, spec, check_gpu=target.gpu and not allow_busy)
     except Exception as exc:
-        duration = round(time.monotonic() - begun, 3)
-        journal.record_host(journal.HostOutcome(target.name, "refused", duration_s=duration,
-                                                message=getattr(exc, "message", str(exc))))
+        journal_job_start(args.recorder, target.name, spec, None, time.monotonic() - begun,
+                          getattr(exc, "message", str(exc)))
         raise
-    duration = round(time.monotonic() - begun, 3)
-    record = StepRecord("jobs", f"start job {spec.name} ({spec.id})", "ok", duration, "",
-                        [CommandRecord(spec.command, 0, duration)],
-                        {"job": spec.id, "name": spec.name, "pid": job.pid, "head_before": job.head})
-    journal.record_step(target.name, record)
-    journal.record_host(journal.HostOutcome(target.name, "ok", job.head, job.head, duration_s=duration,
-                                            message=f"started job {spec.id}"))
+    journal_job_start(args.recorder, target.name, spec, job, time.monotonic() - begun)
     return job
 
 
@@ -139,15 +131,16 @@ def wait(args: FleetArgs, job: str, *, timeout: str | float | None = None, then_
 
 def _wait_and_collect(args, inv, connector, target, job, timeout, then_results: bool) -> int:
     from ..jobs import runner
+    from .journaling import journal_job_end
 
     ended = runner.wait(connector.session(target), target, job.id, timeout)
-    _journal_end(ended)
+    journal_job_end(args.recorder, ended)
     report = None
     if then_results or ended.results:
         from ..transfer.task import result_routes
         from .transfers import report_data, transfer_report
 
-        report = transfer_report(FleetArgs(args.inventory, target.name, args.json, args.workers), "results",
+        report = transfer_report(FleetArgs(args.inventory, target.name, args.json, args.workers, args.recorder), "results",
                                  result_routes, dry_run=False, inv=inv)
     code = ended.status_code if report is None or report.ok or ended.status_code else 1
     if args.json:
@@ -163,21 +156,9 @@ def _wait_and_collect(args, inv, connector, target, job, timeout, then_results: 
     return code
 
 
-def _journal_end(job) -> None:
-    from .. import journal
-    from ..records import CommandRecord, StepRecord
-
-    status = "ok" if job.state == "exited" and job.exit_code == 0 else "failed"
-    record = StepRecord("jobs", f"job {job.name} ({job.id}) {job.label}", status, job.runtime_s or 0.0,
-                        "" if status == "ok" else job.label,
-                        [CommandRecord(job.command, job.status_code, job.runtime_s or 0.0, job.last_line)],
-                        {"job": job.id, "name": job.name, "state": job.state})
-    journal.record_step(job.host, record)
-    journal.record_host(journal.HostOutcome(job.host, status, duration_s=job.runtime_s, message=job.label))
-
-
 def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host: str | None = None) -> int:
     from ..jobs import runner
+    from .journaling import journal_job_end
 
     seconds = _seconds(grace, "--grace")
     seconds = GRACE_S if seconds is None else seconds
@@ -189,7 +170,7 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
         after = runner.list_host(session, target, found.id).jobs
     now = after[0] if after else found
     if outcome == "done":
-        _journal_end(now)
+        journal_job_end(args.recorder, now)
     _show(args, {"job": now, "outcome": outcome, "signal": sent}, lambda out: out.render_cancel(now, outcome, sent))
     return 0 if outcome in ("done", "ended") else 1
 
