@@ -45,7 +45,6 @@ class SandboxHost:
     etc_hosts: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # sshd = init of the host's PID namespace, as seen from the controller
     own_ssh_dir: bool = False  # the host's user sees <dir>/dot-ssh as ~/.ssh (its own ssh client keys/config)
-    hidden: list[str] = field(default_factory=list)  # programs this host does not have (e.g. /usr/bin/tmux)
     sshd_extra: list[str] = field(default_factory=list)  # sshd_config lines put first (first value wins there)
     sftp: bool = True  # False: no `Subsystem sftp` line (a host without an SFTP server)
 
@@ -115,7 +114,7 @@ class Sandbox:
 
     def add_host(self, name: str, env: dict[str, str] | None = None, etc_hosts: dict[str, str] | None = None,
                  port: int | None = None, own_ssh_dir: bool = False, sshd_extra: list[str] | None = None,
-                 sftp: bool = True, hidden: tuple[str, ...] = ()) -> SandboxHost:
+                 sftp: bool = True) -> SandboxHost:
         """Create a host's disk, host key and sshd_config (does not start it)."""
         require_tools()
         self._ensure_client_key()
@@ -128,7 +127,7 @@ class Sandbox:
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(key)])
         host = SandboxHost(name, address, port or free_port(address), str(host_dir), dict(env or {}),
                            dict(etc_hosts or {}), own_ssh_dir=own_ssh_dir, sshd_extra=list(sshd_extra or []),
-                           sftp=sftp, hidden=list(hidden))
+                           sftp=sftp)
         if own_ssh_dir:
             (host_dir / "dot-ssh").mkdir(mode=0o700, exist_ok=True)
         self.hosts[name] = host
@@ -187,8 +186,6 @@ class Sandbox:
         if host.own_ssh_dir:  # ssh finds ~/.ssh through passwd, not $HOME: bind one over it in this host only
             (Path.home() / ".ssh").mkdir(mode=0o700, exist_ok=True)  # the mount point (what ssh would create)
             binds.append(f"mount --bind {Path(host.dir) / 'dot-ssh'} {Path.home() / '.ssh'}")
-        for program in host.hidden:  # not a program any more inside this host: PATH lookups skip it
-            binds.append(f"{{ [ ! -e {program} ] || mount --bind /dev/null {program}; }}")
         inner = " && ".join(binds + [f"exec {SSHD} -D -e -f {etc / 'sshd_config'}"])
         log = open(Path(host.dir) / "sshd.log", "ab")
         wrapper = subprocess.Popen(
