@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from invoke import Collection, Exit, Program, task
+from invoke import Collection, Exit, task
 
 from . import __version__
 from .commands import FleetArgs
+from .program import HELP_FLAGS, FleetProgram
 
 FLEET_HELP = {
     "inventory": "inventory file (default: $AGENTSYNC_INVENTORY, else inventory/fleet.yaml)",
@@ -41,6 +42,11 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         from . import journal as runs
         from .taskrun import INTERRUPTED, arguments, run_body
 
+        if any(value in HELP_FLAGS for value in (*args, *kwargs.values())):  # `inv claim --help`: help, never act
+            from .program import task_help
+
+            task_help(ns, wrapper)
+            return 0
         recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
         with recorder as run:
             code = run_body(body, run, c, *args, **kwargs)
@@ -311,7 +317,7 @@ def build_collection() -> Collection:
 
 
 ns = build_collection()
-program = Program(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
+program = FleetProgram(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
 
 
 def main() -> None:
