@@ -204,3 +204,14 @@ def test_trust_json_is_one_document_on_every_path(fleet):
     assert again.returncode == 0 and one_json_document(again.stdout)["outcome"] == "known"
     unknown = fleet.agentsync("trust", "nohost", "--json", inventory=inv)
     assert unknown.returncode == 2 and one_json_document(unknown.stdout)["error"]["message"]
+
+
+def test_the_readme_has_one_exit_status_table_and_the_help_says_the_same(fleet):
+    readme = (PROJECT / "README.md").read_text()
+    assert readme.count("| status | meaning |") == 1
+    table = readme.split("| status | meaning |")[1].split("\n\n")[0]
+    codes = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert codes == ["0", "1", "2", "130 / 143 / 129"]
+    help_text = fleet.agentsync("--help", env={"COLUMNS": "80"}).stdout
+    assert "0 all good, 1 the fleet is not where it should be, 2 bad input" in help_text
+    assert "130/143/129 interrupted (Ctrl-C, SIGTERM, SIGHUP)" in help_text
