@@ -40,6 +40,7 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         import contextlib
 
         from . import journal as runs
+        from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
         if any(value in HELP_FLAGS for value in (*args, *kwargs.values())):  # `inv claim --help`: help, never act
@@ -47,7 +48,8 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
 
             task_help(ns, wrapper)
             return 0
-        recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
+        recorder = (runs.recording(name, arguments(body, c, args, kwargs), warn=warn) if journal
+                    else contextlib.nullcontext())
         with recorder as run:
             code = run_body(body, run, c, *args, **kwargs)
         if code in INTERRUPTED:

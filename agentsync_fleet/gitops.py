@@ -32,18 +32,9 @@ from dataclasses import dataclass, field
 from .errors import FleetError, StepFailed
 from .gitfacts import CheckoutFacts, Dirty, overlap, parse_facts, parse_status_z
 from .models import CommandResult
+from .records import CommandRecord
 from .shell import join, path_arg
 from .steps import git as G
-
-
-@dataclass(frozen=True)
-class CommandRecord:
-    """One command a step ran: what, how it ended, how long, the tail of its output."""
-
-    command: str
-    exit_code: int
-    duration_s: float
-    output_tail: str = ""
 
 
 @dataclass

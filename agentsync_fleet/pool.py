@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from .errors import FleetError
+from .settings import DEFAULT_WORKERS
 
 T = TypeVar("T")
 K = TypeVar("K")
-
-DEFAULT_WORKERS = 32
 
 
 def worker_count(requested: int | None, jobs: int) -> int:

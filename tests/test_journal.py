@@ -53,7 +53,7 @@ def journal_rows(fleet, sql: str, params: tuple = ()) -> list[tuple]:
     with sqlite3.connect(path, timeout=5) as db:
         try:
             return db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.OperationalError as exc:  # the run created the file and has not written its tables yet
             if "no such table" in str(exc):
                 return []
             raise

@@ -11,13 +11,14 @@ import time
 from collections import Counter
 
 from ..claims.stage import ClaimsStage
-from ..health import HostHealth, probe_host
+from ..health import probe_host
 from ..models import Host
 from ..pool import run_each
+from ..records import HostHealth, HostSync, StepRecord, SyncReport
 from ..steps import git as G
 from ..transfer.stages import CodePushStage, ResultsStage
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
-from .model import HostSync, RunContext, StepRecord, SyncReport
+from .model import RunContext
 from .relay import RelayInStage, RelayOutStage
 from .stages import ConvergeStage, PublishStage, Stage, origin_ref
 from .worktrees import WorktreeStage

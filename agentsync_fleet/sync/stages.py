@@ -15,9 +15,10 @@ from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
 from ..gitfacts import CheckoutFacts
 from ..gitops import Checkout, StepLog, move
 from ..models import Host
+from ..records import PlannedStep, StepRecord
 from ..steps import git as G
 from .guard import make_guard
-from .model import PlannedStep, RunContext, StepRecord
+from .model import RunContext
 
 
 class Stage:
