@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import AGENTSYNC
+from conftest import AGENTSYNC, HOST_BACKUPS, REAL_STATE_DIR
 
 from agentsync_fleet.cli import ns
 
@@ -215,3 +215,31 @@ def test_the_readme_has_one_exit_status_table_and_the_help_says_the_same(fleet):
     help_text = fleet.agentsync("--help", env={"COLUMNS": "80"}).stdout
     assert "0 all good, 1 the fleet is not where it should be, 2 bad input" in help_text
     assert "130/143/129 interrupted (Ctrl-C, SIGTERM, SIGHUP)" in help_text
+
+
+# ------------------------------------------------------------------ the suite stays in its temp dirs
+
+
+def test_the_suite_never_writes_into_the_real_state_dir(fleet):
+    """A task started the way the suite's writers start it (plain environment, no state dir of its own)
+    journals into the suite's throwaway state dir, and the host's backups stay on the host's disk."""
+    assert Path(os.environ["AGENTSYNC_STATE_DIR"]) != REAL_STATE_DIR
+    (fleet.repo("laptop") / "README.md").write_text("edited on the laptop\n")  # push-code replaces gpu's copy
+    inv = fleet.inventory({"laptop": {}, "gpu": {}})
+    result = subprocess.run([*AGENTSYNC, "push-code", "--host", "gpu", "--json", "--inventory", str(inv)],
+                            capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    assert fleet.sandbox.hosts["gpu"].path(f"{HOST_BACKUPS}/{run_id}").is_dir()  # the replaced README, kept
+    suite_journal = Path(os.environ["AGENTSYNC_STATE_DIR"]) / "journal.sqlite3"
+    assert _journal_has(suite_journal, run_id)
+    assert not (REAL_STATE_DIR / "backups" / run_id).exists()
+    real_journal = REAL_STATE_DIR / "journal.sqlite3"
+    assert not real_journal.exists() or not _journal_has(real_journal, run_id)
+
+
+def _journal_has(path: Path, run_id: str) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        return bool(db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchall())
