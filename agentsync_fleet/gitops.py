@@ -27,22 +27,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import FleetError, StepFailed
 from .gitfacts import CheckoutFacts, Dirty, overlap, parse_facts, parse_status_z
-from .models import CommandResult
-from .records import CommandRecord
+from .models import CommandResult, Host
+from .records import CommandRecord, StepLog
 from .shell import join, path_arg
 from .steps import git as G
-
-
-@dataclass
-class StepLog:
-    """Commands run for one host, in order; `announce` feeds the live view."""
-
-    records: list[CommandRecord] = field(default_factory=list)
-    announce: Callable[[str], None] = lambda text: None
 
 
 @dataclass(frozen=True)
@@ -281,3 +273,19 @@ def _put_back(co: Checkout, head: str, new: str, stash: str | None, files: tuple
     return Move("conflict", head, stash_used=True, files=files,
                 message=f"restoring uncommitted edits conflicted ({popped.tail(2)}); host put back as it was")
 
+
+def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[str, ...]:
+    """The commands a move runs, for the plan (scratch bookkeeping commands are summarised)."""
+    scratch = "<.git>/agentsync-scratch-<id>"
+    commands = []
+    if rebase:
+        commands += [G.scratch_add(host.repo, scratch, "HEAD"), G.rebase(scratch, target),
+                     G.scratch_remove(host.repo, scratch)]
+        target = "<rebased HEAD>"
+    if dirty:  # whether the stash is needed is known only once the incoming files are
+        commands += ["# uncommitted edits stay in place; only staged changes and edits that overlap the update "
+                     "are stashed around the reset:", G.stash_push(host.repo, "agentsync <run>: autostash")]
+    commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
+    if dirty:
+        commands.append(G.stash_pop(host.repo))
+    return tuple(commands)

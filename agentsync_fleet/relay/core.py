@@ -21,15 +21,17 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import CommandTimeout, FleetError
-from ..gitops import Checkout, move
+from ..gitops import Checkout, move, move_commands
+from ..guard import make_guard
 from ..models import Host
 from ..secrets import SECRET_PATTERNS, protected_paths
 from ..shell import path_arg
 from ..steps import git as G
 from ..steps import relay as R
+from ..steps.git import origin_ref
 from . import transfer
 from .apply import Patch, apply_patches, patches_in
-from .export import Range, RelayError, common_dir, export_patches, find_range, origin_ref
+from .export import Range, RelayError, common_dir, export_patches, find_range
 from .patchinfo import RelayMeta, is_empty_patch, written_paths
 
 OK_STATUSES = ("ok", "nothing", "planned")
@@ -217,8 +219,6 @@ def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str
 
 
 def _move(dst: End, old: str, new: str, opts: RelayOptions, result: RelayResult, why: str) -> bool:
-    from ..sync.guard import make_guard
-
     refusals: list[dict] = []
     outcome = move(dst.co, old, new, make_guard(dst.co.session, dst.host, opts.allow_running, refusals),
                    opts.relay_id)
@@ -270,8 +270,6 @@ def _push(dst: End, new: str, result: RelayResult) -> bool:
 
 def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions) -> list[str]:
     """What a real run would do, command by command (placeholders where ids are only known then)."""
-    from ..sync.stages import move_commands
-
     s, d = src.host, dst.host
     src_dir, dst_dir = R.relay_dir(f"<{s.name}:.git>", "<id>"), R.relay_dir(f"<{d.name}:.git>", "<id>")
     patches = [f"{dst_dir}/<{i:04d}-…>.patch" for i in range(1, len(rng.commits) + 1)]

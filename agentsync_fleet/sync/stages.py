@@ -1,117 +1,21 @@
 """The git stages of sync-all: publish (one host at a time, in order) and converge (all at once).
 
-A stage says which hosts it concerns, what it *would* run (for the plan) and
-runs it. Each host's work is wrapped in `step()`, which times it, records its
-commands and turns a `FleetError` into that host's status instead of
-stopping the run.
+Each is an `engine.stage.Stage`; a host's work is wrapped in `step()`, and
+the checkout moves through `engine.moves.apply_move` (guards on).
 """
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-
-from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
+from ..engine.context import RunContext
+from ..engine.moves import apply_move, checkout
+from ..engine.stage import Stage, step
+from ..errors import StepFailed
 from ..gitfacts import CheckoutFacts
-from ..gitops import Checkout, StepLog, move
+from ..gitops import Checkout, move_commands
 from ..models import Host
 from ..records import PlannedStep, StepRecord
 from ..steps import git as G
-from .guard import make_guard
-from .model import RunContext
-
-
-class Stage:
-    """Base: a named stage; `parallel` says whether its hosts run at once or one by one in order."""
-
-    name = "stage"
-    parallel = True
-
-    def hosts(self, ctx: RunContext) -> list[Host]:
-        return [h for h in ctx.active_hosts() if h.git_access]
-
-    def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
-        return []
-
-    def run(self, ctx: RunContext, host: Host) -> None:
-        raise NotImplementedError
-
-
-@contextmanager
-def step(ctx: RunContext, host: Host, stage: str, action: str):
-    """Record one step for a host; host-level trouble becomes the host's status, not an exception."""
-    record = StepRecord(stage, action)
-    result = ctx.result(host)
-    result.steps.append(record)
-    log = StepLog(record.commands, lambda text: ctx.listener(host.name, stage, text))
-    ctx.listener(host.name, stage, action)
-    start = time.monotonic()
-    try:
-        yield record, log
-    except HostUnreachable as exc:
-        record.status = "unreachable"
-        result.fail("unreachable", f"{stage}: {exc.message}")
-    except StepFailed as exc:
-        record.status = "failed"
-        result.fail("failed", f"{stage}: {exc.message}: `{exc.command}` exited {exc.exit_code}\n{exc.output_tail}")
-    except (CommandTimeout, FleetError) as exc:
-        record.status = "failed"
-        result.fail("failed", f"{stage}: {exc.message}")
-    except KeyboardInterrupt:  # Ctrl-C in a step that runs in the main thread: the journal must not say ok
-        record.status = "interrupted"
-        raise
-    finally:
-        record.duration_s = round(time.monotonic() - start, 3)
-        if record.status == "ok" and not result.active:
-            record.status = result.status
-        ctx.listener(host.name, stage, f"{action}: {record.status}")
-        ctx.observer.step_done(host.name, record, result)  # journaled now, so a killed run keeps it
-
-
-def checkout(ctx: RunContext, host: Host, log: StepLog, path: str | None = None) -> Checkout:
-    return Checkout(ctx.connector.session(host), path or host.repo, host.command_timeout, log, host.name)
-
-
-def origin_ref(host: Host) -> str:
-    return f"refs/remotes/{host.remote}/{host.branch}"
-
-
-def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, record: StepRecord,
-               known: CheckoutFacts | None = None) -> bool:
-    """Move the main checkout with guards on; on refusal/conflict mark the host and return False."""
-    refusals: list[dict] = []
-    guard = make_guard(co.session, host, ctx.options.allow_running, refusals)
-    outcome = move(co, head, new, guard, ctx.run_id, known)
-    record.data["guard"] = refusals
-    record.data.update(head_before=head, head_after=outcome.head)
-    result = ctx.result(host)
-    result.stash_used |= outcome.stash_used
-    for refusal in refusals:
-        if refusal["allowed"]:
-            result.warnings.append(f"--allow-running: changed {', '.join(refusal['files'])} while pid "
-                                   f"{refusal['pid']} ({refusal['command']}) runs")
-    if outcome.status != "ok":
-        record.status = outcome.status
-        result.fail(outcome.status, outcome.message, outcome.files)
-        return False
-    return True
-
-
-def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[str, ...]:
-    """The commands a move runs, for the plan (scratch bookkeeping commands are summarised)."""
-    scratch = "<.git>/agentsync-scratch-<id>"
-    commands = []
-    if rebase:
-        commands += [G.scratch_add(host.repo, scratch, "HEAD"), G.rebase(scratch, target),
-                     G.scratch_remove(host.repo, scratch)]
-        target = "<rebased HEAD>"
-    if dirty:  # whether the stash is needed is known only once the incoming files are
-        commands += ["# uncommitted edits stay in place; only staged changes and edits that overlap the update "
-                     "are stashed around the reset:", G.stash_push(host.repo, "agentsync <run>: autostash")]
-    commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
-    if dirty:
-        commands.append(G.stash_pop(host.repo))
-    return tuple(commands)
+from ..steps.git import origin_ref
 
 
 class PublishStage(Stage):
@@ -132,7 +36,7 @@ class PublishStage(Stage):
             return [PlannedStep(self.name, host.name, "report local commits", (),
                                 f"{repo.ahead} local commit(s) stay here (push: false)")]
         commands = [G.fetch(host.repo, host.remote, host.branch)]
-        if repo.behind or ctx.facts.get("_origin_moved"):
+        if repo.behind or ctx.origin_moved:
             commands += move_commands(host, bool(repo.dirty), True, origin_ref(host))
         commands.append(G.push(host.repo, host.remote, "HEAD", host.branch))
         return [PlannedStep(self.name, host.name, f"publish {repo.ahead} commit(s)", tuple(commands))]
@@ -211,7 +115,7 @@ class ConvergeStage(Stage):
         repo = ctx.facts[host.name].repo
         publishers = [h for h in ctx.active_hosts() if h.push and ctx.facts[h.name].repo.ahead]
         others_publish = any(h.name != host.name for h in publishers)
-        if not (repo.behind or others_publish or ctx.facts.get("_origin_moved")):
+        if not (repo.behind or others_publish or ctx.origin_moved):
             return [PlannedStep(self.name, host.name, "already on origin", (G.fetch(host.repo, host.remote,
                                                                                      host.branch),))]
         keeps_commits = bool(repo.ahead) and not host.push

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..gitops import Guard
-from ..models import Host
-from ..probes import guard_probe, parse_guard
-from ..shell import split_sections
+from .gitops import Guard
+from .models import Host
+from .probes import guard_probe, parse_guard
+from .shell import split_sections
 
 
 def is_critical(path: str, patterns: tuple[str, ...]) -> bool:
