@@ -272,18 +272,24 @@ def history_export(c, file, inventory=None):
     return command.export(FleetArgs(inventory, None, False), file)
 
 
-@fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
-            name="up", journal=False)
-def sandbox_up(c, root=None):
+SANDBOX_HELP = {
+    "root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox); "
+            "up: a new or empty directory; down: only one sandbox.up made",
+    "subnet": "the hosts' addresses are 127.SUBNET.0.x (default 77; pick another for a second sandbox)",
+}
+
+
+@fleet_task(help=SANDBOX_HELP, name="up", journal=False)
+def sandbox_up(c, root=None, subnet=None):
     """Start the practice fleet (laptop + cloud + gpu: real sshd hosts on loopback) and write its inventory."""
     from .commands import sandbox as command
 
-    return command.up(root)
+    return command.up(root, subnet)
 
 
-@fleet_task(help={"root": "where the sandbox lives"}, name="down", journal=False)
+@fleet_task(help=SANDBOX_HELP, name="down", journal=False)
 def sandbox_down(c, root=None):
-    """Stop the practice fleet and remove its files."""
+    """Stop the practice fleet and remove its directory (only one that sandbox.up made; says which)."""
     from .commands import sandbox as command
 
     return command.down(root)

@@ -243,3 +243,45 @@ def _journal_has(path: Path, run_id: str) -> bool:
 
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
         return bool(db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchall())
+
+
+# ------------------------------------------------------------------ the sandbox only touches what it made
+
+
+def test_sandbox_up_and_down_touch_only_a_root_they_made_and_say_which(tmp_path):
+    from conftest import SUBNET
+
+    def agentsync(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*AGENTSYNC, *argv], capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "AGENTSYNC_SANDBOX": str(tmp_path / "default")})
+
+    someone_elses = tmp_path / "work"
+    (someone_elses / "notes.txt").parent.mkdir()
+    (someone_elses / "notes.txt").write_text("mine\n")
+    for argv in (("sandbox.up", "--root", str(someone_elses)), ("sandbox.down", "--root", str(someone_elses)),
+                 ("sandbox.down",), ("sandbox.up", "--root", str(tmp_path / "x"), "--subnet", "300")):
+        if argv == ("sandbox.down",):
+            (tmp_path / "default").mkdir()
+            (tmp_path / "default" / "sandbox.json").write_text("{}")  # a sandbox.json alone is no marker
+        refused = agentsync(*argv)
+        assert refused.returncode == 2, (argv, refused.stderr)
+        assert "error:" in refused.stderr and "Traceback" not in refused.stderr
+    assert (someone_elses / "notes.txt").read_text() == "mine\n" and (tmp_path / "default" / "sandbox.json").exists()
+    assert not (tmp_path / "x").exists()
+
+    root = tmp_path / "box"
+    up = agentsync("sandbox.up", "--root", str(root), "--subnet", str(SUBNET))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert f"127.{SUBNET}.0." in up.stdout and f"sandbox.down --root {root}" in up.stdout
+        assert (root / ".agentsync-sandbox").is_file()
+        inventory = (root / "fleet.yaml").read_text()
+        assert "state_dir: state" in inventory and "backup_dir: /srv/agentsync/.agentsync-backups" in inventory
+        again = agentsync("sandbox.up", "--root", str(root), "--subnet", str(SUBNET))
+        assert again.returncode == 2 and "already under" in again.stderr and (root / "fleet.yaml").exists()
+    finally:
+        down = agentsync("sandbox.down", "--root", str(root))
+    assert down.returncode == 0, down.stderr
+    assert f"sandbox fleet under {root} (cloud, gpu) stopped and removed" in down.stdout and not root.exists()
+    gone = agentsync("sandbox.down", "--root", str(root))
+    assert gone.returncode == 0 and "nothing to stop" in gone.stdout
