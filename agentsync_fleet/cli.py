@@ -155,12 +155,16 @@ TRANSFER_HELP = {
 }
 
 
-@fleet_task(help=TRANSFER_HELP, name="push-code")
-def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False):
+@fleet_task(help={**TRANSFER_HELP, "force_older": "send even to a host whose checkout has commits the laptop's "
+                                                   "lacks (their files are overwritten by the laptop's older ones)"},
+            name="push-code")
+def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False,
+              force_older=False):
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run, allow_running=allow_running)
+    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run, allow_running=allow_running,
+                       force_older=force_older)
 
 
 @fleet_task(help=TRANSFER_HELP)

@@ -285,3 +285,34 @@ def test_sandbox_up_and_down_touch_only_a_root_they_made_and_say_which(tmp_path)
     assert f"sandbox fleet under {root} (cloud, gpu) stopped and removed" in down.stdout and not root.exists()
     gone = agentsync("sandbox.down", "--root", str(root))
     assert gone.returncode == 0 and "nothing to stop" in gone.stdout
+
+
+# ------------------------------------------------------------------ the README matches the tool
+
+
+def documented_commands() -> list[list[str]]:
+    """Every `agentsync TASK ...` example line of the README, as argv (comments and pipes cut off)."""
+    import shlex
+
+    commands = []
+    for line in (PROJECT / "README.md").read_text().splitlines():
+        text = line.removeprefix("$ ").split(" # ")[0].split(" | ")[0].strip()
+        if re.match(r"agentsync [a-z]", text):
+            commands.append(shlex.split(text)[1:])
+    return commands
+
+
+def test_every_documented_example_is_a_real_task_whose_help_works_and_every_task_is_documented(fleet, tmp_path):
+    commands = documented_commands()
+    documented = {argv[0] for argv in commands}
+    assert set(TASKS) - {"history.list"} <= documented | {"history"}, set(TASKS) - documented
+    env = {**os.environ, "AGENTSYNC_INVENTORY": str(fleet.inventory()), "COLUMNS": "100"}
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    before = snapshot(fleet)
+    for argv in commands:
+        result = subprocess.run([*AGENTSYNC, *argv, "--help"], capture_output=True, text=True, env=env,
+                                cwd=workdir, timeout=60)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert result.stdout.startswith("Usage: agentsync "), (argv, result.stdout)
+    assert snapshot(fleet) == before and list(workdir.iterdir()) == []

@@ -8,12 +8,16 @@ from ..settings import state_dir
 from . import FleetArgs, fleet_locked
 
 
-def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
+def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
+                  check=None) -> int:
+    """`check(inv, hosts)` may refuse the run (raise) before anything moves, dry run or not."""
     from ..output.transfer import TransferDisplay, render_report
     from ..transfer.task import choose_hosts, run_task
 
     inv = args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
+    if check is not None:
+        check(inv, [h for h in hosts if any(r.is_code for r in routes_for(inv, h, bool(args.hosts)))])
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
         report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
