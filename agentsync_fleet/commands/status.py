@@ -39,8 +39,8 @@ def in_step(row: dict) -> bool:
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
     from .. import journal
-    from ..connection import Connector
     from ..health import check_fleet
+    from ..remote import Connector
 
     inv = args.load()
     connector = Connector(inv)
