@@ -316,3 +316,30 @@ def test_every_documented_example_is_a_real_task_whose_help_works_and_every_task
         assert result.returncode == 0, (argv, result.stderr)
         assert result.stdout.startswith("Usage: agentsync "), (argv, result.stdout)
     assert snapshot(fleet) == before and list(workdir.iterdir()) == []
+
+
+def test_the_example_inventory_validates_on_a_fresh_machine_without_an_ssh_config(tmp_path, monkeypatch):
+    from agentsync_fleet import inventory
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/config here
+    inv = inventory.load(PROJECT / "inventory" / "example.yaml")
+    assert set(inv.order) == {"laptop", "cloud", "gpu", "review"}
+
+
+def test_no_color_is_honoured_even_where_colour_is_forced(fleet):
+    inv = fleet.inventory({"laptop": {}, "cloud": {}})
+    coloured = fleet.agentsync("health", "--no-fetch", inventory=inv, env={"FORCE_COLOR": "1"})
+    assert re.search(r"\x1b\[[0-9;]*3[0-7]m", coloured.stdout)  # the check below can see colour
+    plain = fleet.agentsync("health", "--no-fetch", inventory=inv, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert plain.returncode == coloured.returncode == 0, plain.stderr
+    assert not re.search(r"\x1b\[[0-9;]*(3[0-7]|9[0-7]|38;[0-9;]+)m", plain.stdout), plain.stdout
+
+
+def test_the_readme_has_one_stage_list_and_it_is_the_pipeline():
+    from agentsync_fleet.pipeline import default_stages
+
+    readme = (PROJECT / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| \*\*([a-z-]+)\*\* \|", readme, flags=re.M)
+    assert [int(n) for n, _ in rows] == list(range(1, len(rows) + 1))
+    assert [name for _, name in rows] == ["preflight", *(stage.name for stage in default_stages())]
+    assert not re.search(r"\bstages? \d", readme)  # stages are named elsewhere, never numbered a second time

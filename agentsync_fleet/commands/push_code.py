@@ -25,8 +25,8 @@ def run(args: FleetArgs, *, dry_run: bool = False, allow_running: bool = False, 
 
 def refuse_older_laptop(inv, hosts: list) -> None:
     """Raise when any host that would receive the working tree has commits the laptop's checkout lacks."""
-    from ..connection import Connector
     from ..pool import run_each
+    from ..remote import Connector
     from ..transfer.plan import controller
 
     laptop = os.path.abspath(os.path.expanduser(controller(inv).repo))
