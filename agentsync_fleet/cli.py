@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from invoke import Collection, Exit, task
 
@@ -26,20 +28,27 @@ FLEET_HELP = {
 }
 
 
+@dataclass(frozen=True)
+class TaskRun:
+    """What a task body gets as `c`: Invoke's context and the run's journal recorder, passed on explicitly."""
+
+    invoke: Any
+    recorder: Any
+
+
 def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Callable[..., int]:
     """Map a command's return value to the exit status; print FleetErrors without a traceback.
 
-    Every fleet task is also recorded in the run journal here, once, so a new
-    task is journaled without doing anything (its run row appears when it
-    loads its inventory). `journal=False` is for tasks that only read the
-    journal or do not concern a fleet.
+    Every fleet task is also recorded in the run journal here, once: the
+    recorder made here reaches the task as `c.recorder` and its command as
+    `FleetArgs.recorder` (its run row appears when it loads its inventory).
+    `journal=False` is for tasks that only read the journal or do not
+    concern a fleet.
     """
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        import contextlib
-
-        from . import journal as runs
+        from .journal import NullRecorder, RunRecorder
         from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
@@ -48,10 +57,8 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
 
             task_help(ns, wrapper)
             return 0
-        recorder = (runs.recording(name, arguments(body, c, args, kwargs), warn=warn) if journal
-                    else contextlib.nullcontext())
-        with recorder as run:
-            code = run_body(body, run, c, *args, **kwargs)
+        recorder = RunRecorder(name, arguments(body, c, args, kwargs), warn=warn) if journal else NullRecorder()
+        code = run_body(body, recorder, TaskRun(c, recorder), *args, **kwargs)
         if code in INTERRUPTED:
             raise Exit("interrupted", code=code)
         if code:
@@ -78,7 +85,7 @@ def health(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=Fal
     """Deploy gate: reachability, repo state, guard processes, disk, load, GPU and ZeroTier per host."""
     from .commands import health as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch)
 
 
 @fleet_task(help={"no_fetch": "skip `git fetch`"})
@@ -86,7 +93,7 @@ def status(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=Fal
     """Per host: ahead of / behind origin and uncommitted files (read-only)."""
     from .commands import status as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch)
 
 
 SYNC_HELP = {
@@ -103,7 +110,7 @@ def sync_all(c, inventory=None, hosts=None, json=False, workers=None, dry_run=Fa
     """Bring every checkout to the same commit, then move code, artifacts and results; never loses work."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, strict=strict,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), dry_run=dry_run, strict=strict,
                        allow_running=allow_running, resume=resume)
 
 
@@ -112,7 +119,8 @@ def plan(c, inventory=None, hosts=None, json=False, workers=None, strict=False):
     """Show what sync-all would do, command by command, without changing anything (= sync-all --dry-run)."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=True, strict=strict, task="plan")
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=True, strict=strict, task="plan")
 
 
 @fleet_task(help=SYNC_HELP)
@@ -120,7 +128,8 @@ def pull(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False,
     """Bring hosts onto origin's branch (the converge stage alone), keeping uncommitted work."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running,
                        only_stages=("converge", "relay-out", "claims"), task="pull")
 
 
@@ -129,7 +138,8 @@ def push(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False,
     """Publish hosts' local commits to origin, one host at a time in order (the publish stage alone)."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running,
                        only_stages=("relay-in", "publish", "claims"), task="push")
 
 
@@ -145,7 +155,8 @@ def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=
     """Sync models/data between hosts and S3, on each host directly: every up entry before any down."""
     from .commands import artifacts as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), direction=direction, dry_run=dry_run)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
+                       direction=direction, dry_run=dry_run)
 
 
 TRANSFER_HELP = {
@@ -163,8 +174,8 @@ def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=Fa
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run, allow_running=allow_running,
-                       force_older=force_older)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running, force_older=force_older)
 
 
 @fleet_task(help=TRANSFER_HELP)
@@ -172,7 +183,7 @@ def results(c, host=None, inventory=None, json=False, workers=None, dry_run=Fals
     """Bring results back from a host to the laptop (its results: and rsync pull entries), backing up what they replace."""
     from .commands import results as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder), dry_run=dry_run)
 
 
 @fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
@@ -180,7 +191,7 @@ def trust(c, host, inventory=None, yes=False, json=False):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
     from .commands import trust as command
 
-    return command.run(FleetArgs(inventory, None, json), host, yes=yes)
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes)
 
 
 @fleet_task()
@@ -196,7 +207,7 @@ def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False)
     """Remove stale fleet locks (holder gone, or older than lock_ttl) here and on the hosts; --force: any lock."""
     from .commands import unlock as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), force=force)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), force=force)
 
 
 CLAIM_HELP = {
@@ -213,7 +224,7 @@ def claim(c, area, note="", host=None, who=None, inventory=None, json=False):
     """Claim an area of the repo (who works on what); refused if someone else holds it and it is not stale."""
     from .commands import claims as command
 
-    return command.claim(FleetArgs(inventory, None, json), area, note=note, host=host, who=who)
+    return command.claim(FleetArgs(inventory, None, json, recorder=c.recorder), area, note=note, host=host, who=who)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -221,7 +232,7 @@ def checkin(c, area, host=None, who=None, inventory=None, json=False):
     """Check in on your claim so it does not go stale (after claim_ttl, default 4h)."""
     from .commands import claims as command
 
-    return command.checkin(FleetArgs(inventory, None, json), area, host=host, who=who)
+    return command.checkin(FleetArgs(inventory, None, json, recorder=c.recorder), area, host=host, who=who)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -229,7 +240,7 @@ def release(c, area, host=None, who=None, force=False, inventory=None, json=Fals
     """Release your claim on an area."""
     from .commands import claims as command
 
-    return command.release(FleetArgs(inventory, None, json), area, host=host, who=who, force=force)
+    return command.release(FleetArgs(inventory, None, json, recorder=c.recorder), area, host=host, who=who, force=force)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -237,7 +248,7 @@ def claims(c, host=None, inventory=None, json=False):
     """List who claims which area (read from origin), with stale claims marked."""
     from .commands import claims as command
 
-    return command.listing(FleetArgs(inventory, None, json), host=host)
+    return command.listing(FleetArgs(inventory, None, json, recorder=c.recorder), host=host)
 
 
 HISTORY_HELP = {
@@ -257,7 +268,8 @@ def history_list(c, limit=None, host=None, status=None, task=None, inventory=Non
     """Recorded runs, newest first: task, when, how long, status, hosts, who (the default `history` task)."""
     from .commands import history as command
 
-    return command.listing(FleetArgs(inventory, None, json), limit=limit, host=host, status=status, task=task)
+    return command.listing(FleetArgs(inventory, None, json, recorder=c.recorder),
+                           limit=limit, host=host, status=status, task=task)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="show")
@@ -265,7 +277,7 @@ def history_show(c, run, inventory=None, json=False):
     """One run in full: arguments, who, inventory hash, every host and step with commands, exit codes, errors."""
     from .commands import history as command
 
-    return command.show(FleetArgs(inventory, None, json), run)
+    return command.show(FleetArgs(inventory, None, json, recorder=c.recorder), run)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="stats")
@@ -273,7 +285,7 @@ def history_stats(c, task=None, inventory=None, json=False):
     """Runs, success rate, median step time per host and step, and each host's last success."""
     from .commands import history as command
 
-    return command.stats(FleetArgs(inventory, None, json), task=task)
+    return command.stats(FleetArgs(inventory, None, json, recorder=c.recorder), task=task)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="export")
@@ -281,7 +293,7 @@ def history_export(c, file, inventory=None):
     """Write every recorded run (hosts, steps, commands) to a JSON file."""
     from .commands import history as command
 
-    return command.export(FleetArgs(inventory, None, False), file)
+    return command.export(FleetArgs(inventory, None, False, recorder=c.recorder), file)
 
 
 SANDBOX_HELP = {
@@ -322,7 +334,7 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
     """Carry a host's new commits to another host as patches: backup branch, git am -3, validate, optional push."""
     from .commands import relay as command
 
-    return command.run(FleetArgs(inventory, None, json), from_, to, push=push, dry_run=dry_run,
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), from_, to, push=push, dry_run=dry_run,
                        allow_running=allow_running)
 
 

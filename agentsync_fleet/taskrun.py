@@ -66,7 +66,7 @@ def refuse_invoke_options(c) -> None:
     The `agentsync` program has no such options; under `inv` they reach the
     task only through Invoke's config.
     """
-    config = getattr(c, "config", None)
+    config = getattr(getattr(c, "invoke", c), "config", None)  # c: the TaskRun, or Invoke's context itself
     if config is None:
         return
     if config.get("run", {}).get("dry"):

@@ -7,6 +7,7 @@ uncommitted files or a rebase/merge in progress (a CI gate can use it as it is).
 from __future__ import annotations
 
 from . import FleetArgs
+from .journaling import journal_health
 
 
 def rows(report) -> list[dict]:
@@ -38,7 +39,6 @@ def in_step(row: dict) -> bool:
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
-    from .. import journal
     from ..health import check_fleet
     from ..remote import Connector
 
@@ -48,7 +48,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
         report = check_fleet(inv, args.selected(inv), connector, fetch=fetch, workers=args.worker_limit(inv))
     finally:
         connector.close_all()
-    journal.record_health(report)
+    journal_health(args.recorder, report)
     data = rows(report)
     if args.json:
         from ..output import emit_json
