@@ -100,14 +100,26 @@ def moto_s3():
     server.stop()
 
 
+def commands_without(directory: Path, *left_out: str) -> str:
+    """A PATH directory with every system command except `left_out` (a host that lacks them)."""
+    directory.mkdir(parents=True)
+    for system_dir in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for command in os.listdir(system_dir):
+            link = directory / command
+            if command not in left_out and not link.exists():
+                link.symlink_to(Path(system_dir) / command)
+    return str(directory)
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
-    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
+    root = tmp_path_factory.mktemp("fleet")
+    box = Sandbox(root, subnet=SUBNET)
     box.add_host("cloud", sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
     box.add_host("gpu", sftp=False)
     box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
     box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
-    box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    box.add_host("nocli", env={"PATH": commands_without(root / "nocli-path", "rsync")})  # no optional tools, no rsync
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
