@@ -23,6 +23,9 @@ import textwrap
 from invoke import Argument, Exit, ParseError, Program
 from invoke.completion.complete import complete, print_completion_script
 
+from .errors import UsageError
+from .output import emit_error_json, error
+
 HELP_FLAGS = ("-h", "--help")
 USAGE = 2  # the exit status of bad input
 EXIT_STATUSES = ("Exit status: 0 all good, 1 the fleet is not where it should be, 2 bad input,\n"
@@ -75,9 +78,6 @@ class FleetProgram(Program):
         hint = f"`{self.binary} --help` lists the tasks; `{self.binary} TASK --help` a task's options"
         if "'--dry'" in message or "'-R'" in message:
             hint = "this tool's dry run is `--dry-run` (or the `plan` task); " + hint
-        from .errors import UsageError
-        from .output import emit_error_json, error
-
         problem = UsageError(message, hint=hint)
         if "--json" in self.argv:
             emit_error_json(problem)
