@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from invoke import Collection, Exit, Program, task
+from invoke import Collection, Exit, task
 
 from . import __version__
 from .commands import FleetArgs
+from .program import HELP_FLAGS, FleetProgram
 
 FLEET_HELP = {
     "inventory": "inventory file (default: $AGENTSYNC_INVENTORY, else inventory/fleet.yaml)",
@@ -51,6 +52,11 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
+        if any(value in HELP_FLAGS for value in (*args, *kwargs.values())):  # `inv claim --help`: help, never act
+            from .program import task_help
+
+            task_help(ns, wrapper)
+            return 0
         recorder = RunRecorder(name, arguments(body, c, args, kwargs), warn=warn) if journal else NullRecorder()
         code = run_body(body, recorder, TaskRun(c, recorder), *args, **kwargs)
         if code in INTERRUPTED:
@@ -160,13 +166,16 @@ TRANSFER_HELP = {
 }
 
 
-@fleet_task(help=TRANSFER_HELP, name="push-code")
-def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False):
+@fleet_task(help={**TRANSFER_HELP, "force_older": "send even to a host whose checkout has commits the laptop's "
+                                                   "lacks (their files are overwritten by the laptop's older ones)"},
+            name="push-code")
+def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False,
+              force_older=False):
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
     return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
-                       dry_run=dry_run, allow_running=allow_running)
+                       dry_run=dry_run, allow_running=allow_running, force_older=force_older)
 
 
 @fleet_task(help=TRANSFER_HELP)
@@ -287,18 +296,24 @@ def history_export(c, file, inventory=None):
     return command.export(FleetArgs(inventory, None, False, recorder=c.recorder), file)
 
 
-@fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
-            name="up", journal=False)
-def sandbox_up(c, root=None):
+SANDBOX_HELP = {
+    "root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox); "
+            "up: a new or empty directory; down: only one sandbox.up made",
+    "subnet": "the hosts' addresses are 127.SUBNET.0.x (default 77; pick another for a second sandbox)",
+}
+
+
+@fleet_task(help=SANDBOX_HELP, name="up", journal=False)
+def sandbox_up(c, root=None, subnet=None):
     """Start the practice fleet (laptop + cloud + gpu: real sshd hosts on loopback) and write its inventory."""
     from .commands import sandbox as command
 
-    return command.up(root)
+    return command.up(root, subnet)
 
 
-@fleet_task(help={"root": "where the sandbox lives"}, name="down", journal=False)
+@fleet_task(help=SANDBOX_HELP, name="down", journal=False)
 def sandbox_down(c, root=None):
-    """Stop the practice fleet and remove its files."""
+    """Stop the practice fleet and remove its directory (only one that sandbox.up made; says which)."""
     from .commands import sandbox as command
 
     return command.down(root)
@@ -396,7 +411,7 @@ def build_collection() -> Collection:
 
 
 ns = build_collection()
-program = Program(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
+program = FleetProgram(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .settings import TIMEOUTS
 
 
@@ -126,6 +127,24 @@ class Inventory:
     ssh_config: Path | None = None
     sha256: str = ""
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def host_names(self, value: str | None, flag: str = "--hosts") -> list[str]:
+        """The hosts a comma-separated command-line value names, checked; [] when the flag was not given.
+
+        An empty value is refused rather than read as "every host": `--hosts "$UNSET_VAR"` must not
+        widen a run to the whole fleet.
+        """
+        if value is None:
+            return []
+        names = [n.strip() for n in str(value).split(",") if n.strip()]
+        if not names:
+            raise UsageError(f"{flag} is empty ({value!r}); name at least one host",
+                             hint=f"hosts in {self.path}: {', '.join(self.order)} (leave {flag} out for all of them)")
+        unknown = [n for n in names if n not in self.hosts]
+        if unknown:
+            raise UsageError(f"{flag} names {', '.join(repr(n) for n in unknown)}, not in {self.path}",
+                             hint=f"hosts defined there: {', '.join(self.order)}")
+        return names
 
     def select(self, names: list[str] | None) -> list[Host]:
         """Hosts in sync order, limited to `names` when given."""

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -43,6 +44,24 @@ AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
+# Where a real user's agentsync keeps its journal, locks and backups: the suite must never write there.
+REAL_STATE_DIR = Path(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync").expanduser()
+# Receiving sandbox hosts share /root with the controller: test inventories keep backups on the host's own disk.
+HOST_BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
+
+
+def pytest_configure(config) -> None:
+    """Every agentsync the suite runs, in-process or as a subprocess (which inherits the environment), gets a
+    throwaway state dir unless a test names its own: nothing lands in the real user's journal or backups."""
+    state = tempfile.mkdtemp(prefix="agentsync-state-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT"))
+    config._agentsync_state = state
+    os.environ["AGENTSYNC_STATE_DIR"] = state
+
+
+def pytest_unconfigure(config) -> None:
+    state = getattr(config, "_agentsync_state", None)
+    if state:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 class SilentListener:
@@ -194,7 +213,8 @@ class Fleet:
         hosts = hosts if hosts is not None else {"laptop": {}, "cloud": {}, "gpu": {}}
         data = {"ssh_config": str(self.ssh_config),
                 "defaults": {"branch": "main", "connect_timeout": 3, "command_timeout": 30},
-                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()}}
+                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()},
+                "transfers": {"backup_dir": HOST_BACKUPS}}
         data.update(top)
         path = self.root / "fleet.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -9,10 +9,12 @@ from . import FleetArgs, fleet_locked
 from .journaling import journal_transfers
 
 
-def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
+def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
+                  check=None) -> int:
+    """`check(inv, hosts)` may refuse the run (raise) before anything moves, dry run or not."""
     from ..output.transfer import render_report
 
-    report = transfer_report(args, task, routes_for, dry_run=dry_run, allow_running=allow_running)
+    report = transfer_report(args, task, routes_for, dry_run=dry_run, allow_running=allow_running, check=check)
     if args.json:
         from ..output import emit_json
 
@@ -23,7 +25,7 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
 
 
 def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
-                    inv=None):
+                    inv=None, check=None):
     """Run the transfers and return the report, printing nothing on stdout (`wait --then-results` uses it too)."""
     from ..output.transfer import TransferDisplay
     from ..remote import Connector
@@ -31,6 +33,8 @@ def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, al
 
     inv = inv or args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
+    if check is not None:
+        check(inv, [h for h in hosts if any(r.is_code for r in routes_for(inv, h, bool(args.hosts)))])
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
     try:
