@@ -186,9 +186,11 @@ class FramedSink:
             self.started, chunk = True, bytes(self.head[at + len(self.start):])
             del self.head[at:]
         self.tail += chunk
-        if len(self.tail) > len(self.end):
-            self.out.write(bytes(self.tail[:-len(self.end)]))
-            del self.tail[:-len(self.end)]
+        keep = next((k for k in range(min(len(self.tail), len(self.end)), 0, -1)
+                     if self.tail.endswith(self.end[:k])), 0)  # only what may be the end marker's start waits
+        if len(self.tail) > keep:
+            self.out.write(bytes(self.tail[:len(self.tail) - keep]))
+            del self.tail[:len(self.tail) - keep]
 
     def finish(self) -> str:
         """Write what is held back (less the end marker); the first line of noise, if any came before."""
