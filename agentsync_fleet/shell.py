@@ -116,7 +116,7 @@ class Framing:
         still lets the end marker out; its exit status is the wrapper's.
         """
         body = (f"printf '%s\\n' '{self.start}'; printf '%s\\n' '{self.start}' >&2\n"
-                f"(\n{command}\n)\nrc=$?\nprintf '\\n%s\\n' '{self.end}'; printf '\\n%s\\n' '{self.end}' >&2\n"
+                f"(\n{command}\n)\nrc=$?\nprintf '\\n%s\\n' '{self.end}' >&2\n"
                 "exit $rc\n")
         return sh_argument(body, f"agentsync-{self.nonce}")
 

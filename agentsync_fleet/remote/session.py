@@ -167,9 +167,9 @@ class OpenSSHSession(Session):
             raise HostUnreachable(f"gone for the rest of this run: {self.gone}", reason="lost", host=self.name,
                                   hint=self.hint)
         sink = self.framing.sink(stdout_to) if stdout_to is not None else None
-        live = self.framing.sink(_Calls(on_output)) if on_output is not None else None  # the end marker held back
+        live = self.framing.stream(on_output) if on_output is not None else None  # stdout has no end marker
         try:
-            done = self._ssh(self.framing.argument(command), timeout, stdin, live.write if live else None, sink)
+            done = self._ssh(self.framing.argument(command), timeout, stdin, live, sink)
         except HostUnreachable as exc:
             self._gone_unless_it_answers(exc.message)
             raise
@@ -178,8 +178,6 @@ class OpenSSHSession(Session):
         out, err, noise = self.framing.unframe_bytes(done.stdout, done.stderr)
         if sink is not None:
             noise = sink.finish() or noise
-        if live is not None:
-            live.finish()
         self.startup_noise = self.startup_noise or noise
         return replace(done, stdout=out, stderr=err)
 
