@@ -2,7 +2,8 @@
 
 `critical_paths` is pure (which changed paths are critical); `make_guard`
 returns the callback `gitops.move` consults, which looks at the host's
-processes *at that moment* (one `pgrep` round trip) before refusing.
+processes *at that moment* (one round trip, `guardprobe.py`) before refusing.
+A guard that cannot see the host's processes refuses too: fail closed.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 
 from .gitops import Guard
+from .guardprobe import GuardState, guard_probe, parse_guard
 from .models import Host
-from .probes import guard_probe, parse_guard
 from .shell import split_sections
 
 
@@ -30,10 +31,16 @@ def critical_paths(paths: set[str], host: Host) -> list[str]:
     return sorted(p for p in paths if is_critical(p, host.guard.critical_files))
 
 
-def running_guard_processes(session, host: Host):
+def running_guard_processes(session, host: Host) -> GuardState:
     script = "\n".join(guard_probe(host)) + "\n"
     result = session.run_script(script, timeout=host.command_timeout)
     return parse_guard(split_sections(result.stdout).get("guard", ""), host.guard.processes)
+
+
+def blind_refusal(host: Host, critical: list[str], state: GuardState) -> str:
+    return (f"refused: cannot see processes on {host.name} ({state.detail}), so {', '.join(critical)} may be in use "
+            "by a guard process; nothing was changed. Fix what the guard needs on that host (see "
+            "`agentsync health`), or rerun with --allow-running")
 
 
 def make_guard(session, host: Host, allow_running: bool, refusals: list[dict]) -> Guard:
@@ -45,10 +52,13 @@ def make_guard(session, host: Host, allow_running: bool, refusals: list[dict]) -
         critical = critical_paths(paths, host)
         if not critical:
             return None
-        running = running_guard_processes(session, host)
-        if not running:
+        state = running_guard_processes(session, host)
+        if state.unknown:
+            refusals.append({"allowed": allow_running, "files": critical, "unknown": state.detail})
+            return None if allow_running else blind_refusal(host, critical, state)
+        if not state.processes:
             return None
-        proc = running[0]
+        proc = state.processes[0]
         if allow_running:
             refusals.append({"allowed": True, "files": critical, "pid": proc.pid, "command": proc.command})
             return None

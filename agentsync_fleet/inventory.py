@@ -20,8 +20,9 @@ import yaml
 from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
 from .gate.model import build_checks
-from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
+from .models import Guard, Host, Inventory, JobPreset, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
+from .secrets import SECRET_PATTERNS, secret_patterns
 from .settings import TIMEOUTS
 
 DEFAULT_PATH = "inventory/fleet.yaml"
@@ -173,6 +174,14 @@ def _check_value(value: Any, spec: Field, line: int | None, host: str | None, na
         return
     if spec.keys is not None:
         _check_mapping(value, spec.keys, host, f"{name}.", problems)
+    if spec.values is not None:
+        for key, item in value.items():
+            key_line = getattr(value, "key_lines", {}).get(key) or line
+            bad_name = spec.names(key) if spec.names else None
+            if bad_name:
+                problems.add(key_line, host, f"{name}.{key}", bad_name, spec.hint)
+                continue
+            _check_value(item, spec.values, key_line, host, f"{name}.{key}", problems)
     if spec.items is not None:
         for index, item in enumerate(value):
             item_line = getattr(item, "line", None) or line
@@ -232,7 +241,8 @@ def _check_order(data: LineDict, hosts: dict, problems: _Problems) -> None:
 
 def _build(file: Path, data: dict, digest: str) -> Inventory:
     defaults = {**BUILTIN_DEFAULTS, **(data.get("defaults") or {})}
-    hosts = {name: _build_host(name, settings, defaults, data.get("s3") or {})
+    secrets = secret_patterns(data)
+    hosts = {name: _build_host(name, settings, defaults, data.get("s3") or {}, secrets)
              for name, settings in data["hosts"].items()}
     order = tuple(data.get("order") or hosts)
     ssh_config = data.get("ssh_config")
@@ -252,7 +262,8 @@ def _resolve_relative(file: Path, value: str) -> Path:
     return path if path.is_absolute() else (file.parent / path).resolve()
 
 
-def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = None) -> Host:
+def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = None,
+                secrets: tuple[str, ...] = SECRET_PATTERNS) -> Host:
     guard = s.get("guard") or {}
     return Host(
         name=name,
@@ -272,14 +283,20 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         worktrees=tuple(_build_worktree(w) for w in s.get("worktrees", ())),
         connect_timeout=float(s.get("connect_timeout", defaults["connect_timeout"])),
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),
-        s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})})
+        s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})}, secrets)
                  for e in s.get("s3", ())),
         rsync=build_rsync_entries(s.get("rsync", ())),
         results=build_results_entries(s.get("results", ())),
         push_code=s.get("push_code", False),
         checks=build_checks(defaults.get("checks"), s.get("checks")),
         allow_untracked=tuple(dict.fromkeys([*defaults.get("allow_untracked", ()), *s.get("allow_untracked", ())])),
+        jobs=tuple(_build_job_preset(n, p) for n, p in (s.get("jobs") or {}).items()),
     )
+
+
+def _build_job_preset(name: str, p: dict) -> JobPreset:
+    env = tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (p.get("env") or {}).items())
+    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False))
 
 
 def _build_worktree(w: dict) -> WorktreeSpec:
@@ -290,10 +307,10 @@ def _build_worktree(w: dict) -> WorktreeSpec:
 S3_SETTING_NAMES = ("profile", "region", "endpoint_url", "timeout")
 
 
-def _build_s3_entry(e: dict, settings: dict) -> S3Entry:
+def _build_s3_entry(e: dict, settings: dict, secrets: tuple[str, ...] = SECRET_PATTERNS) -> S3Entry:
     """An entry's own settings win over the host's `s3_settings`, which win over the top-level `s3:`."""
     merged = {k: e.get(k, settings.get(k)) for k in S3_SETTING_NAMES}
     return S3Entry(path=e["path"], url=e["url"].rstrip("/"), direction=e["direction"],
                    exclude=tuple(e.get("exclude", ())), delete=e.get("delete", False),
                    profile=merged["profile"], region=merged["region"], endpoint_url=merged["endpoint_url"],
-                   timeout=float(merged["timeout"] or TIMEOUTS.s3_entry))
+                   timeout=float(merged["timeout"] or TIMEOUTS.s3_entry), secrets=secrets)

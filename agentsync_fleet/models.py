@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+from .secrets import SECRET_PATTERNS
 from .settings import TIMEOUTS
 
 
@@ -50,6 +52,7 @@ class S3Entry:
     region: str | None = None
     endpoint_url: str | None = None
     timeout: float = TIMEOUTS.s3_entry
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # never uploaded; the inventory's list (secrets.secret_patterns)
 
     @property
     def bucket(self) -> str:
@@ -106,6 +109,17 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class JobPreset:
+    """A named job in the inventory (`hosts.<h>.jobs.<name>`), so `agentsync run HOST NAME` runs it."""
+
+    name: str
+    run: str
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    results: bool = False  # bring the host's results back when it ends (`run` waits for it)
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the fleet, as the inventory describes it."""
 
@@ -131,6 +145,7 @@ class Host:
     push_code: bool = False
     checks: tuple[CheckSpec, ...] = ()  # the team's own deploy gate (gate/)
     allow_untracked: tuple[str, ...] = ()  # untracked files that do not fail the gate
+    jobs: tuple[JobPreset, ...] = ()  # named job presets
 
     @property
     def target(self) -> str:
@@ -148,6 +163,24 @@ class Inventory:
     ssh_config: Path | None = None
     sha256: str = ""
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def host_names(self, value: str | None, flag: str = "--hosts") -> list[str]:
+        """The hosts a comma-separated command-line value names, checked; [] when the flag was not given.
+
+        An empty value is refused rather than read as "every host": `--hosts "$UNSET_VAR"` must not
+        widen a run to the whole fleet.
+        """
+        if value is None:
+            return []
+        names = [n.strip() for n in str(value).split(",") if n.strip()]
+        if not names:
+            raise UsageError(f"{flag} is empty ({value!r}); name at least one host",
+                             hint=f"hosts in {self.path}: {', '.join(self.order)} (leave {flag} out for all of them)")
+        unknown = [n for n in names if n not in self.hosts]
+        if unknown:
+            raise UsageError(f"{flag} names {', '.join(repr(n) for n in unknown)}, not in {self.path}",
+                             hint=f"hosts defined there: {', '.join(self.order)}")
+        return names
 
     def select(self, names: list[str] | None) -> list[Host]:
         """Hosts in sync order, limited to `names` when given."""

@@ -122,14 +122,30 @@ class RepoState:
     in_progress: tuple[str, ...] = ()
     fetched: bool = False
     fetch_error: str = ""
+    git_version: tuple[int, int] | None = None  # gitversion.parse_git_version of the host's `git --version`
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
     pattern: str
     pid: int
-    uptime_s: int
+    uptime_s: int | None  # None: the host's tools cannot tell (busybox ps)
     command: str
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """What the guard saw (guardprobe.py): `ok` (processes is the whole truth) or `unknown` (it could not
+    look: detail says why)."""
+
+    status: str  # ok | unknown
+    method: str = ""  # proc | ps | busybox-ps
+    detail: str = ""
+    processes: tuple[ProcessInfo, ...] = ()
+
+    @property
+    def unknown(self) -> bool:
+        return self.status != "ok"
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,7 @@ class HostHealth:
     latency_ms: float | None = None
     repo: RepoState | None = None
     processes: tuple[ProcessInfo, ...] = ()
+    guard: GuardState | None = None  # None: no guard processes configured
     system: SystemState | None = None
     zerotier: ToolState | None = None
     gpu: ToolState | None = None
@@ -210,6 +227,7 @@ class HostHealth:
     checks: tuple[CheckResult, ...] = ()  # the team's own checks (gate/), in inventory order
     allowed_untracked: tuple[str, ...] = ()  # untracked files allow_untracked lets pass
     not_running: tuple[str, ...] = ()  # guard patterns no process matched
+    jobs: tuple[Any, ...] = ()  # the host's running and recently died jobs, from the jobs feature's probe
 
     @property
     def passed(self) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .secrets import SECRET_PATTERNS
 from .settings import command_problem, duration_problem, persist_problem
 
 Check = Callable[[Any], "str | None"]
@@ -30,6 +31,8 @@ class Field:
     check: Check | None = None
     keys: dict[str, Field] | None = None  # for mappings: the allowed sub-keys
     items: Field | None = None  # for lists: the spec of each item
+    values: Field | None = None  # for mappings with names of the user's choosing: the spec of each value
+    names: Check | None = None  # ... and why such a name is not usable, or None
     hint: str = ""
 
 
@@ -70,8 +73,20 @@ BRANCH = text("a git branch name", check=git_ref_problem)
 PATH = text("a path (absolute, ~/…, or relative to the repo)")
 STRINGS = Field((list,), "a list of strings", items=text())
 
+def pattern_problem(value: str) -> str | None:
+    """Guard patterns are extended regular expressions; one `awk` cannot compile would blind the guard."""
+    if not value:
+        return "must not be empty"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc})"
+    return None
+
+
 GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
-    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)", items=text()),
+    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)",
+                       items=text("an extended regular expression", check=pattern_problem)),
     "critical_files": Field((list,), "a list of paths relative to the repo", items=PATH),
     "expect_running": Field((bool,), "true or false",
                             hint="expect_running: true fails the health gate when a guard process is not running"),
@@ -150,6 +165,12 @@ def rsync_pattern_problem(value: str) -> str | None:
     if value.startswith(("!", "+ ", "- ", "+,", "-,", "+_", "-_")) or value in ("+", "-"):
         return "starts with an rsync filter prefix; give a plain pattern like '*.tmp' or 'cache/'"
     return None
+
+
+def builtin_secret_problem(value: str) -> str | None:
+    if value in SECRET_PATTERNS:
+        return None
+    return "not a built-in secret pattern; not_secret can only release one of: " + ", ".join(SECRET_PATTERNS)
 
 
 def backup_dir_problem(value: str) -> str | None:
@@ -252,6 +273,29 @@ CHECKS = Field((list,), "a list of checks ({name, run | metric | http, timeout})
 ALLOW_UNTRACKED = Field((list,), "a list of paths or globs relative to the repo (nohup.out, 'models/*.bin', logs/)",
                         items=PATH)
 
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results)", keys={
+    "run": Field((str,), "the command to run (a shell command line)", required=True,
+                 check=lambda v: None if v.strip() and "\0" not in v else "must be a non-empty command",
+                 hint='e.g. run: "python -m sage.tirex_validation"'),
+    "cwd": PATH,
+    "env": Field((dict,), "a mapping of environment variable names to values",
+                 check=lambda v: next((f"has '{k}', which is not a variable name" for k in v
+                                       if not isinstance(k, str) or not ENV_NAME.match(k)), None)
+                 or next((f"'{k}' must be a string, number or true/false" for k, x in v.items()
+                          if not isinstance(x, (str, int, float, bool))), None)),
+    "results": Field((bool,), "true or false", hint="results: true brings the host's results back when it ends"),
+})
+
+
+def job_name_problem(value: Any) -> str | None:
+    if isinstance(value, str) and JOB_NAME.match(value):
+        return None
+    return f"preset name '{value}' is not a job name: letters, digits, '_' and '-' (at most 64), not starting with '-'"
+
+
 HOST_KEYS: dict[str, Field] = {
     "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
     "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
@@ -280,6 +324,10 @@ HOST_KEYS: dict[str, Field] = {
                                                       "tree to this host after converge"),
     "checks": CHECKS,
     "allow_untracked": ALLOW_UNTRACKED,
+
+
+    "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results}",
+                  names=job_name_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
 }
 
 DEFAULT_KEYS: dict[str, Field] = {
@@ -299,9 +347,11 @@ TOP_KEYS: dict[str, Field] = {
     "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
     "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
                 keys=S3_SETTINGS_KEYS),
-    "transfers": Field((dict,), "a mapping with secrets, bwlimit, backup_dir", keys={
-        "secrets": Field((list,), "a list of extra secret patterns (the built-in ones always apply)",
+    "transfers": Field((dict,), "a mapping with secrets, not_secret, bwlimit, backup_dir", keys={
+        "secrets": Field((list,), "a list of extra secret patterns (added to the built-in ones)",
                          items=text("an rsync pattern, e.g. '*.p12'", check=rsync_pattern_problem)),
+        "not_secret": Field((list,), "a list of built-in secret patterns this fleet may send (e.g. '.npmrc')",
+                            items=text("a built-in secret pattern, written exactly", check=builtin_secret_problem)),
         "bwlimit": Field((int,), "a whole number of KiB per second", check=positive),
         "backup_dir": text("a path (absolute, ~/…, or relative to the home)", check=backup_dir_problem),
     }),

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -38,8 +39,43 @@ SLOW_GIT = f"""#!/bin/sh
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+LOGIN_SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish",
+                "tcsh": "/usr/bin/tcsh", "ash": ""}  # ash: busybox, linked in the host's bin
+NOISY_BASHRC = "echo 'Welcome to vm! 4 updates can be applied.'\necho 'stty: standard input: not a tty' >&2\n"
+PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
+# Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
+# on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
+HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
+# Where a real user's agentsync keeps its journal, locks and backups: the suite must never write there.
+REAL_STATE_DIR = Path(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync").expanduser()
+# Receiving sandbox hosts share /root with the controller: test inventories keep backups on the host's own disk.
+HOST_BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
+
+
+def pytest_configure(config) -> None:
+    """Every agentsync the suite runs, in-process or as a subprocess (which inherits the environment), gets a
+    throwaway state dir unless a test names its own: nothing lands in the real user's journal or backups."""
+    state = tempfile.mkdtemp(prefix="agentsync-state-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT"))
+    config._agentsync_state = state
+    os.environ["AGENTSYNC_STATE_DIR"] = state
+
+
+def pytest_unconfigure(config) -> None:
+    state = getattr(config, "_agentsync_state", None)
+    if state:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+OLD_GIT = Path(__file__).resolve().parent.parent / ".cache" / "git-2.30"
+
+
+def old_git_wrapper(extra: str = "") -> str:
+    """The `git` of the old-git host: Debian 11's 2.30, run from where `make setup` unpacked it."""
+    if not (OLD_GIT / "usr" / "bin" / "git").exists():
+        raise RuntimeError(f"{OLD_GIT} is missing: run `make setup` (it unpacks Debian 11's git 2.30 there)")
+    return (f"#!/bin/sh\n{extra}GIT_EXEC_PATH={OLD_GIT}/usr/lib/git-core exec {OLD_GIT}/usr/bin/git \"$@\"\n")
 
 
 class SilentListener:
@@ -81,19 +117,44 @@ def moto_s3():
     server.stop()
 
 
+def commands_without(directory: Path, *left_out: str) -> str:
+    """A PATH directory with every system command except `left_out` (a host that lacks them)."""
+    directory.mkdir(parents=True)
+    for system_dir in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for command in os.listdir(system_dir):
+            link = directory / command
+            if command not in left_out and not link.exists():
+                link.symlink_to(Path(system_dir) / command)
+    return str(directory)
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
-    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
-    box.add_host("cloud", sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
-    box.add_host("gpu", sftp=False)
+    root = tmp_path_factory.mktemp("fleet")
+    box = Sandbox(root, subnet=SUBNET)
+    box.add_host("cloud", env=HOST_ENV, sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
+    box.add_host("gpu", env=HOST_ENV, sftp=False)
     box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
-    box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
-    box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    box.add_host("inner", env=HOST_ENV)  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
+    # no optional tools (aws, nvidia-smi, zerotier-cli), no rsync, no tmux
+    box.add_host("nocli", env={"PATH": commands_without(root / "nocli-path", "rsync", "tmux"), **HOST_ENV})
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
+    # Hosts as real ones are (tests/test_real_hosts.py): a slim image without procps, busybox's ps in its place,
+    # a /proc no tool can list.
+    box.add_host("slim", hide_tools=PROCPS)
+    box.add_host("bbox", hide_tools=PROCPS)
+    box.add_host("blind", proc_hidden=True)
+    for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
+        box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell))
+    box.add_host("noisy", bashrc=NOISY_BASHRC)  # a cloud image's ~/.bashrc that greets every session
+    box.add_host("oldgit")  # Debian 11's git 2.30 (`make setup` unpacks it into .cache/)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
     install_tool(box, "gpu", "git", SLOW_GIT)
+    install_tool(box, "bbox", "ps", "#!/bin/sh\nexec busybox ps \"$@\"\n")
+    install_tool(box, "oldgit", "git", old_git_wrapper())
+    (box.hosts["sh-ash"].bin_dir / "ash").symlink_to(shutil.which("busybox"))  # busybox runs the applet it is named
     from s3_support import install_aws_cli
 
     install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH
@@ -144,6 +205,13 @@ class Fleet:
         with self.known_hosts.open("a") as handle:
             handle.write(f"[inner.fleet]:{inner.port} {self.sandbox.host_public_key('inner')}\n")
 
+    def prepare(self, name: str) -> None:
+        """A fresh clone of this test's origin on one of the hosts the constructor leaves alone."""
+        disk = self.sandbox.hosts[name].path()
+        for child in disk.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        clone(self.origin, self.sandbox.hosts[name].path("crpbot"), name)
+
     def repo(self, host: str) -> Path:
         """A host's checkout, seen from the controller (its disk is a directory here)."""
         return self.laptop_repo if host == "laptop" else self.sandbox.hosts[host].path("crpbot")
@@ -178,7 +246,8 @@ class Fleet:
         hosts = hosts if hosts is not None else {"laptop": {}, "cloud": {}, "gpu": {}}
         data = {"ssh_config": str(self.ssh_config),
                 "defaults": {"branch": "main", "connect_timeout": 3, "command_timeout": 30},
-                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()}}
+                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()},
+                "transfers": {"backup_dir": HOST_BACKUPS}}
         data.update(top)
         path = self.root / "fleet.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))

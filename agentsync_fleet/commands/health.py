@@ -26,6 +26,7 @@ def unknown_checks(names: Sequence[str], hosts) -> None:
 
 def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()) -> int:
     from ..health import check_fleet
+    from ..jobs.runner import HealthProbe
     from ..remote import Connector
 
     inv = args.load()
@@ -33,7 +34,8 @@ def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()
     unknown_checks(checks or (), hosts)
     connector = Connector(inv)
     try:
-        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv), checks=checks)
+        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
+                             extras=(HealthProbe(),), checks=checks)
     finally:
         connector.close_all()
     journal_health(args.recorder, report)

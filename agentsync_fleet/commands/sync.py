@@ -40,15 +40,15 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     try:
         if gate and _gate_refuses(args, inv, hosts, connector, fetch=not dry_run):
             return 1
-        with _lock(args, dry_run, inv, hosts, connector, task, options.workers):
-            report = _engine(args, inv, hosts, connector, options)
+        with _lock(args, dry_run, inv, hosts, connector, task, options.workers) as lock:
+            report = _engine(args, inv, hosts, connector, options, lock.not_locked if lock else {})
     finally:
         connector.close_all()
     args.recorder.annotate(origin_head=report.origin_head, aborted=report.aborted)
     extra = {"resumed_from": resumed_from} if resumed_from else {}
     if task == "sync-all" and not dry_run:
         extra.update(_notify(args, inv, report))
-    _show(args, report, extra)
+    _show(args, report, extra, task)
     return 0 if report.ok else 1
 
 
@@ -79,18 +79,18 @@ def _gate_refuses(args: FleetArgs, inv, hosts, connector, fetch: bool) -> bool:
     return True
 
 
-def _engine(args: FleetArgs, inv, hosts, connector, options):
+def _engine(args: FleetArgs, inv, hosts, connector, options, not_locked: dict[str, str]):
     from ..engine.context import RunContext
     from ..pipeline import run_sync
 
     if args.json:
         return run_sync(RunContext(inv, hosts, connector, options, run_id=args.recorder.run_id,
-                                   observer=args.recorder))
+                                   observer=args.recorder, not_locked=not_locked))
     from ..output.sync import LiveView
 
     with LiveView([h.name for h in hosts], enabled=not options.dry_run) as view:
         return run_sync(RunContext(inv, hosts, connector, options, listener=view.update, run_id=args.recorder.run_id,
-                                   observer=args.recorder))
+                                   observer=args.recorder, not_locked=not_locked))
 
 
 def _lock(args: FleetArgs, dry_run: bool, inv, hosts, connector, task: str, workers):
@@ -137,7 +137,7 @@ def _notify(args: FleetArgs, inv, report) -> dict:
     return {"notify": to_jsonable(outcome)}
 
 
-def _show(args: FleetArgs, report, extra: dict) -> None:
+def _show(args: FleetArgs, report, extra: dict, task: str = "sync-all") -> None:
     if args.json:
         from ..output import emit_json
 
@@ -148,4 +148,4 @@ def _show(args: FleetArgs, report, extra: dict) -> None:
     if report.dry_run:
         render_plan(report)
     else:
-        render_summary(report)
+        render_summary(report, task)

@@ -29,7 +29,10 @@ def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, r
     result = ctx.result(host)
     result.stash_used |= outcome.stash_used
     for refusal in refusals:
-        if refusal["allowed"]:
+        if refusal["allowed"] and "unknown" in refusal:
+            result.warnings.append(f"--allow-running: changed {', '.join(refusal['files'])} though processes "
+                                   f"cannot be seen ({refusal['unknown']})")
+        elif refusal["allowed"]:
             result.warnings.append(f"--allow-running: changed {', '.join(refusal['files'])} while pid "
                                    f"{refusal['pid']} ({refusal['command']}) runs")
     if outcome.status != "ok":
