@@ -13,7 +13,10 @@ DEMO_SUBNET ?= 77
 # One test host runs Debian 11's git 2.30, the oldest agentsync supports: its package, unpacked here only
 # (nothing is installed system-wide). tests/conftest.py finds it in $(OLD_GIT).
 OLD_GIT = .cache/git-2.30
-OLD_GIT_DEB = http://deb.debian.org/debian/pool/main/g/git/git_2.30.2-1+deb11u2_$(shell dpkg --print-architecture).deb
+# The package comes from the Debian mirror this machine's apt already uses (its pool keeps older releases).
+DEBIAN_MIRROR ?= $(shell sed -n 's|^URIs: *\([^ ]*/debian\)/*$$|\1|p; s|^deb  *\([^ ]*/debian\)/*  *[a-z].*|\1|p' \
+                   /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n 1)
+OLD_GIT_DEB = $(DEBIAN_MIRROR)/pool/main/g/git/git_2.30.2-1+deb11u2_$(shell dpkg --print-architecture).deb
 
 .PHONY: setup system-deps venv venv-test test lint demo demo-down bench clean
 
@@ -22,6 +25,7 @@ setup: system-deps venv-test $(OLD_GIT)/usr/bin/git
 
 # Debian 11's git package, unpacked for the old-git test host.
 $(OLD_GIT)/usr/bin/git:
+	@test -n "$(DEBIAN_MIRROR)" || { echo "no Debian mirror found in /etc/apt/sources.list*: run make with DEBIAN_MIRROR=<your mirror's /debian URL>" >&2; exit 2; }
 	@mkdir -p $(OLD_GIT)
 	@$(PYTHON) -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
 	  '$(OLD_GIT_DEB)' $(OLD_GIT).deb
