@@ -40,6 +40,34 @@ def render_plan(report: SyncReport) -> None:
             out.print(f"      [dim]$[/] {escape(command.replace(GIT_ENV + ' ', ''))}", soft_wrap=True)
     if not report.plan:
         out.print("  nothing to do: every reachable host is already in step")
+    render_incoming(report)
+
+
+def render_incoming(report: SyncReport) -> None:
+    """Per host: what it would receive (commits, diffstat) and the predicted outcome, as one table."""
+    plans = [h for h in report.hosts if h.plan]
+    if not plans:
+        return
+    out = console()
+    table = Table(title="what each host would receive (decided as the run decides, on the last fetched origin)",
+                  title_justify="left")
+    for column in ("host", "move", "predicted", "incoming commits", "stash"):
+        table.add_column(column, overflow="fold")
+    for h in plans:
+        plan = h.plan or {}
+        commits = plan.get("incoming", [])
+        shown = "\n".join(f"{c['id']} {c['subject']} ({c['author']})" for c in commits[:10])
+        if len(commits) > 10:
+            shown += f"\n… {len(commits) - 10} more"
+        style = "green" if plan["outcome"] == "ok" else STATUS_STYLE.get(plan["outcome"], "yellow")
+        table.add_row(f"[bold]{escape(h.host)}[/]", escape(plan["action"]), f"[{style}]{escape(plan['predicted'])}[/]",
+                      escape(shown or "—"), escape(", ".join(plan.get("stash_paths", [])) or ""))
+    out.print(table)
+    for h in plans:
+        diffstat = (h.plan or {}).get("diffstat", "")
+        if diffstat:
+            out.print(f"[cyan]{escape(h.host)}[/] diffstat:")
+            out.print(escape(diffstat), soft_wrap=True)
 
 
 class LiveView:

@@ -11,15 +11,17 @@ import time
 from collections import Counter
 
 from ..claims.stage import ClaimsStage
+from ..gitops import StepLog
 from ..health import HostHealth, probe_host
 from ..models import Host
+from ..moveplan import MovePlan
 from ..pool import run_each
 from ..steps import git as G
 from ..transfer.stages import CodePushStage, ResultsStage
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
 from .model import HostSync, RunContext, StepRecord, SyncReport
 from .relay import RelayInStage, RelayOutStage
-from .stages import ConvergeStage, PublishStage, Stage, origin_ref
+from .stages import ConvergeStage, PublishStage, Stage, checkout, origin_ref, plan_summary, read_plan
 from .worktrees import WorktreeStage
 
 
@@ -63,6 +65,24 @@ def preflight(ctx: RunContext) -> None:
         _journal_preflight(ctx, host, facts, fetch)
     if ctx.options.dry_run:
         ctx.facts["_origin_moved"] = _origin_moved(ctx)
+        read_move_plans(ctx)
+
+
+def read_move_plans(ctx: RunContext) -> None:
+    """Dry run: each host's move, decided by the very function the run uses (`moveplan.plan_move`), on the
+    facts as they are now (no fetch) with the rehearsals done in scratch worktrees."""
+    hosts = [h for h in ctx.active_hosts() if h.git_access]
+
+    def read(host: Host) -> MovePlan:
+        co = checkout(ctx, host, StepLog())
+        return read_plan(ctx, host, co, co.facts(host.remote, host.branch, fetch=False))
+
+    for host, plan in run_each(hosts, read, ctx.options.workers).items():
+        if isinstance(plan, Exception):
+            ctx.result(host).warnings.append(f"plan: could not read the move: {plan}")
+            continue
+        ctx.move_plans[host.name] = plan
+        ctx.result(host).plan = plan_summary(plan)
 
 
 def _journal_preflight(ctx: RunContext, host: Host, facts: HostHealth, fetch: bool) -> None:
@@ -91,7 +111,7 @@ def _origin_moved(ctx: RunContext) -> bool:
 def run_stage(ctx: RunContext, stage: Stage) -> None:
     hosts = stage.hosts(ctx)
     if stage.parallel:
-        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers)
+        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers, stop=ctx.stopping)
     else:
         outcomes = {h: _serial(stage, ctx, h) for h in hosts}
     for host, outcome in outcomes.items():

@@ -1,16 +1,18 @@
 """Guards: never change a critical file under a running production process.
 
-`critical_paths` is pure (which changed paths are critical); `make_guard`
-returns the callback `gitops.move` consults, which looks at the host's
-processes *at that moment* (one `pgrep` round trip) before refusing.
+`critical_paths` is pure (which changed paths are critical); `guard_reader`
+returns what a move's facts read from the guard (`moves.read_move_facts`): the host's
+processes *at that moment* (one `pgrep` round trip); `moveplan.plan_move` decides.
 """
 
 from __future__ import annotations
 
 import fnmatch
 
-from ..gitops import Guard
+from ..gitfacts import Process
 from ..models import Host
+from ..moveplan import MovePlan
+from ..moves import GuardReader
 from ..probes import guard_probe, parse_guard
 from ..shell import split_sections
 
@@ -36,26 +38,26 @@ def running_guard_processes(session, host: Host):
     return parse_guard(split_sections(result.stdout).get("guard", ""), host.guard.processes)
 
 
-def make_guard(session, host: Host, allow_running: bool, refusals: list[dict]) -> Guard:
-    """The callback for `gitops.move`: a refusal message when a critical file would change under a process."""
+def guard_reader(session, host: Host) -> GuardReader | None:
+    """What the move's facts need from the guard: of the paths a move touches, the critical ones, and the
+    guard processes running *now* (one `pgrep` round trip, only when a critical path is touched)."""
+    if not host.guard.processes or not host.guard.critical_files:
+        return None
 
-    def check(paths: set[str]) -> str | None:
-        if not host.guard.processes or not host.guard.critical_files:
-            return None
-        critical = critical_paths(paths, host)
+    def read(paths: set[str]) -> tuple[tuple[str, ...], tuple[Process, ...]]:
+        critical = tuple(critical_paths(paths, host))
         if not critical:
-            return None
+            return (), ()
         running = running_guard_processes(session, host)
-        if not running:
-            return None
-        proc = running[0]
-        if allow_running:
-            refusals.append({"allowed": True, "files": critical, "pid": proc.pid, "command": proc.command})
-            return None
-        refusals.append({"allowed": False, "files": critical, "pid": proc.pid, "command": proc.command,
-                         "pattern": proc.pattern})
-        return (f"refused: {', '.join(critical)} would change while '{proc.pattern}' runs "
-                f"(pid {proc.pid}: {proc.command}); nothing was changed. Stop it yourself first, or rerun "
-                "with --allow-running")
+        return critical, tuple(Process(p.pid, p.command, p.pattern) for p in running)
 
-    return check
+    return read
+
+
+def guard_notes(plan: MovePlan | None) -> list[dict]:
+    """The guard verdict as the step records it (and `--allow-running` warns about)."""
+    if plan is None or plan.guard is None:
+        return []
+    g = plan.guard
+    return [{"allowed": g.allowed, "files": list(g.files), "pid": g.process.pid, "command": g.process.command,
+             "pattern": g.process.pattern}]

@@ -46,6 +46,8 @@ class HostSync:
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     worktrees: list[dict] = field(default_factory=list)
+    plan: dict | None = None  # the dry run's predicted move (`stages.plan_summary`)
+    healed: list[str] = field(default_factory=list)  # what was put right from an earlier, cut-off move
     steps: list[StepRecord] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -98,6 +100,8 @@ class RunContext:
     run_id: str = field(default_factory=_journal_run_id)
     results: dict[str, HostSync] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # preflight HostHealth per host
+    move_plans: dict[str, Any] = field(default_factory=dict)  # dry run: each host's MovePlan, read after preflight
+    stopping: threading.Event = field(default_factory=threading.Event)  # set on an interrupt: no new move starts
     lock: threading.Lock = field(default_factory=threading.Lock)
     observer: Any = field(default_factory=_journal_observer)  # told about every step as it ends (journal)
 

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 
 from ..errors import CommandTimeout, FleetError, HostUnreachable, StepFailed
 from ..gitfacts import CheckoutFacts
-from ..gitops import Checkout, StepLog, move
+from ..gitops import Checkout, StepLog
 from ..models import Host
+from ..moveplan import MovePlan, plan_move
+from ..moves import execute, read_move_facts
 from ..steps import git as G
-from .guard import make_guard
+from .guard import guard_notes, guard_reader
 from .model import PlannedStep, RunContext, StepRecord
 
 
@@ -75,20 +77,28 @@ def origin_ref(host: Host) -> str:
     return f"refs/remotes/{host.remote}/{host.branch}"
 
 
-def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, record: StepRecord,
-               known: CheckoutFacts | None = None) -> bool:
-    """Move the main checkout with guards on; on refusal/conflict mark the host and return False."""
-    refusals: list[dict] = []
-    guard = make_guard(co.session, host, ctx.options.allow_running, refusals)
-    outcome = move(co, head, new, guard, ctx.run_id, known)
-    record.data["guard"] = refusals
-    record.data.update(head_before=head, head_after=outcome.head)
+def read_plan(ctx: RunContext, host: Host, co: Checkout, facts: CheckoutFacts) -> MovePlan:
+    """The move this host would make now (rehearsals included): the one decision both the plan and the run use."""
+    mf = read_move_facts(co, facts, host.branch, guard=guard_reader(co.session, host),
+                         allow_running=ctx.options.allow_running)
+    return plan_move(mf)
+
+
+def carry_out(ctx: RunContext, host: Host, co: Checkout, plan: MovePlan, record: StepRecord, git_dir: str) -> bool:
+    """Execute a plan that moves; on refusal/conflict/failure mark the host and return False."""
     result = ctx.result(host)
+    if ctx.stopping.is_set():  # interrupted: a move not started yet is not started
+        record.status = "interrupted"
+        result.fail("skipped", "interrupted before this host's move started; nothing was changed")
+        return False
+    outcome = execute(co, plan, ctx.run_id, git_dir)
+    record.data["guard"] = guard_notes(outcome.plan or plan)
+    record.data.update(head_before=plan.head, head_after=outcome.head)
     result.stash_used |= outcome.stash_used
-    for refusal in refusals:
-        if refusal["allowed"]:
-            result.warnings.append(f"--allow-running: changed {', '.join(refusal['files'])} while pid "
-                                   f"{refusal['pid']} ({refusal['command']}) runs")
+    for note in record.data["guard"]:
+        if note["allowed"]:
+            result.warnings.append(f"--allow-running: changed {', '.join(note['files'])} while pid "
+                                   f"{note['pid']} ({note['command']}) runs")
     if outcome.status != "ok":
         record.status = outcome.status
         result.fail(outcome.status, outcome.message, outcome.files)
@@ -96,21 +106,49 @@ def apply_move(ctx: RunContext, host: Host, co: Checkout, head: str, new: str, r
     return True
 
 
-def move_commands(host: Host, dirty: bool, rebase: bool, target: str) -> tuple[str, ...]:
-    """The commands a move runs, for the plan (scratch bookkeeping commands are summarised)."""
-    scratch = "<.git>/agentsync-scratch-<id>"
-    commands = []
-    if rebase:
-        commands += [G.scratch_add(host.repo, scratch, "HEAD"), G.rebase(scratch, target),
+def apply_move(ctx: RunContext, host: Host, co: Checkout, facts: CheckoutFacts, record: StepRecord) -> MovePlan | None:
+    """Decide and carry out the move of the main checkout onto `facts.target`; the plan if it ended ok."""
+    plan = read_plan(ctx, host, co, facts)
+    record.data["plan"] = plan_summary(plan)
+    if plan.action == "nothing":
+        return plan
+    if not plan.moves:
+        record.status = plan.outcome
+        ctx.result(host).fail(plan.outcome, plan.reason, plan.files)
+        return None
+    return plan if carry_out(ctx, host, co, plan, record, facts.git_dir) else None
+
+
+def plan_summary(plan: MovePlan) -> dict:
+    """A plan as the journal and `--json` carry it."""
+    return {"action": plan.action, "outcome": plan.outcome, "predicted": plan.predicted, "new": plan.new,
+            "stash_paths": list(plan.stash_paths), "incoming": [vars(c) for c in plan.incoming],
+            "diffstat": plan.diffstat, "files": list(plan.files), "reason": plan.reason}
+
+
+def move_commands(host: Host, plan: MovePlan | None, target: str = "<new HEAD>", replay: bool = True) -> tuple[str, ...]:
+    """The commands `moves.execute` runs for `plan` (None: a move decided only at run time, to `target`).
+
+    Bookkeeping is summarised: the scratch worktree around a rebase, the intent record's text."""
+    if plan is not None and not plan.moves:
+        return (f"# no move: {plan.predicted}",)
+    git_dir, record = "<.git>", "<intent record>"
+    head = (plan.head if plan else None) or "<HEAD>"
+    new = (plan.new if plan else None) or target
+    commands: list[str] = []
+    if (plan is None and replay) or (plan is not None and plan.action in ("rebase", "merge")):
+        scratch = "<.git>/agentsync-scratch-<id>"
+        commands += [G.scratch_add(host.repo, scratch, head), G.rebase(scratch, origin_ref(host)),
                      G.scratch_remove(host.repo, scratch)]
-        target = "<rebased HEAD>"
-    if dirty:  # whether the stash is needed is known only once the incoming files are
-        commands += ["# uncommitted edits stay in place; only staged changes and edits that overlap the update "
-                     "are stashed around the reset:", G.stash_push(host.repo, "agentsync <run>: autostash")]
-    commands.append(G.reset_keep(host.repo, target, expect="<HEAD>"))
-    if dirty:
-        commands.append(G.stash_pop(host.repo))
-    return tuple(commands)
+    paths = plan.stash_paths if plan else ()
+    if plan is None:
+        commands.append("# staged paths and edits the update overlaps are stashed (those paths only) around it:")
+        paths = ("<paths>",)
+    if not paths:
+        return (*commands, G.with_intent(git_dir, record, G.reset_keep(host.repo, new, expect=head), True))
+    return (*commands, G.with_intent(git_dir, record, G.stash_push_paths(host.repo, "agentsync <run>: autostash",
+                                                                         paths)),
+            G.reset_keep(host.repo, new, expect=head), G.clear_intent(git_dir, G.stash_pop_ours(host.repo, "<stash>")))
 
 
 class PublishStage(Stage):
@@ -131,8 +169,12 @@ class PublishStage(Stage):
             return [PlannedStep(self.name, host.name, "report local commits", (),
                                 f"{repo.ahead} local commit(s) stay here (push: false)")]
         commands = [G.fetch(host.repo, host.remote, host.branch)]
-        if repo.behind or ctx.facts.get("_origin_moved"):
-            commands += move_commands(host, bool(repo.dirty), True, origin_ref(host))
+        plan = ctx.move_plans.get(host.name)
+        if plan is not None and plan.moves:
+            commands += move_commands(host, plan)
+        elif ctx.facts.get("_origin_moved") or _publishes_before(ctx, host):
+            commands += ["# if origin has moved on by then, own commits are replayed onto it first:",
+                         *move_commands(host, None)]
         commands.append(G.push(host.repo, host.remote, "HEAD", host.branch))
         return [PlannedStep(self.name, host.name, f"publish {repo.ahead} commit(s)", tuple(commands))]
 
@@ -160,14 +202,10 @@ class PublishStage(Stage):
             return "done"
         new = head
         if not facts.target_in_head:  # origin moved on: replay our commits on top of it first
-            new, files, output = co.rebased(head, onto)
-            if new is None:
-                record.status = "conflict"
-                result.fail("conflict", f"rebasing local commits onto {host.remote}/{host.branch} conflicts; "
-                                        f"nothing was changed\n{output}", files)
+            plan = apply_move(ctx, host, co, facts, record)
+            if plan is None:
                 return "done"
-            if not apply_move(ctx, host, co, head, new, record, facts):
-                return "done"
+            new = plan.new or head
             result.pulled += facts.behind
         result.head_after = new
         pushed = co.try_run(G.push(host.repo, host.remote, new, host.branch), f"push {facts.ahead} commit(s)")
@@ -180,6 +218,16 @@ class PublishStage(Stage):
             return "retry"
         raise StepFailed("push failed", command=G.push(host.repo, host.remote, new, host.branch),
                          exit_code=pushed.exit_code, output_tail=pushed.tail(), host=host.name)
+
+
+def _publishes_before(ctx: RunContext, host: Host) -> bool:
+    """Does another host publish earlier in this run (so origin moves before this host's turn)?"""
+    for other in ctx.active_hosts():
+        if other.name == host.name:
+            return False
+        if other.push and other.git_access and ctx.facts[other.name].repo.ahead:
+            return True
+    return False
 
 
 def fetched_facts(co: Checkout, host: Host, result) -> CheckoutFacts | None:
@@ -207,17 +255,19 @@ class ConvergeStage(Stage):
     name = "converge"
 
     def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
-        repo = ctx.facts[host.name].repo
         publishers = [h for h in ctx.active_hosts() if h.push and ctx.facts[h.name].repo.ahead]
         others_publish = any(h.name != host.name for h in publishers)
-        if not (repo.behind or others_publish or ctx.facts.get("_origin_moved")):
-            return [PlannedStep(self.name, host.name, "already on origin", (G.fetch(host.repo, host.remote,
-                                                                                     host.branch),))]
-        keeps_commits = bool(repo.ahead) and not host.push
-        commands = (G.fetch(host.repo, host.remote, host.branch),
-                    *move_commands(host, bool(repo.dirty), keeps_commits, origin_ref(host)))
-        action = "rebase local commits onto origin" if keeps_commits else "fast-forward to origin"
-        return [PlannedStep(self.name, host.name, action, commands)]
+        fetch = G.fetch(host.repo, host.remote, host.branch)
+        plan = ctx.move_plans.get(host.name)
+        if plan is not None and plan.outcome != "ok":
+            return [PlannedStep(self.name, host.name, "no move", (fetch,), plan.predicted)]
+        if plan is not None and plan.moves:
+            return [PlannedStep(self.name, host.name, f"{plan.action} to origin", (fetch, *move_commands(host, plan)),
+                                plan.predicted)]
+        if others_publish or ctx.facts.get("_origin_moved"):
+            return [PlannedStep(self.name, host.name, "move to what the others publish", (fetch, *move_commands(
+                host, None)), "origin moves during this run; decided then, by the same rules")]
+        return [PlannedStep(self.name, host.name, "already on origin", (fetch,))]
 
     def run(self, ctx: RunContext, host: Host) -> None:
         with step(ctx, host, self.name, "converge on origin") as (record, log):
@@ -228,20 +278,15 @@ class ConvergeStage(Stage):
                 return
             head, target = facts.head, facts.target
             result.origin_head = target
-            if head == target or facts.target_in_head:
+            plan = apply_move(ctx, host, co, facts, record)
+            if plan is None:
+                return
+            if plan.action == "nothing":
                 result.unpushed, result.head_after = facts.ahead, head
                 record.detail = "up to date" if not facts.ahead else f"{facts.ahead} local commit(s) kept"
                 return
-            new = target
-            if not facts.head_in_target:  # own commits that were not published: replay them
-                new, files, output = co.rebased(head, target)
-                if new is None:
-                    record.status = "conflict"
-                    result.fail("conflict", f"local commits conflict with {host.remote}/{host.branch}; nothing "
-                                            f"was changed\n{output}", files)
-                    return
-            if apply_move(ctx, host, co, head, new, record, facts):
-                result.pulled += facts.behind
-                result.unpushed = co.count(f"{target}..{new}") if new != target else 0
-                result.head_after = new
-                record.detail = f"pulled {facts.behind} commit(s)"
+            new = plan.new or head
+            result.pulled += facts.behind
+            result.unpushed = co.count(f"{target}..{new}") if new != target else 0
+            result.head_after = new
+            record.detail = f"pulled {facts.behind} commit(s)"
