@@ -179,6 +179,14 @@ def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False)
     return command.run(FleetArgs(inventory, hosts, json, workers), force=force)
 
 
+@fleet_task()
+def recover(c, inventory=None, hosts=None, json=False, workers=None):
+    """Heal what cut-off moves left (restore their stash, remove scratch worktrees); list agentsync stashes."""
+    from .commands import recover as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers))
+
+
 CLAIM_HELP = {
     "area": "a path in the repo: a file, a directory (strategies/) or a glob ('apps/*/config.yaml')",
     "note": "what you are doing there, for the others",
@@ -303,7 +311,7 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, claim, checkin, release, claims):
+                 unlock, recover, claim, checkin, release, claims):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

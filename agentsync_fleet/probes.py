@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .models import Host
 from .shell import join, path_arg, section, split_sections
+from .steps.git import INTENT, SCRATCH_PREFIX
 
 GIT_ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
 IN_PROGRESS = {
@@ -38,6 +39,15 @@ class RepoState:
     in_progress: tuple[str, ...] = ()
     fetched: bool = False
     fetch_error: str = ""
+    leftover_intent: bool = False  # an agentsync move was cut off here: the next sync-all heals it (`heal.py`)
+    leftover_scratch: tuple[str, ...] = ()
+
+    @property
+    def leftover(self) -> str:
+        """What a cut-off move left, in words; empty when nothing."""
+        parts = (["an unfinished move's intent record"] if self.leftover_intent else []) + \
+            ([f"{len(self.leftover_scratch)} scratch worktree(s)"] if self.leftover_scratch else [])
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,8 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     itself. `rev-list` counts ahead/behind; `status` lists dirty files.
     """
     ref = f"refs/remotes/{host.remote}/{host.branch}"
-    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD"])
+    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD", INTENT])
+    git_paths += " --git-common-dir"
     lines = [
         section("repo"),
         f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
@@ -118,7 +129,10 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "  set -f; old_ifs=$IFS; IFS='\n'; set -- $paths; IFS=$old_ifs; set +f",
         "  for name in " + " ".join(IN_PROGRESS) + "; do [ -e \"$1\" ] && echo \"progress $name\"; shift; done",
         "  n=0; if [ -f \"$1\" ]; then while read -r _; do n=$((n + 1)); done < \"$1\"; fi; echo \"stashes $n\"",
-        "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${3:-}\"",
+        "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${5:-}\"",
+        # what a cut-off agentsync move left (see `heal.py`): its intent record, scratch worktrees
+        f"  [ -f \"$3\" ] && echo leftover_intent; for d in \"$4\"/{SCRATCH_PREFIX}*; do [ -e \"$d\" ] && "
+        "echo \"leftover_scratch $d\"; done",
         f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
         f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
         "  fi",
@@ -195,9 +209,12 @@ def parse_repo(text: str, status: str = "") -> RepoState:
     """The `repo` section (key value lines) and the raw `git status --porcelain` lines of the `status` one."""
     values: dict[str, str] = {}
     progress: list[str] = []
+    scratch: list[str] = []
     for key, value in _pairs(text):
         if key == "progress":
             progress.append(IN_PROGRESS.get(value, value))
+        elif key == "leftover_scratch":
+            scratch.append(value)
         else:
             values[key] = value
     if "error" in values:
@@ -213,7 +230,8 @@ def parse_repo(text: str, status: str = "") -> RepoState:
         upstream=values.get("upstream", ""), ahead=ahead, behind=behind, dirty=len(dirty),
         dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes", "").strip()) or 0,
         in_progress=tuple(progress), fetched=values.get("fetch") == "0",
-        fetch_error=values.get("fetch_error", "").strip(),
+        fetch_error=values.get("fetch_error", "").strip(), leftover_intent="leftover_intent" in values,
+        leftover_scratch=tuple(scratch),
     )
 
 

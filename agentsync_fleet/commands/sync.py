@@ -51,15 +51,18 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
 
 
 def _engine(args: FleetArgs, inv, hosts, connector, options):
+    from ..output.sync import LiveView, render_interrupted
     from ..sync.engine import run_sync
     from ..sync.model import RunContext
 
-    if args.json:
-        return run_sync(RunContext(inv, hosts, connector, options))
-    from ..output.sync import LiveView
-
-    with LiveView([h.name for h in hosts], enabled=not options.dry_run) as view:
-        return run_sync(RunContext(inv, hosts, connector, options, listener=view.update))
+    with LiveView([h.name for h in hosts], enabled=not options.dry_run and not args.json) as view:
+        ctx = RunContext(inv, hosts, connector, options, listener=view.update)
+        try:
+            return run_sync(ctx)
+        except KeyboardInterrupt:  # moves under way were finished first (`interrupts.held`): say where things are
+            view.__exit__(None, None, None)
+            render_interrupted(list(ctx.results.values()))
+            raise
 
 
 def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):

@@ -89,8 +89,9 @@ class LiveView:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
+        if self.live is not None:  # may be called early (an interrupt), then again by `with`
+            live, self.live = self.live, None
+            live.__exit__(*exc)
 
     def update(self, host: str, stage: str, text: str) -> None:
         if not self.enabled:
@@ -112,6 +113,16 @@ class LiveView:
             table.add_row(f"[cyan]{escape(host)}[/]", f"[bold]{escape(stage)}[/]", escape(text),
                           f"[dim]{time.monotonic() - self.started[host]:.1f}s[/]")
         return table
+
+
+def render_interrupted(results: list) -> None:
+    """On stderr, after an interrupt: each host that did not end ok, with its message (a kept stash is named in
+    it, with the command that restores it)."""
+    out = console(stderr=True)
+    for h in results:
+        if h.status != "ok":
+            out.print(f"[red]✗[/] [bold]{escape(h.host)}[/] {h.status}: {escape(h.message)}", soft_wrap=True)
+    out.print("interrupted: every move already under way was finished or put back before stopping")
 
 
 NEXT_STEP = {

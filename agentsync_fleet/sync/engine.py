@@ -12,6 +12,7 @@ from collections import Counter
 
 from ..claims.stage import ClaimsStage
 from ..gitops import StepLog
+from ..heal import heal
 from ..health import HostHealth, probe_host
 from ..models import Host
 from ..moveplan import MovePlan
@@ -21,7 +22,7 @@ from ..transfer.stages import CodePushStage, ResultsStage
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
 from .model import HostSync, RunContext, StepRecord, SyncReport
 from .relay import RelayInStage, RelayOutStage
-from .stages import ConvergeStage, PublishStage, Stage, checkout, origin_ref, plan_summary, read_plan
+from .stages import ConvergeStage, PublishStage, Stage, checkout, origin_ref, plan_summary, read_plan, step
 from .worktrees import WorktreeStage
 
 
@@ -66,6 +67,30 @@ def preflight(ctx: RunContext) -> None:
     if ctx.options.dry_run:
         ctx.facts["_origin_moved"] = _origin_moved(ctx)
         read_move_plans(ctx)
+    heal_leftovers(ctx)
+
+
+def heal_leftovers(ctx: RunContext) -> None:
+    """Before any stage: put right what an earlier, cut-off move left on a host (`heal.py`). A dry run says
+    what it would heal; a host that cannot be healed safely takes no part in this run."""
+    hosts = [h for h in ctx.active_hosts() if ctx.facts[h.name].repo and ctx.facts[h.name].repo.leftover]
+    if ctx.options.dry_run:
+        for host in hosts:
+            ctx.result(host).warnings.append(f"a cut-off move left {ctx.facts[host.name].repo.leftover}: a real "
+                                             "run heals it first (restores its stash, removes scratch worktrees)")
+        return
+
+    def heal_one(host: Host) -> None:
+        with step(ctx, host, "heal", "heal a cut-off move") as (record, log):
+            co = checkout(ctx, host, log)
+            healed = heal(co, co.facts(host.remote, host.branch, fetch=False))
+            ctx.result(host).healed = list(healed.actions)
+            record.detail = "; ".join(healed.actions)
+            if not healed.ok:
+                record.status = "failed"
+                ctx.result(host).fail("failed", f"heal: {healed.problem}")
+
+    run_each(hosts, heal_one, ctx.options.workers, stop=ctx.stopping)
 
 
 def read_move_plans(ctx: RunContext) -> None:
