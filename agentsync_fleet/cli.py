@@ -39,9 +39,11 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         import contextlib
 
         from . import journal as runs
+        from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
-        recorder = runs.recording(name, arguments(body, c, args, kwargs)) if journal else contextlib.nullcontext()
+        recorder = (runs.recording(name, arguments(body, c, args, kwargs), warn=warn) if journal
+                    else contextlib.nullcontext())
         with recorder as run:
             code = run_body(body, run, c, *args, **kwargs)
         if code in INTERRUPTED:

@@ -17,18 +17,9 @@ from .errors import StepFailed
 from .gitfacts import CheckoutFacts, Dirty, parse_facts, parse_status_z
 from .models import CommandResult
 from .moveplan import Replay
+from .records import CommandRecord
 from .shell import join, path_arg
 from .steps import git as G
-
-
-@dataclass(frozen=True)
-class CommandRecord:
-    """One command a step ran: what, how it ended, how long, the tail of its output."""
-
-    command: str
-    exit_code: int
-    duration_s: float
-    output_tail: str = ""
 
 
 @dataclass

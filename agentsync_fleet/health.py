@@ -7,52 +7,13 @@ kept apart so the gate's rules can be read and tested on their own.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
-from .probes import ProcessInfo, RepoState, SystemState, ToolState, health_script, parse_health_output
-
-
-@dataclass(frozen=True)
-class HostHealth:
-    """Everything `health` learned about one host, and whether it passes the gate."""
-
-    host: str
-    target: str
-    reachable: bool
-    reason: str = ""  # why unreachable: dns, refused, timeout, auth, host key unknown/changed...
-    error: str = ""
-    hint: str = ""
-    fingerprint: str = ""
-    latency_ms: float | None = None
-    repo: RepoState | None = None
-    processes: tuple[ProcessInfo, ...] = ()
-    system: SystemState | None = None
-    zerotier: ToolState | None = None
-    gpu: ToolState | None = None
-    failures: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    duration_s: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    hosts: tuple[HostHealth, ...]
-    duration_s: float
-    inventory: str = ""
-    fetched: bool = True
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def passed(self) -> bool:
-        return all(h.passed for h in self.hosts)
+from .probes import health_script, parse_health_output
+from .records import HealthReport, HostHealth, RepoState, ToolState
 
 
 def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:

@@ -20,11 +20,13 @@ import yaml
 from .errors import InventoryError
 from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
+from .settings import TIMEOUTS
 from .transfer.entries import build_results_entries, build_rsync_entries, check_transfers
 
 DEFAULT_PATH = "inventory/fleet.yaml"
 ENV_VAR = "AGENTSYNC_INVENTORY"
-BUILTIN_DEFAULTS = {"branch": "main", "remote": "origin", "connect_timeout": 10, "command_timeout": 120}
+BUILTIN_DEFAULTS = {"branch": "main", "remote": "origin", "connect_timeout": TIMEOUTS.connect,
+                    "command_timeout": TIMEOUTS.command}
 
 
 class LineDict(dict):
@@ -290,4 +292,4 @@ def _build_s3_entry(e: dict, settings: dict) -> S3Entry:
     return S3Entry(path=e["path"], url=e["url"].rstrip("/"), direction=e["direction"],
                    exclude=tuple(e.get("exclude", ())), delete=e.get("delete", False),
                    profile=merged["profile"], region=merged["region"], endpoint_url=merged["endpoint_url"],
-                   timeout=float(merged["timeout"] or 3600))
+                   timeout=float(merged["timeout"] or TIMEOUTS.s3_entry))

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .settings import TIMEOUTS
+
 
 @dataclass(frozen=True)
 class Guard:
@@ -46,7 +48,7 @@ class S3Entry:
     profile: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
-    timeout: float = 3600.0
+    timeout: float = TIMEOUTS.s3_entry
 
     @property
     def bucket(self) -> str:
@@ -89,8 +91,8 @@ class Host:
     git_access: bool = True
     validate: str | None = None  # shell command run in the repo before a relayed result is kept
     worktrees: tuple[WorktreeSpec, ...] = ()
-    connect_timeout: float = 10.0
-    command_timeout: float = 120.0
+    connect_timeout: float = TIMEOUTS.connect
+    command_timeout: float = TIMEOUTS.command
     s3: tuple[S3Entry, ...] = ()
     rsync: tuple[RsyncEntry, ...] = ()
     results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries

@@ -16,11 +16,10 @@ from typing import TypeVar
 
 from .errors import FleetError
 from .interrupts import held
+from .settings import DEFAULT_WORKERS
 
 T = TypeVar("T")
 K = TypeVar("K")
-
-DEFAULT_WORKERS = 32
 
 
 def worker_count(requested: int | None, jobs: int) -> int:

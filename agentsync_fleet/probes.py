@@ -9,9 +9,9 @@ command line carries `PROBE_TOKEN` is ours and is skipped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from .models import Host
+from .records import GpuInfo, GpuProcess, ProcessInfo, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
 from .steps.git import INTENT, SCRATCH_PREFIX
 
@@ -22,75 +22,6 @@ IN_PROGRESS = {
 }
 GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
 PROBE_TOKEN = "@@agentsync-probe@@"
-
-
-@dataclass(frozen=True)
-class RepoState:
-    present: bool
-    error: str = ""
-    branch: str = ""
-    head: str = ""
-    upstream: str = ""
-    ahead: int | None = None
-    behind: int | None = None
-    dirty: int = 0
-    dirty_files: tuple[str, ...] = ()
-    stashes: int = 0
-    in_progress: tuple[str, ...] = ()
-    fetched: bool = False
-    fetch_error: str = ""
-    leftover_intent: bool = False  # an agentsync move was cut off here: the next sync-all heals it (`heal.py`)
-    leftover_scratch: tuple[str, ...] = ()
-
-    @property
-    def leftover(self) -> str:
-        """What a cut-off move left, in words; empty when nothing."""
-        parts = (["an unfinished move's intent record"] if self.leftover_intent else []) + \
-            ([f"{len(self.leftover_scratch)} scratch worktree(s)"] if self.leftover_scratch else [])
-        return " and ".join(parts)
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pattern: str
-    pid: int
-    uptime_s: int
-    command: str
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    memory_used_mb: float | None
-    memory_total_mb: float | None
-    utilization_pct: float | None
-    temperature_c: float | None
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    pid: int
-    name: str
-    used_memory_mb: float | None
-
-
-@dataclass(frozen=True)
-class ToolState:
-    """State from an optional tool (zerotier-cli, nvidia-smi): `unavailable` when not installed."""
-
-    status: str  # ok | unavailable | error | missing-network | not-ok
-    detail: str = ""
-    gpus: tuple[GpuInfo, ...] = ()
-    processes: tuple[GpuProcess, ...] = ()
-
-
-@dataclass(frozen=True)
-class SystemState:
-    disk_free_bytes: int | None = None
-    disk_use_pct: int | None = None
-    load: tuple[float, float, float] | None = None
-    cpus: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the script

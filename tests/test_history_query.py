@@ -7,11 +7,10 @@ import socket
 import subprocess
 import threading
 
-from agentsync_fleet.gitops import CommandRecord
 from agentsync_fleet.journal import query
 from agentsync_fleet.journal.recorder import RunRecorder, step_row
 from agentsync_fleet.journal.store import Journal
-from agentsync_fleet.sync.model import HostSync, StepRecord
+from agentsync_fleet.records import CommandRecord, HostSync, StepRecord
 
 
 def run(id_: str, status: str = "ok", task: str = "sync-all", started: float = 100.0, ended: float | None = 110.0,

@@ -50,7 +50,12 @@ def journal_rows(fleet, sql: str, params: tuple = ()) -> list[tuple]:
     if not path.exists():
         return []
     with sqlite3.connect(path, timeout=5) as db:
-        return db.execute(sql, params).fetchall()
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:  # the run created the file and has not written its tables yet
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):

@@ -13,6 +13,7 @@ import pytest
 from agentsync_fleet import inventory
 from agentsync_fleet.errors import InventoryError
 from agentsync_fleet.models import Host, RsyncEntry
+from agentsync_fleet.settings import TransferSettings
 from agentsync_fleet.steps.rsync import (
     SECRET_PATTERNS,
     RsyncCall,
@@ -299,7 +300,7 @@ def test_transfer_keys_build_entries_and_settings(tmp_path):
     assert gpu.push_code and gpu.results == (
         RsyncEntry("results-1", "pull", "out/", "res/", kind="results"),
         RsyncEntry("results-2", "pull", "logs/", "logs/", ("*.tmp",), kind="results"))
-    settings = P.TransferSettings.from_inventory(inv)
+    settings = TransferSettings.from_inventory(inv)
     assert settings.secrets == (*SECRET_PATTERNS, "*.kdbx") and settings.bwlimit == 500
     assert settings.backup_dir == "~/bk"  # relative: to the host's home, never to the destination dir
     assert P.controller(inv) == inv.hosts["laptop"]
@@ -332,5 +333,5 @@ def test_the_example_inventory_transfers_resolve_to_the_documented_routes(tmp_pa
     assert [(r.entry.name, r.src.display, r.dest.display) for r in P.pull_routes(inv, gpu)] == [
         ("results", "gpu:./eon/nt/results/", f"laptop:{tmp_path}/crpbot/results/gpu/"),
         ("checkpoints", "gpu:./eon/nt/checkpoints/", f"laptop:{tmp_path}/checkpoints/gpu/")]
-    settings = P.TransferSettings.from_inventory(inv)
+    settings = TransferSettings.from_inventory(inv)
     assert "*.kdbx" in settings.secrets and settings.bwlimit == 20000

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from agentsync_fleet import inventory, settings
-from agentsync_fleet.commands import state_dir
 from agentsync_fleet.errors import InventoryError
+from agentsync_fleet.settings import state_dir
 
 HOSTS = """\
 hosts:

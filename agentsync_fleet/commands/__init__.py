@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -51,14 +52,13 @@ class FleetArgs:
         return count
 
 
-def state_dir(inv=None) -> str:
-    """Where agentsync keeps its own files (journal, locks, caches) on the controller.
+@contextmanager
+def fleet_locked(inv, hosts: list, connector, *, task: str, workers: int | None = None) -> Iterator:
+    """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over are printed as warnings."""
+    from ..locks import fleet_lock
+    from ..output import warn
 
-    The inventory's `state_dir` (relative to the inventory file), else
-    $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.
-    """
-    configured = inv.settings.get("state_dir") if inv is not None else None
-    if configured:
-        path = os.path.expanduser(configured)
-        return path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(inv.path)), path)
-    return os.path.expanduser(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync")
+    with fleet_lock(inv, hosts, connector, task=task, workers=workers) as state:
+        for warning in state.warnings:
+            warn(warning)
+        yield state

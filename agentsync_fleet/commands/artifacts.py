@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from . import FleetArgs
+from . import FleetArgs, fleet_locked
 
 DIRECTIONS = ("up", "down")
 
@@ -82,9 +82,7 @@ def _lock(dry_run: bool, inv, hosts, connector, workers):
 
     if dry_run or not hosts:
         return contextlib.nullcontext()
-    from ..locks import fleet_lock
-
-    return fleet_lock(inv, hosts, connector, task="artifacts", workers=workers)
+    return fleet_locked(inv, hosts, connector, task="artifacts", workers=workers)
 
 
 def _journal_entry(outcome) -> None:
@@ -97,12 +95,13 @@ def _journal_entry(outcome) -> None:
 
 def _journal_hosts(results) -> None:
     from .. import journal
+    from ..records import HostOutcome
 
     for name in dict.fromkeys(r.host for r in results):
         mine = [r for r in results if r.host == name]
         bad = [r for r in mine if not r.ok]
         status = "ok" if not bad else ("unreachable" if all(r.status == "unreachable" for r in bad) else "failed")
-        journal.record_host(journal.HostOutcome(name, status, duration_s=round(sum(r.duration_s for r in mine), 3),
+        journal.record_host(HostOutcome(name, status, duration_s=round(sum(r.duration_s for r in mine), 3),
                                                 message="\n".join(r.message for r in bad)))
 
 

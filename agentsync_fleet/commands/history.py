@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UsageError
-from . import FleetArgs, state_dir
+from ..settings import state_dir
+from . import FleetArgs
 
 STATUSES = ("running", "ok", "failed", "error", "refused", "interrupted")
 

@@ -7,7 +7,7 @@ import difflib
 
 from ..errors import UsageError
 from ..secrets import secret_patterns
-from . import FleetArgs
+from . import FleetArgs, fleet_locked
 
 
 def relay_hub(inv):
@@ -73,16 +73,13 @@ def _lock(dry_run: bool, inv, hosts, connector):
     """A relay moves the target's checkout (and may push): it holds the fleet lock; a dry run only looks."""
     if dry_run:
         return contextlib.nullcontext()
-    from ..locks import fleet_lock
-
-    return fleet_lock(inv, hosts, connector, task="patch-relay")
+    return fleet_locked(inv, hosts, connector, task="patch-relay")
 
 
 def _journal(result, dry_run: bool) -> None:
     """Both ends into the run journal: one step each with the commands run there, and how the relay ended."""
     from .. import journal
-    from ..gitops import CommandRecord
-    from ..sync.model import StepRecord
+    from ..records import CommandRecord, HostOutcome, StepRecord
 
     status = "ok" if result.ok else result.status
     for name, action in ((result.source, f"export commits for {result.target}"),
@@ -94,4 +91,4 @@ def _journal(result, dry_run: bool) -> None:
             data.update(head_before=result.head_before, head_after=result.head_after)
         journal.record_step(name, StepRecord("patch-relay", action, status, round(sum(c.duration_s for c in commands), 3),
                                              result.message if status != "ok" else "", commands, data))
-        journal.record_host(journal.HostOutcome(name, status, message=result.message if status != "ok" else ""))
+        journal.record_host(HostOutcome(name, status, message=result.message if status != "ok" else ""))

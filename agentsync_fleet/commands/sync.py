@@ -12,7 +12,8 @@ import contextlib
 import json
 
 from ..errors import UsageError
-from . import FleetArgs, state_dir
+from ..settings import state_dir
+from . import FleetArgs, fleet_locked
 
 
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
@@ -28,7 +29,7 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
         hosts, resumed_from = _resume_hosts(inv, hosts, args.json)
         if not hosts:
             if args.json:  # nothing to run, yet scripts get the report they asked for
-                from ..sync.model import SyncReport
+                from ..records import SyncReport
 
                 _show(args, SyncReport(journal.current_run_id(), str(inv.path), dry_run, (), (), 0.0),
                       {"resumed_from": resumed_from})
@@ -69,9 +70,7 @@ def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):
     """The fleet lock for a run that changes things; a dry run only reads."""
     if dry_run:
         return contextlib.nullcontext()
-    from ..locks import fleet_lock
-
-    return fleet_lock(inv, hosts, connector, task=task, workers=workers)
+    return fleet_locked(inv, hosts, connector, task=task, workers=workers)
 
 
 def _resume_hosts(inv, hosts, quiet: bool):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from . import FleetArgs, state_dir
+from ..settings import state_dir
+from . import FleetArgs, fleet_locked
 
 
 def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
@@ -44,9 +45,8 @@ def _journal(task: str, host, results) -> None:
     """A host's transfers into the run journal as they end: one step (what moved, every rsync command), as
     the sync-all stage of the same name records it, and how the host ended."""
     from .. import journal
-    from ..gitops import CommandRecord
     from ..models import to_jsonable
-    from ..sync.model import StepRecord
+    from ..records import CommandRecord, HostOutcome, StepRecord
     from ..transfer.model import totals
     from ..transfer.stages import CodePushStage, ResultsStage
 
@@ -60,7 +60,7 @@ def _journal(task: str, host, results) -> None:
                                        t.detail if leg is t.legs[-1] else "") for t in results for leg in t.legs],
                         {**totals(results), "transfers": [to_jsonable(t) for t in results]})
     journal.record_step(host.name, record)
-    journal.record_host(journal.HostOutcome(host.name, status, duration_s=record.duration_s, message=record.detail))
+    journal.record_host(HostOutcome(host.name, status, duration_s=record.duration_s, message=record.detail))
 
 
 @contextlib.contextmanager
@@ -70,11 +70,10 @@ def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None):
         yield
         return
     from ..connection import Connector
-    from ..locks import fleet_lock
 
     connector = Connector(inv)
     try:
-        with fleet_lock(inv, involved, connector, task=task, workers=workers):
+        with fleet_locked(inv, involved, connector, task=task, workers=workers):
             yield
     finally:
         connector.close_all()

@@ -20,6 +20,7 @@ import paramiko
 
 from ..errors import CommandTimeout, HostUnreachable
 from ..models import CommandResult
+from ..settings import TIMEOUTS
 from .config import Endpoint
 
 OutputFn = Callable[[bytes], None]  # receives a command's stdout as it arrives
@@ -53,7 +54,7 @@ ARG_SCRIPT_LIMIT = 100_000  # bytes; Linux refuses a single argument over 128 Ki
 class ScriptRunner:
     """`run_script`, shared by both session kinds."""
 
-    def run_script(self, text: str, *, timeout: float = 120.0, on_output: OutputFn | None = None) -> CommandResult:
+    def run_script(self, text: str, *, timeout: float = TIMEOUTS.command, on_output: OutputFn | None = None) -> CommandResult:
         """Run a POSIX sh script as `sh -c <script>`: one round trip, the script travels with the exec.
 
         Sending it on stdin to `sh -s` instead costs one more round trip (the
@@ -77,7 +78,7 @@ class SSHSession(ScriptRunner):
         self.last_rtt: float | None = None
         self.compress = False
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         """Run shell text on the host; never raises on a non-zero exit, only on timeout or a lost link.
 
@@ -167,7 +168,7 @@ class LocalSession(ScriptRunner):
     def __init__(self, name: str):
         self.name = name
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 120.0,
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = TIMEOUTS.command,
             on_output: OutputFn | None = None) -> CommandResult:
         if on_output is not None:
             return self._run_streaming(command, stdin, timeout, on_output)

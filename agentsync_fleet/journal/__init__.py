@@ -11,11 +11,12 @@ Stages that move data put `bytes` and `files` (counts) into
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .recorder import HostOutcome, RunRecorder, new_run_id
+from ..records import HostOutcome
+from .recorder import RunRecorder, new_run_id
 
 _active: RunRecorder | None = None
 
@@ -31,10 +32,11 @@ class NullObserver:
 
 
 @contextmanager
-def recording(task: str, arguments: dict[str, Any]) -> Iterator[RunRecorder]:
+def recording(task: str, arguments: dict[str, Any],
+              warn: Callable[[str], None] = lambda text: None) -> Iterator[RunRecorder]:
     """Make a recorder the process's active run for the duration of one CLI task."""
     global _active
-    previous, _active = _active, RunRecorder(task, arguments)
+    previous, _active = _active, RunRecorder(task, arguments, warn=warn)
     try:
         yield _active
     finally:

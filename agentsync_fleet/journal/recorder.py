@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from ..identity import controller, process_stamp, who
+from ..settings import state_dir
 from .store import Journal, JournalError
 
 
@@ -63,21 +65,6 @@ def step_row(run_id: str, host: str, record: Any, result: Any = None, ended: flo
     }
 
 
-@dataclass(frozen=True)
-class HostOutcome:
-    """How a host ended a task that is not a sync (health, status...); same shape as `HostSync`."""
-
-    host: str
-    status: str
-    head_before: str = ""
-    head_after: str = ""
-    pulled: int = 0
-    pushed: int = 0
-    duration_s: float | None = None
-    message: str = ""
-    warnings: tuple[str, ...] = ()
-
-
 def host_row(run_id: str, result: Any) -> dict[str, Any]:
     """A journal row from a `HostSync` (how the host ended the run)."""
     return {
@@ -91,8 +78,10 @@ def host_row(run_id: str, result: Any) -> dict[str, Any]:
 class RunRecorder:
     """The journal side of one CLI run."""
 
-    def __init__(self, task: str, arguments: dict[str, Any], run_id: str | None = None):
+    def __init__(self, task: str, arguments: dict[str, Any], run_id: str | None = None,
+                 warn: Callable[[str], None] = lambda text: None):
         self.task = task
+        self.warn = warn  # how a journal that cannot be written is told, once (the CLI prints it)
         self.arguments = arguments
         self.run_id = run_id or new_run_id()
         self.started = time.time()
@@ -106,8 +95,6 @@ class RunRecorder:
         if self.inventory is not None:
             return
         self.inventory = inv
-        from ..commands import state_dir
-
         try:
             journal = Journal.in_dir(state_dir(inv))
             journal.reconcile()
@@ -156,6 +143,4 @@ class RunRecorder:
         self.journal = None
         if not self.problem:
             self.problem = str(exc)
-            from ..output import warn
-
-            warn(f"{exc}\n  this run is not (fully) recorded in the history")
+            self.warn(f"{exc}\n  this run is not (fully) recorded in the history")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import FleetError
 from ..identity import controller, process_alive
+from ..settings import TIMEOUTS
 
 FILE_NAME = "journal.sqlite3"
 SCHEMA_VERSION = 1
@@ -127,9 +128,9 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():  # commands and their output tails are nobody else's business
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(str(path), timeout=15, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(str(path), timeout=TIMEOUTS.journal_busy, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA busy_timeout = 15000")
+            self._db.execute(f"PRAGMA busy_timeout = {int(TIMEOUTS.journal_busy * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against a killed process
             self._db.executescript(SCHEMA)

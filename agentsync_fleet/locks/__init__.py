@@ -1,7 +1,7 @@
 """The fleet lock: one run at a time per inventory, on the controller and on every host it touches.
 
-    with fleet_lock(inv, hosts, connector, task="results"):
-        ...                      # stale locks taken over are already reported (stderr) and journaled
+    with fleet_lock(inv, hosts, connector, task="results") as lock:
+        ...                      # stale locks taken over are journaled and listed in lock.warnings
 
 Tasks that change the fleet (sync-all, pull, push, results, artifacts) wrap
 their work in `fleet_lock`; read-only tasks (health, status, plan, history)
@@ -28,7 +28,7 @@ from ..errors import FleetError, HostUnreachable, LockHeld
 from ..identity import controller, process_running, process_stamp, who
 from ..models import Host, Inventory
 from ..pool import run_each
-from ..settings import lock_ttl
+from ..settings import lock_ttl, state_dir
 from . import remote
 from .local import LocalLock
 from .model import Holder, stale_reason
@@ -52,12 +52,6 @@ def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
                   os.path.abspath(inv.path))
 
 
-def _state_dir(inv: Inventory) -> str:
-    from ..commands import state_dir
-
-    return state_dir(inv)
-
-
 def _judge(holder: Holder | None, text: str, ttl: float, where: str) -> str:
     """A takeover reason for a stale lock; raises LockHeld for a live one."""
     reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running)
@@ -75,18 +69,14 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     holder = new_holder(inv, task, run_id or current_run_id())
     ttl = lock_ttl(inv)
     state = FleetLock(holder)
-    local = LocalLock(_state_dir(inv), inv.path)
+    local = LocalLock(state_dir(inv), inv.path)
     taken = local.acquire(holder, lambda existing: _judge(existing, "", ttl, "on this controller"))
     if taken:
         state.warnings.append(taken)
     try:
         _lock_hosts(state, hosts, connector, ttl, workers)
         annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
-        from ..output import warn
-
-        for warning in state.warnings:
-            warn(warning)
-        yield state
+        yield state  # the caller shows `state.warnings`: this layer prints nothing
     finally:
         _release_hosts(state, hosts, connector, workers)
         local.release(holder)
@@ -168,7 +158,7 @@ def unlock(inv: Inventory, hosts: list[Host], connector, *, force: bool = False,
            workers: int | None = None) -> list[UnlockRow]:
     """Remove stale locks (any lock with `force`) on the controller and on `hosts`; live ones are kept."""
     ttl = lock_ttl(inv)
-    local = LocalLock(_state_dir(inv), inv.path)
+    local = LocalLock(state_dir(inv), inv.path)
     rows = [_unlock_local(local, ttl, force)]
     outcomes = run_each(hosts, lambda h: _unlock_host(connector, h, ttl, force), workers)
     for host, outcome in outcomes.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from ..health import HealthReport, HostHealth
+from ..records import HealthReport, HostHealth
 from . import console, human_bytes, human_duration
 
 

@@ -10,8 +10,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ..records import SyncReport
 from ..steps.git import ENV as GIT_ENV
-from ..sync.model import SyncReport
 from . import console, human_bytes
 
 STATUS_STYLE = {"ok": "green", "unreachable": "red", "conflict": "red", "guarded": "yellow", "failed": "red",

@@ -34,10 +34,10 @@ import re
 from dataclasses import dataclass
 
 from ..secrets import SECRET_PATTERNS
+from ..settings import TIMEOUTS
 from ..shell import Raw, join, quote_path
 
 PARTIAL_DIR = ".agentsync-partial"
-REMOTE_BACKUP_ROOT = "~/.local/state/agentsync/backups"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
 RSH_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./~-]+$")
 GLOB_CHARS = re.compile(r"[*?[\\]")
@@ -51,7 +51,7 @@ class SshTarget:
     port: int | None = None
     config: str | None = None  # -F: the inventory's ssh_config
     known_hosts: tuple[str, ...] = ()  # UserKnownHostsFile: ssh_config's files plus the user's
-    connect_timeout: float = 10.0
+    connect_timeout: float = TIMEOUTS.connect
     address: str = ""  # user@hostname as ssh_config resolves it (what another host must dial)
     resolved_port: int | None = None
     proxy_jump: str = ""
@@ -141,7 +141,7 @@ class RsyncCall:
     delete: bool = False
     compress: bool = False
     bwlimit: int | None = None
-    io_timeout: int = 120
+    io_timeout: int = int(TIMEOUTS.command)
     excludes: tuple[str, ...] = tuple(secret_rules(SECRET_PATTERNS))
     backup_dir: str | None = None  # on the receiving side; "~/..." is that host's home
     files_from: bool = False  # read NUL-separated relative names from stdin

@@ -22,6 +22,7 @@ environment, instance role). We only name a profile.
 from __future__ import annotations
 
 from ..models import Host, S3Entry
+from ..settings import TIMEOUTS
 from ..shell import Raw, join, path_arg, script, section
 
 AWS_ENV = "AWS_PAGER=''"  # CLI v2 would page some output through `less`; never wait for a key press
@@ -30,7 +31,7 @@ NO_DIR = "no-dir"
 SYNC = "sync"
 SIZES = "sizes"
 TIMED_OUT = "timed-out"
-KILL_AFTER_S = 5  # after the deadline's TERM, a sync that still runs gets KILL this much later
+KILL_AFTER_S = TIMEOUTS.s3_kill_after  # after the deadline's TERM, a sync that still runs gets KILL this much later
 
 # GNU find prints sizes itself; BSD/macOS find has no -printf, its stat does the same job. -L: the CLI
 # follows symlinks, so the listing does too (and sizes are the targets').

@@ -14,11 +14,11 @@ import time
 
 from ..artifacts.runner import EntryResult, entries, failed_entry, run_entry
 from ..errors import FleetError
-from ..gitops import CommandRecord
 from ..models import Host
+from ..records import CommandRecord, PlannedStep, StepRecord
 from ..steps import s3 as S
 from ..units import human_bytes
-from .model import PlannedStep, RunContext, StepRecord
+from .model import RunContext
 from .stages import Stage
 
 PROGRESS_EVERY_S = 2.0

@@ -13,14 +13,15 @@ from collections import Counter
 from ..claims.stage import ClaimsStage
 from ..gitops import StepLog
 from ..heal import heal
-from ..health import HostHealth, probe_host
+from ..health import probe_host
 from ..models import Host
 from ..moveplan import MovePlan
 from ..pool import run_each
+from ..records import HostHealth, HostSync, StepRecord, SyncReport
 from ..steps import git as G
 from ..transfer.stages import CodePushStage, ResultsStage
 from .artifacts import ArtifactsDownStage, ArtifactsUpStage
-from .model import HostSync, RunContext, StepRecord, SyncReport
+from .model import RunContext
 from .relay import RelayInStage, RelayOutStage
 from .stages import ConvergeStage, PublishStage, Stage, checkout, origin_ref, plan_summary, read_plan, step
 from .worktrees import WorktreeStage

@@ -12,54 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..gitops import CommandRecord
 from ..models import Host, Inventory
-
-FINAL_BAD = ("unreachable", "conflict", "guarded", "failed", "skipped")
-
-
-@dataclass
-class StepRecord:
-    """One step on one host: which stage, what it did, how it ended, and every command it ran."""
-
-    stage: str
-    action: str
-    status: str = "ok"
-    duration_s: float = 0.0
-    detail: str = ""
-    commands: list[CommandRecord] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)  # bytes/files moved, HEADs, ... per step kind
-
-
-@dataclass
-class HostSync:
-    host: str
-    status: str = "ok"  # ok | unreachable | conflict | guarded | failed | skipped
-    head_before: str = ""
-    head_after: str = ""
-    origin_head: str | None = None  # origin's branch as this host last fetched it
-    pulled: int = 0
-    pushed: int = 0
-    unpushed: int = 0
-    stash_used: bool = False
-    message: str = ""
-    files: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    worktrees: list[dict] = field(default_factory=list)
-    plan: dict | None = None  # the dry run's predicted move (`stages.plan_summary`)
-    healed: list[str] = field(default_factory=list)  # what was put right from an earlier, cut-off move
-    steps: list[StepRecord] = field(default_factory=list)
-    duration_s: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        """Still eligible for later stages (nothing has gone wrong on this host)."""
-        return self.status == "ok"
-
-    def fail(self, status: str, message: str, files: list[str] | tuple[str, ...] = ()) -> None:
-        self.status = status
-        self.message = message
-        self.files = list(files)
+from ..records import HostSync
 
 
 @dataclass(frozen=True)
@@ -112,28 +66,3 @@ class RunContext:
         return [h for h in self.hosts if self.result(h).active]
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """One line of the plan: a stage, a host, what it will do and the exact commands."""
-
-    stage: str
-    host: str
-    action: str
-    commands: tuple[str, ...] = ()
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    run_id: str
-    inventory: str
-    dry_run: bool
-    hosts: tuple[HostSync, ...]
-    plan: tuple[PlannedStep, ...]
-    duration_s: float
-    origin_head: str = ""
-    aborted: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.aborted and all(h.status == "ok" for h in self.hosts)

@@ -17,12 +17,13 @@ import time
 from ..errors import FleetError
 from ..gitops import StepLog
 from ..models import Host, to_jsonable
+from ..records import PlannedStep, StepRecord
 from ..relay.bundle import deliver_branch
 from ..relay.core import End, RelayOptions, relay
 from ..secrets import secret_patterns
 from ..steps import git as G
 from ..steps import relay as R
-from .model import PlannedStep, RunContext, StepRecord
+from .model import RunContext
 from .stages import Stage, apply_move, checkout, move_commands, origin_ref, step
 
 HOST_STATUS = {"refused": "failed", "validation-failed": "failed", "conflict": "conflict", "guarded": "guarded",

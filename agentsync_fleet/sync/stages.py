@@ -17,9 +17,10 @@ from ..gitops import Checkout, StepLog
 from ..models import Host
 from ..moveplan import MovePlan, plan_move
 from ..moves import execute, read_move_facts
+from ..records import PlannedStep, StepRecord
 from ..steps import git as G
 from .guard import guard_notes, guard_reader
-from .model import PlannedStep, RunContext, StepRecord
+from .model import RunContext
 
 
 class Stage:

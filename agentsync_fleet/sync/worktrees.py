@@ -12,9 +12,10 @@ import dataclasses
 
 from ..models import Host, WorktreeSpec
 from ..probes import parse_repo_probe, repo_probe
+from ..records import PlannedStep
 from ..shell import join, script
 from ..steps import git as G
-from .model import PlannedStep, RunContext
+from .model import RunContext
 from .stages import Stage, checkout, step
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError
 from ..models import Host, Inventory, RsyncEntry
-from ..secrets import SECRET_PATTERNS, is_protected, secret_patterns
+from ..secrets import is_protected
+from ..settings import TIMEOUTS, TransferSettings
 from ..steps.rsync import (
-    REMOTE_BACKUP_ROOT,
     RsyncCall,
     SshTarget,
     remote_spec,
@@ -34,24 +34,6 @@ from ..steps.rsync import (
 from .entries import split_ref
 
 CODE_ENTRY = "push-code"
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """The inventory's top-level `transfers:` key, with defaults."""
-
-    secrets: tuple[str, ...] = SECRET_PATTERNS
-    bwlimit: int | None = None
-    backup_dir: str = REMOTE_BACKUP_ROOT  # on remote receivers; the laptop keeps its backups in the state dir
-
-    @classmethod
-    def from_inventory(cls, inv: Inventory) -> TransferSettings:
-        raw = inv.settings.get("transfers") or {}
-        root = raw.get("backup_dir", REMOTE_BACKUP_ROOT)
-        if not root.startswith(("/", "~")):
-            root = "~/" + root  # rsync would read a relative --backup-dir against the destination dir
-        return cls(secrets=secret_patterns(inv.settings),
-                   bwlimit=raw.get("bwlimit"), backup_dir=root)
 
 
 @dataclass(frozen=True)
@@ -224,7 +206,7 @@ def _slow(host: Host) -> bool:
 
 
 def _timeout(host: Host) -> int:
-    return max(30, int(host.command_timeout))
+    return max(TIMEOUTS.rsync_io_floor, int(host.command_timeout))
 
 
 def _spec(place_: Place, ssh: Callable[[Host], SshTarget], sender: bool = False) -> str:

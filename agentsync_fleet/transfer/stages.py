@@ -16,9 +16,10 @@ moved go into the step's `StepRecord.data` for the run journal.
 from __future__ import annotations
 
 from ..errors import FleetError
-from ..gitops import CommandRecord
 from ..models import Host, to_jsonable
-from ..sync.model import PlannedStep, RunContext
+from ..records import CommandRecord, PlannedStep
+from ..settings import state_dir
+from ..sync.model import RunContext
 from ..sync.stages import Stage, step
 from ..units import human_bytes
 from . import plan as P
@@ -27,8 +28,6 @@ from .run import Runner
 
 
 def _runner(ctx: RunContext, host: Host, stage: str) -> Runner:
-    from ..commands import state_dir
-
     def listen(event: TransferEvent) -> None:
         if event.kind == "progress" and event.progress is not None:
             ctx.listener(host.name, stage, f"{event.key}: {event.progress.percent}% "

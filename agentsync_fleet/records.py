@@ -1,0 +1,216 @@
+"""What happened: the records every layer shares — commands run, steps, host outcomes, probes, plans, reports.
+
+These are plain data (frozen where they can be) with no I/O: the engine and
+the features fill them in, the journal turns them into rows, `output/`
+renders them. Keeping them here, apart from the code that talks to hosts,
+lets a renderer or a query load without paramiko.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command a step ran: what, how it ended, how long, the tail of its output."""
+
+    command: str
+    exit_code: int
+    duration_s: float
+    output_tail: str = ""
+
+
+@dataclass
+class StepRecord:
+    """One step on one host: which stage, what it did, how it ended, and every command it ran."""
+
+    stage: str
+    action: str
+    status: str = "ok"
+    duration_s: float = 0.0
+    detail: str = ""
+    commands: list[CommandRecord] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # bytes/files moved, HEADs, ... per step kind
+
+
+@dataclass
+class HostSync:
+    host: str
+    status: str = "ok"  # ok | unreachable | conflict | guarded | failed | skipped
+    head_before: str = ""
+    head_after: str = ""
+    origin_head: str | None = None  # origin's branch as this host last fetched it
+    pulled: int = 0
+    pushed: int = 0
+    unpushed: int = 0
+    stash_used: bool = False
+    message: str = ""
+    files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    worktrees: list[dict] = field(default_factory=list)
+    plan: dict | None = None  # the dry run's predicted move (`sync.stages.plan_summary`)
+    healed: list[str] = field(default_factory=list)  # what was put right from an earlier, cut-off move
+    steps: list[StepRecord] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Still eligible for later stages (nothing has gone wrong on this host)."""
+        return self.status == "ok"
+
+    def fail(self, status: str, message: str, files: list[str] | tuple[str, ...] = ()) -> None:
+        self.status = status
+        self.message = message
+        self.files = list(files)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One line of the plan: a stage, a host, what it will do and the exact commands."""
+
+    stage: str
+    host: str
+    action: str
+    commands: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    run_id: str
+    inventory: str
+    dry_run: bool
+    hosts: tuple[HostSync, ...]
+    plan: tuple[PlannedStep, ...]
+    duration_s: float
+    origin_head: str = ""
+    aborted: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.aborted and all(h.status == "ok" for h in self.hosts)
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """How a host ended a task that is not a sync (health, status...); same shape as `HostSync`."""
+
+    host: str
+    status: str
+    head_before: str = ""
+    head_after: str = ""
+    pulled: int = 0
+    pushed: int = 0
+    duration_s: float | None = None
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RepoState:
+    present: bool
+    error: str = ""
+    branch: str = ""
+    head: str = ""
+    upstream: str = ""
+    ahead: int | None = None
+    behind: int | None = None
+    dirty: int = 0
+    dirty_files: tuple[str, ...] = ()
+    stashes: int = 0
+    in_progress: tuple[str, ...] = ()
+    fetched: bool = False
+    fetch_error: str = ""
+    leftover_intent: bool = False  # an agentsync move was cut off here: the next sync-all heals it (`heal.py`)
+    leftover_scratch: tuple[str, ...] = ()
+
+    @property
+    def leftover(self) -> str:
+        """What a cut-off move left, in words; empty when nothing."""
+        parts = (["an unfinished move's intent record"] if self.leftover_intent else []) + \
+            ([f"{len(self.leftover_scratch)} scratch worktree(s)"] if self.leftover_scratch else [])
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pattern: str
+    pid: int
+    uptime_s: int
+    command: str
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    utilization_pct: float | None
+    temperature_c: float | None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str
+    used_memory_mb: float | None
+
+
+@dataclass(frozen=True)
+class ToolState:
+    """State from an optional tool (zerotier-cli, nvidia-smi): `unavailable` when not installed."""
+
+    status: str  # ok | unavailable | error | missing-network | not-ok
+    detail: str = ""
+    gpus: tuple[GpuInfo, ...] = ()
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class SystemState:
+    disk_free_bytes: int | None = None
+    disk_use_pct: int | None = None
+    load: tuple[float, float, float] | None = None
+    cpus: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostHealth:
+    """Everything `health` learned about one host, and whether it passes the gate."""
+
+    host: str
+    target: str
+    reachable: bool
+    reason: str = ""  # why unreachable: dns, refused, timeout, auth, host key unknown/changed...
+    error: str = ""
+    hint: str = ""
+    fingerprint: str = ""
+    latency_ms: float | None = None
+    repo: RepoState | None = None
+    processes: tuple[ProcessInfo, ...] = ()
+    system: SystemState | None = None
+    zerotier: ToolState | None = None
+    gpu: ToolState | None = None
+    failures: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    hosts: tuple[HostHealth, ...]
+    duration_s: float
+    inventory: str = ""
+    fetched: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(h.passed for h in self.hosts)
