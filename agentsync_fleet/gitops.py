@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import StepFailed
 from .gitfacts import CheckoutFacts, Dirty, parse_facts, parse_status_z
+from .interrupts import held
 from .models import CommandResult
 from .moveplan import Replay
 from .records import CommandRecord
@@ -100,11 +101,12 @@ class Checkout:
     def in_scratch(self, start: str, work: Callable[[str], tuple[str | None, tuple[str, ...], str]]):
         """Run `work(scratch_path)` in a throwaway detached worktree at `start`; always removed after."""
         scratch = self._scratch_path()
-        self.run(G.scratch_add(self.path, scratch, start), "prepare scratch worktree")
-        try:
-            return work(scratch)
-        finally:
-            self.try_run(G.scratch_remove(self.path, scratch))
+        with held():  # a signal waits until the scratch is gone again (each command has its deadline)
+            self.run(G.scratch_add(self.path, scratch, start), "prepare scratch worktree")
+            try:
+                return work(scratch)
+            finally:
+                self.try_run(G.scratch_remove(self.path, scratch))
 
     def rebased(self, head: str, onto: str) -> Replay:
         """`head`'s own commits replayed on `onto` in a scratch worktree: the new commit, or why not."""

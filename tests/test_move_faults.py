@@ -63,6 +63,24 @@ def test_disk_full_mid_update_puts_the_checkout_back_exactly_and_says_why(fleet,
     assert hosts["cloud"]["status"] == "ok" and fleet.head("cloud") == fleet.origin_head()
 
 
+def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet, small_disk):
+    push_to_origin(fleet, {"README.md": "upstream README\n", "big/new.txt": "cannot land\n"}, "Upstream")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")
+    subprocess.run(["chattr", "+i", str(small_disk)], check=True)  # even root cannot create files in it
+    try:
+        before = full_snapshot(fleet, "laptop")
+        code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
+        after = full_snapshot(fleet, "laptop")
+    finally:
+        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+
+    assert code == 1 and hosts["laptop"]["status"] == "failed"
+    assert "put back as it was" in hosts["laptop"]["message"] and "big/new.txt" in hosts["laptop"]["message"]
+    assert after == before and not (repo / ".git" / "agentsync-move.json").exists()
+
+
 def test_a_process_appending_to_a_tracked_file_keeps_its_file_while_a_staged_change_is_stashed(fleet):
     push_to_origin(fleet, {"metrics.csv": "epoch,loss\n"}, "Add metrics")
     fleet.git("cloud", "pull", "-q")

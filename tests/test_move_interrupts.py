@@ -7,6 +7,7 @@ test waits until the move reached it, then signals or kills the run.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -30,9 +31,10 @@ def host_file(fleet, path: str):
     return fleet.sandbox.hosts["gpu"].path(path)
 
 
-def gpu_with_work(fleet) -> dict:
-    """gpu behind origin, with an edit the update overlaps (so it is stashed), a staged file, an untracked one."""
-    push_to_origin(fleet, {"src/incoming.py": "incoming = True\n", "README.md": "upstream README\n"}, "Upstream")
+def gpu_with_work(fleet, tag: str = "") -> dict:
+    """gpu behind origin, with an edit the update leaves alone, a staged file (so a stash), an untracked one."""
+    push_to_origin(fleet, {"src/incoming.py": f"incoming = {tag!r}\n", "README.md": f"upstream README {tag}\n"},
+                   f"Upstream {tag}")
     repo = fleet.repo("gpu")
     (repo / "strategies" / "momentum.py").write_text("WINDOW = 11\n")  # not touched by the update: stays put
     (repo / "staged.txt").write_text("staged work\n")
@@ -135,3 +137,38 @@ def test_the_next_sync_heals_a_killed_move_then_converges(fleet):
     assert git(repo, "diff", "--cached", "--name-only") == before["staged"]
     assert (repo / "strategies" / "momentum.py").read_bytes() == before["momentum"]
     no_leftovers(fleet)
+
+
+def test_twenty_interrupts_at_random_points_never_hang_lose_work_or_leave_anything(fleet):
+    rng = random.Random(1301)
+    points = ["rev-parse", "fetch", "worktree add", "rebase", "stash push", "reset --quiet --keep",
+              "stash pop --index", "status", "worktree remove"]
+    inv = fleet.inventory({"laptop": {}, "gpu": {}})
+    repo = fleet.repo("gpu")
+    for round_ in range(20):
+        work = gpu_with_work(fleet, str(round_))  # a new upstream commit each round, and fresh work on gpu
+        if round_ % 2:
+            fleet.commit("gpu", f"gpu-{round_}.md", "own\n", f"gpu work {round_}")  # a rebase in scratch too
+        point, sig = rng.choice(points), rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+        host_file(fleet, BLOCK_GIT_AT).write_text(point)
+        env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state"), "COLUMNS": "200"}
+        proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--inventory", str(inv)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        wait_for(lambda p=proc: host_file(fleet, BLOCKED_GIT_REACHED).exists() or p.poll() is not None, point)
+        proc.send_signal(sig)
+        signalled = time.monotonic()
+        host_file(fleet, BLOCK_GIT_AT).unlink()
+        proc.communicate(timeout=60)
+        assert time.monotonic() - signalled < 10, (round_, point)
+        assert (repo / "strategies" / "momentum.py").read_bytes() == work["momentum"], (round_, point)
+        assert "staged.txt" in git(repo, "diff", "--cached", "--name-only") + git(repo, "ls-files", "staged.txt")
+        assert (repo / "untracked.log").read_text() == "untracked\n"
+        assert not (repo / ".git" / "agentsync-move.json").exists(), (round_, point)
+        assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1, (round_, point)
+        assert git(repo, "stash", "list") == "", (round_, point)
+        finished = fleet.agentsync("sync-all", "--json", inventory=inv)  # no lock left; converges
+        assert finished.returncode == 0, (round_, point, finished.stdout[-2000:], finished.stderr[-2000:])
+        git(repo, "reset", "-q", "HEAD")
+        git(repo, "checkout", "-q", "--", ".")
+        for name in ("staged.txt", "untracked.log"):
+            (repo / name).unlink(missing_ok=True)

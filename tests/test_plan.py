@@ -101,3 +101,17 @@ def test_a_rehearsal_never_runs_the_users_hooks(fleet):
     assert not (fleet.repo("laptop") / "hook-ran").exists()
     assert subprocess.run(["git", "-C", str(fleet.repo("laptop")), "worktree", "list", "--porcelain"],
                           capture_output=True, text=True).stdout.count("worktree ") == 1
+
+
+def test_plan_predicts_at_origin_ahead_in_progress_and_unreachable_hosts(fleet):
+    fleet.commit("laptop", "laptop.md", "mine\n", "Laptop work")  # ahead: publishes
+    (fleet.repo("cloud") / ".git" / "rebase-merge").mkdir()  # a rebase in progress: left alone
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {}, "down": {"ssh": "down", "repo": "/srv/x"}})
+
+    predicted, ran = plan_and_run(fleet, inv)
+
+    assert predicted["laptop"]["plan"]["action"] == "nothing" and predicted["gpu"]["plan"]["action"] == "nothing"
+    for host in ("laptop", "cloud", "gpu", "down"):
+        plan = predicted[host]["plan"]
+        assert (plan["predicted"] if plan else predicted[host]["status"]) == ran[host]["status"], host
+    assert ran["down"]["status"] == "unreachable" and ran["cloud"]["status"] == "skipped"
