@@ -18,6 +18,7 @@ class Dirty:
     tracked: tuple[str, ...] = ()
     untracked: tuple[str, ...] = ()
     staged: tuple[str, ...] = ()  # of `tracked`, those whose index entry differs from HEAD (or `add -N`)
+    renames: tuple[tuple[str, str], ...] = ()  # (new path, source path) of each staged rename
 
     @property
     def any(self) -> bool:
@@ -87,12 +88,13 @@ def parse_status_z(text: str) -> Dirty:
     A rename is followed by its source path, which is changed too (the stash brings it back for a
     moment); a copy's source is not.
     """
-    tracked, untracked, staged = [], [], []
+    tracked, untracked, staged, renames = [], [], [], []
     source_of = ""
     for entry in text.rstrip("\n").split("\0"):
         if source_of:
             if source_of == "R":
                 tracked.append(entry)
+                renames.append((tracked[-2], entry))
             source_of = ""
             continue
         if len(entry) < 4:
@@ -105,7 +107,7 @@ def parse_status_z(text: str) -> Dirty:
         if code[0] != " " or code[1] == "A":
             staged.append(name)
         source_of = code[0] if code[0] in "RC" else ""
-    return Dirty(tuple(tracked), tuple(untracked), tuple(staged))
+    return Dirty(tuple(tracked), tuple(untracked), tuple(staged), tuple(renames))
 
 
 def parse_facts(output: str) -> CheckoutFacts:

@@ -108,22 +108,8 @@ def stash_paths(facts: MoveFacts, changed: tuple[str, ...]) -> tuple[str, ...]:
     must = set(dirty.staged) | {p for p in dirty.tracked if overlap((p,), changed)}
     if not must:
         return ()
-    sources = _rename_partners(dirty.tracked, dirty.staged, must)
+    sources = {source for new, source in dirty.renames if new in must}  # a staged rename takes its source along
     return tuple(p for p in dirty.tracked if p in must | sources)
-
-
-def _rename_partners(tracked: tuple[str, ...], staged: tuple[str, ...], must: set[str]) -> set[str]:
-    """A staged rename's source (listed right after it by `parse_status_z`) goes with it."""
-    partners = set()
-    for i, path in enumerate(tracked[:-1]):
-        if path in staged and path in must and tracked[i + 1] not in staged:
-            partners.add(tracked[i + 1])
-    return partners
-
-
-def touched_paths(facts: MoveFacts, new_changed: tuple[str, ...]) -> set[str]:
-    """Every path the move rewrites: what the update writes, plus what is stashed and popped back."""
-    return set(new_changed) | set(stash_paths(facts, new_changed))
 
 
 def plan_move(facts: MoveFacts) -> MovePlan:

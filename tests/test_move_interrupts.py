@@ -149,6 +149,8 @@ def test_twenty_interrupts_at_random_points_never_hang_lose_work_or_leave_anythi
         work = gpu_with_work(fleet, str(round_))  # a new upstream commit each round, and fresh work on gpu
         if round_ % 2:
             fleet.commit("gpu", f"gpu-{round_}.md", "own\n", f"gpu work {round_}")  # a rebase in scratch too
+            (repo / "staged.txt").write_text(f"staged again {round_}\n")
+            git(repo, "add", "staged.txt")  # publish (in the main thread) stashes it around its move
         point, sig = rng.choice(points), rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
         host_file(fleet, BLOCK_GIT_AT).write_text(point)
         env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state"), "COLUMNS": "200"}

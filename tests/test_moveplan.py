@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from agentsync_fleet.gitfacts import CheckoutFacts, Commit, Dirty, Process, Writer
+from agentsync_fleet.gitfacts import CheckoutFacts, Commit, Dirty, Process, Writer, parse_status_z
 from agentsync_fleet.moveplan import MoveFacts, Replay, needs_replay, plan_move
 
 H, T, N = "h" * 40, "t" * 40, "n" * 40
@@ -62,8 +62,13 @@ def test_only_staged_paths_and_edits_the_update_overlaps_are_stashed():
 
 
 def test_a_staged_rename_takes_its_source_along():
-    dirty = Dirty(tracked=("new.py", "old.py"), staged=("new.py",))
+    dirty = parse_status_z("R  new.py\0old.py\0")
     assert plan_move(behind(dirty=dirty)).stash_paths == ("new.py", "old.py")
+
+
+def test_an_unstaged_edit_listed_right_after_a_staged_file_is_not_taken_for_a_rename_source():
+    dirty = parse_status_z("A  staged.txt\0 M strategies/momentum.py\0")
+    assert plan_move(behind(dirty=dirty)).stash_paths == ("staged.txt",)
 
 
 def test_nothing_is_stashed_when_nothing_staged_overlaps():
