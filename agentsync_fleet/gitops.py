@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .errors import StepFailed
 from .gitfacts import CheckoutFacts, Dirty, parse_facts, parse_status_z
 from .interrupts import held
 from .models import CommandResult
 from .moveplan import Replay
-from .records import CommandRecord
+from .records import CommandRecord, StepLog
 from .shell import join, path_arg
 from .steps import git as G
-
-
-@dataclass
-class StepLog:
-    """Commands run for one host, in order; `announce` feeds the live view."""
-
-    records: list[CommandRecord] = field(default_factory=list)
-    announce: Callable[[str], None] = lambda text: None
 
 
 class Checkout:

@@ -29,7 +29,7 @@ from .errors import FleetError
 from .gitfacts import CheckoutFacts, Process, overlap
 from .gitops import Checkout, git_reason
 from .interrupts import held
-from .models import CommandResult
+from .models import CommandResult, Host
 from .moveplan import MoveFacts, MovePlan, needs_replay, plan_move, stash_paths
 from .steps import git as G
 
@@ -238,3 +238,28 @@ def _put_back(co: Checkout, plan: MovePlan, git_dir: str, stash: str, files: tup
                     message=f"could not re-apply the stash{_stash_note(co, stash)}")
     return Move("conflict", head, stash_used=True, files=files, plan=plan,
                 message=f"restoring uncommitted edits conflicted ({popped.tail(2)}); host put back as it was")
+
+
+def move_commands(host: Host, plan: MovePlan | None, target: str = "<new HEAD>", replay: bool = True) -> tuple[str, ...]:
+    """The commands `moves.execute` runs for `plan` (None: a move decided only at run time, to `target`).
+
+    Bookkeeping is summarised: the scratch worktree around a rebase, the intent record's text."""
+    if plan is not None and not plan.moves:
+        return (f"# no move: {plan.predicted}",)
+    git_dir, record = "<.git>", "<intent record>"
+    head = (plan.head if plan else None) or "<HEAD>"
+    new = (plan.new if plan else None) or target
+    commands: list[str] = []
+    if (plan is None and replay) or (plan is not None and plan.action in ("rebase", "merge")):
+        scratch = "<.git>/agentsync-scratch-<id>"
+        commands += [G.scratch_add(host.repo, scratch, head), G.rebase(scratch, G.origin_ref(host)),
+                     G.scratch_remove(host.repo, scratch)]
+    paths = plan.stash_paths if plan else ()
+    if plan is None:
+        commands.append("# staged paths and edits the update overlaps are stashed (those paths only) around it:")
+        paths = ("<paths>",)
+    if not paths:
+        return (*commands, G.with_intent(git_dir, record, G.reset_keep(host.repo, new, expect=head), True))
+    return (*commands, G.with_intent(git_dir, record, G.stash_push_paths(host.repo, "agentsync <run>: autostash",
+                                                                         paths)),
+            G.reset_keep(host.repo, new, expect=head), G.clear_intent(git_dir, G.stash_pop_ours(host.repo, "<stash>")))

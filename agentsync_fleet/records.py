@@ -8,6 +8,7 @@ lets a renderer or a query load without paramiko.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,3 +215,11 @@ class HealthReport:
     @property
     def passed(self) -> bool:
         return all(h.passed for h in self.hosts)
+
+
+@dataclass
+class StepLog:
+    """Commands run for one host, in order; `announce` feeds the live view."""
+
+    records: list[CommandRecord] = field(default_factory=list)
+    announce: Callable[[str], None] = lambda text: None

@@ -12,12 +12,12 @@ from __future__ import annotations
 import threading
 import time
 
+from ..engine.context import RunContext
+from ..engine.stage import Stage
 from ..errors import FleetError
 from ..models import Host
 from ..settings import claim_ttl
 from ..steps import git as G
-from ..sync.model import RunContext
-from ..sync.stages import Stage
 from . import store
 from .model import Claim, collisions, parse_incoming
 

@@ -88,7 +88,7 @@ def _lock(dry_run: bool, inv, hosts, connector, workers):
 def _journal_entry(outcome) -> None:
     """Each entry into the run journal the moment it finishes (files, bytes, time, the AWS error)."""
     from .. import journal
-    from ..sync.artifacts import step_record
+    from ..artifacts.stage import step_record
 
     journal.record_step(outcome.host, step_record(f"artifacts-{outcome.direction}", outcome))
 

@@ -20,7 +20,7 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
         only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
     from .. import journal
     from ..connection import Connector
-    from ..sync.model import SyncOptions
+    from ..engine.context import SyncOptions
 
     inv = args.load()
     hosts = args.selected(inv)
@@ -52,9 +52,9 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
 
 
 def _engine(args: FleetArgs, inv, hosts, connector, options):
+    from ..engine.context import RunContext
     from ..output.sync import LiveView, render_interrupted
-    from ..sync.engine import run_sync
-    from ..sync.model import RunContext
+    from ..pipeline import run_sync
 
     with LiveView([h.name for h in hosts], enabled=not options.dry_run and not args.json) as view:
         ctx = RunContext(inv, hosts, connector, options, listener=view.update)

@@ -4,7 +4,7 @@ The CLI opens a recording around each task (`recording`); the task's
 `FleetArgs.load()` calls `attach(inventory)`, which opens the journal in
 that inventory's state dir. Code that runs sync-engine stages needs nothing
 more: `RunContext` takes `observer()` and `current_run_id()` as defaults,
-so steps are journaled the moment `sync.stages.step()` finishes them.
+so steps are journaled the moment `engine.stage.step()` finishes them.
 Stages that move data put `bytes` and `files` (counts) into
 `StepRecord.data`; the journal keeps the whole dict and shows those two.
 """

@@ -3,7 +3,7 @@
 A `RunRecorder` is created by the CLI for every fleet task; it opens the
 journal once the task has loaded its inventory (the inventory decides the
 state dir). It is also the sync engine's observer: `step_done` is called by
-`sync.stages.step()` the moment a step ends. The journal is a record, not a
+`engine.stage.step()` the moment a step ends. The journal is a record, not a
 gate: if it cannot be written the run goes on and a warning says so.
 """
 

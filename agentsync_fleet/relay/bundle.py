@@ -15,8 +15,9 @@ from ..gitops import Checkout
 from ..models import Host
 from ..steps import git as G
 from ..steps import relay as R
+from ..steps.git import origin_ref
 from . import transfer
-from .export import RelayError, common_dir, origin_ref
+from .export import RelayError, common_dir
 
 
 def deliver_branch(hub_co: Checkout, hub: Host, co: Checkout, host: Host, relay_id: str) -> dict:

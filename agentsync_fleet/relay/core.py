@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 
 from ..errors import CommandTimeout, FleetError
 from ..gitops import Checkout
+from ..guard import guard_reader
 from ..models import Host
-from ..moves import move
+from ..moves import move, move_commands
 from ..secrets import SECRET_PATTERNS, protected_paths
 from ..shell import path_arg
 from ..steps import git as G
 from ..steps import relay as R
+from ..steps.git import origin_ref
 from . import transfer
 from .apply import Patch, apply_patches, patches_in
-from .export import Range, RelayError, common_dir, export_patches, find_range, origin_ref
+from .export import Range, RelayError, common_dir, export_patches, find_range
 from .patchinfo import RelayMeta, is_empty_patch, written_paths
 
 OK_STATUSES = ("ok", "nothing", "planned")
@@ -218,8 +220,6 @@ def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str
 
 
 def _move(dst: End, old: str, new: str, opts: RelayOptions, result: RelayResult, why: str) -> bool:
-    from ..sync.guard import guard_reader
-
     outcome = move(dst.co, old, new, opts.relay_id, guard_reader(dst.co.session, dst.host), opts.allow_running)
     result.stash_used |= outcome.stash_used
     if outcome.status == "ok":
@@ -269,8 +269,6 @@ def _push(dst: End, new: str, result: RelayResult) -> bool:
 
 def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions) -> list[str]:
     """What a real run would do, command by command (placeholders where ids are only known then)."""
-    from ..sync.stages import move_commands
-
     s, d = src.host, dst.host
     src_dir, dst_dir = R.relay_dir(f"<{s.name}:.git>", "<id>"), R.relay_dir(f"<{d.name}:.git>", "<id>")
     patches = [f"{dst_dir}/<{i:04d}-…>.patch" for i in range(1, len(rng.commits) + 1)]

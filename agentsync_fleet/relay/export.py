@@ -16,6 +16,7 @@ from ..errors import FleetError
 from ..gitops import Checkout
 from ..models import Host
 from ..steps import relay as R
+from ..steps.git import origin_ref
 from . import transfer
 from .patchinfo import (
     CommitInfo,
@@ -49,10 +50,6 @@ class Range:
     files: tuple[FileStat, ...]
     written: tuple[str, ...]  # every path any of the commits adds or changes
     merges: int
-
-
-def origin_ref(host: Host) -> str:
-    return f"refs/remotes/{host.remote}/{host.branch}"
 
 
 def _merge_base(src: Checkout, sha: str, head: str) -> str | None:

@@ -8,6 +8,7 @@ hang a run.
 
 from __future__ import annotations
 
+from ..models import Host
 from ..shell import Raw, join, path_arg, section
 
 ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
@@ -295,3 +296,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool, target: str |
         section("end"),
     ]
     return "\n".join(lines) + "\n"
+
+
+def origin_ref(host: Host) -> str:
+    return f"refs/remotes/{host.remote}/{host.branch}"

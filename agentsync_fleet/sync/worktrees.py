@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..engine.context import RunContext
+from ..engine.moves import checkout
+from ..engine.stage import Stage, step
 from ..models import Host, WorktreeSpec
 from ..probes import parse_repo_probe, repo_probe
 from ..records import PlannedStep
 from ..shell import join, script
 from ..steps import git as G
-from .model import RunContext
-from .stages import Stage, checkout, step
 
 
 def worktree_path(host: Host, spec: WorktreeSpec) -> str:

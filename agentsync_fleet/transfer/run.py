@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import FleetError
+from ..guard import is_critical
 from ..models import Host, Inventory
 from ..shell import join
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
@@ -211,8 +212,6 @@ class Runner:
         return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in files)
 
     def _guarded(self, host: Host, files: list[str], result: TransferResult) -> list[str]:
-        from ..sync.guard import is_critical
-
         critical = [f for f in files if is_critical(f, host.guard.critical_files)]
         running = guard_processes(self.ssh, host) if critical else ()
         if not running:

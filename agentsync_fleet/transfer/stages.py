@@ -15,12 +15,12 @@ moved go into the step's `StepRecord.data` for the run journal.
 
 from __future__ import annotations
 
+from ..engine.context import RunContext
+from ..engine.stage import Stage, step
 from ..errors import FleetError
 from ..models import Host, to_jsonable
 from ..records import CommandRecord, PlannedStep
 from ..settings import state_dir
-from ..sync.model import RunContext
-from ..sync.stages import Stage, step
 from ..units import human_bytes
 from . import plan as P
 from .model import TransferEvent, TransferResult, totals

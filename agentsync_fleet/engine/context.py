@@ -1,8 +1,10 @@
-"""The state of one sync run: per-host outcome records, the run context, and the final report.
+"""The state of one sync run, typed: the options, the per-host records, and what stages tell later stages.
 
-`HostSync` is the one mutable record per host; only the thread working on
-that host writes it (stages are serial or per-host parallel, never both on
-one host), and it is frozen into the report at the end.
+`HostSync` (in `records`) is the one mutable record per host; only the
+thread working on that host writes it (stages are serial or per-host
+parallel, never both on one host), and it is frozen into the report at the
+end. What one stage leaves for a later one is a named field here, never a
+key in a dict.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import Host, Inventory
-from ..records import HostSync
+from ..records import HostHealth, HostSync
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,12 @@ class RunContext:
     listener: Listener = lambda host, stage, text: None
     run_id: str = field(default_factory=_journal_run_id)
     results: dict[str, HostSync] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)  # preflight HostHealth per host
+    facts: dict[str, HostHealth] = field(default_factory=dict)  # the preflight probe, per host name
+    origin_moved: bool = False  # dry run: origin's branch moved past what the hosts last fetched (ls-remote)
+    relay_incoming: dict[str, dict[str, int]] = field(default_factory=dict)  # hub -> relayed host -> commits
+    relay_hub_ahead: dict[str, int] = field(default_factory=dict)  # hub -> its own local commits, before relays
+    relayed: dict[str, int] = field(default_factory=dict)  # relayed host -> commits relay-in applied on the hub
+    artifacts_failed: set[str] = field(default_factory=set)  # hosts whose only trouble is a failed S3 entry
     move_plans: dict[str, Any] = field(default_factory=dict)  # dry run: each host's MovePlan, read after preflight
     stopping: threading.Event = field(default_factory=threading.Event)  # set on an interrupt: no new move starts
     lock: threading.Lock = field(default_factory=threading.Lock)

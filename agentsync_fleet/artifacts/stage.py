@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import time
 
-from ..artifacts.runner import EntryResult, entries, failed_entry, run_entry
+from ..engine.context import RunContext
+from ..engine.stage import Stage
 from ..errors import FleetError
 from ..models import Host
 from ..records import CommandRecord, PlannedStep, StepRecord
 from ..steps import s3 as S
 from ..units import human_bytes
-from .model import RunContext
-from .stages import Stage
+from .runner import EntryResult, entries, failed_entry, run_entry
 
 PROGRESS_EVERY_S = 2.0
-FAILED_KEY = "_artifacts_failed"  # ctx.facts: hosts whose only trouble so far is a failed artifact entry
 
 
 def entry_label(result_or_entry) -> str:
@@ -37,7 +36,7 @@ class ArtifactStage(Stage):
 
     def hosts(self, ctx: RunContext) -> list[Host]:
         """Hosts with entries of this direction that are fine, or whose only failure was an artifact entry."""
-        failed_before = ctx.facts.get(FAILED_KEY, set())
+        failed_before = ctx.artifacts_failed
         return [h for h in ctx.hosts if entries(h, self.direction)
                 and (ctx.result(h).active or h.name in failed_before)]
 
@@ -91,8 +90,8 @@ class ArtifactStage(Stage):
         if outcome.aws_message:
             line += f"\n  AWS: {outcome.aws_message}"
         with ctx.lock:
-            if result.active or host.name in ctx.facts.get(FAILED_KEY, set()):
-                ctx.facts.setdefault(FAILED_KEY, set()).add(host.name)
+            if result.active or host.name in ctx.artifacts_failed:
+                ctx.artifacts_failed.add(host.name)
                 message = f"{result.message}\n{line}" if result.message else line
                 result.fail("unreachable" if outcome.status == "unreachable" else "failed", message)
 

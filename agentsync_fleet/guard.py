@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..gitfacts import Process
-from ..models import Host
-from ..moveplan import MovePlan
-from ..moves import GuardReader
-from ..probes import guard_probe, parse_guard
-from ..shell import split_sections
+from .gitfacts import Process
+from .models import Host
+from .moveplan import MovePlan
+from .moves import GuardReader
+from .probes import guard_probe, parse_guard
+from .shell import split_sections
 
 
 def is_critical(path: str, patterns: tuple[str, ...]) -> bool:

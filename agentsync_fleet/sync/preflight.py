@@ -1,35 +1,25 @@
-"""Run sync-all: preflight every host, build the plan, then run the stages in order.
+"""sync-all's preflight and finish: probe every host before the stages, read the final HEADs after.
 
-Stages run one after another; inside a stage, hosts run in parallel (bounded
-pool) unless the stage is serial (publish). A host that ends a stage in any
-state but `ok` takes no part in later stages; the others go on.
+The probe (`health.probe_host`, passed in by `pipeline`) decides which hosts take part at all and is
+what every stage's `plan()` reads (`RunContext.facts`); `pipeline.run_sync`
+calls `preflight` first and `finish` last.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
+from collections.abc import Callable
 
-from ..claims.stage import ClaimsStage
-from ..gitops import StepLog
+from ..engine.context import RunContext
+from ..engine.moves import checkout, plan_summary, read_plan
+from ..engine.stage import step
 from ..heal import heal
-from ..health import probe_host
 from ..models import Host
 from ..moveplan import MovePlan
 from ..pool import run_each
-from ..records import HostHealth, HostSync, StepRecord, SyncReport
+from ..records import HostHealth, HostSync, StepLog, StepRecord
 from ..steps import git as G
-from ..transfer.stages import CodePushStage, ResultsStage
-from .artifacts import ArtifactsDownStage, ArtifactsUpStage
-from .model import RunContext
-from .relay import RelayInStage, RelayOutStage
-from .stages import ConvergeStage, PublishStage, Stage, checkout, origin_ref, plan_summary, read_plan, step
-from .worktrees import WorktreeStage
-
-
-def default_stages() -> list[Stage]:
-    return [RelayInStage(), PublishStage(), ConvergeStage(), RelayOutStage(), CodePushStage(), WorktreeStage(),
-            ArtifactsUpStage(), ArtifactsDownStage(), ResultsStage(), ClaimsStage()]
+from ..steps.git import origin_ref
 
 
 def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
@@ -53,7 +43,8 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
                                "host (patches in, a git bundle back)")
 
 
-def preflight(ctx: RunContext) -> None:
+def preflight(ctx: RunContext, probe_host: Callable[..., HostHealth]) -> None:
+    """Probe every host (`probe_host` is `health.probe_host`, given by the pipeline) and judge who takes part."""
     fetch = not ctx.options.dry_run  # a dry run changes nothing, not even remote-tracking refs
     for host in ctx.hosts:
         ctx.listener(host.name, "preflight", "probing")
@@ -66,7 +57,7 @@ def preflight(ctx: RunContext) -> None:
         ctx.listener(host.name, "preflight", ctx.result(host).status)
         _journal_preflight(ctx, host, facts, fetch)
     if ctx.options.dry_run:
-        ctx.facts["_origin_moved"] = _origin_moved(ctx)
+        ctx.origin_moved = _origin_moved(ctx)
         read_move_plans(ctx)
     heal_leftovers(ctx)
 
@@ -134,24 +125,6 @@ def _origin_moved(ctx: RunContext) -> bool:
     return False
 
 
-def run_stage(ctx: RunContext, stage: Stage) -> None:
-    hosts = stage.hosts(ctx)
-    if stage.parallel:
-        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers, stop=ctx.stopping)
-    else:
-        outcomes = {h: _serial(stage, ctx, h) for h in hosts}
-    for host, outcome in outcomes.items():
-        if isinstance(outcome, Exception):  # a bug: keep the others going, say so on this host
-            ctx.result(host).fail("failed", f"{stage.name}: internal error: {outcome!r}")
-
-
-def _serial(stage: Stage, ctx: RunContext, host: Host):
-    try:
-        return stage.run(ctx, host)
-    except Exception as exc:  # noqa: BLE001 - reported on the host like run_each does
-        return exc
-
-
 def finish(ctx: RunContext) -> str:
     """Fill in the final HEAD of hosts no stage reported; return origin's head as most hosts last saw it."""
 
@@ -167,30 +140,3 @@ def finish(ctx: RunContext) -> str:
     return seen.most_common(1)[0][0] if seen else ""
 
 
-def run_sync(ctx: RunContext, stages: list[Stage] | None = None) -> SyncReport:
-    start = time.monotonic()
-    stages = [s for s in (stages or default_stages())
-              if not ctx.options.only_stages or s.name in ctx.options.only_stages]
-    preflight(ctx)
-    aborted = ""
-    unreachable = [h.name for h in ctx.hosts if ctx.result(h).status == "unreachable"]
-    if ctx.options.strict and unreachable:
-        aborted = f"--strict: {', '.join(unreachable)} unreachable; nothing was changed on any host"
-    plan = tuple(p for stage in stages for h in stage.hosts(ctx) for p in stage.plan(ctx, h))
-    if not ctx.options.dry_run and not aborted:
-        for stage in stages:
-            run_stage(ctx, stage)
-    for host in ctx.hosts:
-        result = ctx.result(host)
-        if aborted and result.status == "ok":
-            result.fail("skipped", "not run: --strict abort")
-    origin_head = finish(ctx) if not ctx.options.dry_run else ""
-    for host in ctx.hosts:
-        result = ctx.result(host)
-        result.duration_s = round(sum(s.duration_s for s in result.steps), 3)
-        if ctx.options.dry_run and result.status == "ok":
-            result.head_after = result.head_before
-        ctx.observer.host_done(result)
-    return SyncReport(ctx.run_id, str(ctx.inventory.path), ctx.options.dry_run,
-                      tuple(ctx.result(h) for h in ctx.hosts), plan, round(time.monotonic() - start, 3),
-                      origin_head, aborted)

@@ -14,17 +14,19 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from ..engine.context import RunContext
+from ..engine.moves import apply_move, checkout
+from ..engine.stage import Stage, step
 from ..errors import FleetError
-from ..gitops import StepLog
 from ..models import Host, to_jsonable
-from ..records import PlannedStep, StepRecord
-from ..relay.bundle import deliver_branch
-from ..relay.core import End, RelayOptions, relay
+from ..moves import move_commands
+from ..records import PlannedStep, StepLog, StepRecord
 from ..secrets import secret_patterns
 from ..steps import git as G
 from ..steps import relay as R
-from .model import RunContext
-from .stages import Stage, apply_move, checkout, move_commands, origin_ref, step
+from ..steps.git import origin_ref
+from .bundle import deliver_branch
+from .core import End, RelayOptions, relay
 
 HOST_STATUS = {"refused": "failed", "validation-failed": "failed", "conflict": "conflict", "guarded": "guarded",
                "failed": "failed", "skipped": "skipped", "unreachable": "failed"}
@@ -51,8 +53,8 @@ def _relayed_hosts(ctx: RunContext) -> list[Host]:
 
 def note_incoming(ctx: RunContext, hub: Host, source: Host, count: int) -> None:
     """Tell later stages that the hub now has `count` more local commits (publish picks hosts by `ahead`)."""
-    incoming = ctx.facts.setdefault("_relay_incoming", {}).setdefault(hub.name, {})
-    base = ctx.facts.setdefault("_relay_hub_ahead", {})
+    incoming = ctx.relay_incoming.setdefault(hub.name, {})
+    base = ctx.relay_hub_ahead
     facts = ctx.facts[hub.name]
     base.setdefault(hub.name, facts.repo.ahead or 0)
     incoming[source.name] = count
@@ -117,7 +119,7 @@ class RelayInStage(Stage):
     def _settle(ctx: RunContext, host: Host, hub: Host, result, record: StepRecord) -> None:
         ctx.result(hub).stash_used |= result.stash_used
         if result.ok:
-            ctx.facts.setdefault("_relayed", {})[host.name] = result.applied
+            ctx.relayed[host.name] = result.applied
             note_incoming(ctx, hub, host, result.applied)
             record.detail = (f"relayed {result.applied} commit(s) to {hub.name} ({result.method})"
                              if result.applied else "nothing new to relay")
@@ -178,7 +180,7 @@ class RelayOutStage(Stage):
                                   f"{head}...{target}")).stdout.strip()
             result.pulled += int(pulled or 0)
             result.unpushed = co.count(f"{target}..{plan.new}")
-        relayed = ctx.facts.get("_relayed", {}).get(host.name, 0)
+        relayed = ctx.relayed.get(host.name, 0)
         if relayed and not result.unpushed:
             result.pushed += relayed  # every commit it relayed is now in origin's branch
         record.detail = f"on {target[:8]}" + (f", {result.unpushed} local commit(s) kept" if result.unpushed else "")
