@@ -13,6 +13,9 @@ Why each fixed option is there:
   a symlink and files go where it points. Never when the files come from a host:
   a link it sent in one run and a directory of that name in the next would
   write through the link anywhere on the laptop (or on a relay's target).
+  rsync 3.5 follows only links that stay inside the tree, so a push also sends
+  into each symlinked directory of the receiving host by its own run
+  (transfer/dirlinks.py); `--keep-dirlinks` still serves links inside the tree.
 * `--partial-dir`: an interrupted file is kept aside (not over the old one) and
   the next run resumes from it; rsync excludes and protects that dir itself.
 * `--backup --backup-dir`: a file the transfer overwrites or deletes on the

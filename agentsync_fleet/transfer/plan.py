@@ -89,6 +89,7 @@ class Leg:
     peer: Host | None = None  # the remote host this rsync talks to
     dest_dir: str = ""  # the receiving side's path, for restore instructions
     final: bool = True  # False for the source → cache leg of a relay
+    prefix: str = ""  # "data/": this run sends into what the receiver's data/ links to (transfer/dirlinks.py)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ..guard import is_critical
 from ..models import Host, Inventory
 from ..shell import join
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
+from . import dirlinks as D
 from . import plan as P
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
@@ -46,8 +47,9 @@ class Runner:
         start = time.monotonic()
         self.listener(TransferEvent(result.key, "start", f"{route.src.display} → {route.dest.display}"))
         try:
-            stdin = self._code_list(route, result) if route.is_code else None
-            for leg in P.legs(route, self.opts, self.ssh):
+            files = self._code_files(route, result) if route.is_code else None
+            for leg, names in self._planned(route, files, result):
+                stdin = None if names is None else _nul_list(names)
                 if not self._run_leg(route, leg, result, stdin):
                     break
         except FleetError as exc:
@@ -55,6 +57,33 @@ class Runner:
         result.duration_s = round(time.monotonic() - start, 3)
         self.listener(TransferEvent(result.key, "end", result=result))
         return result
+
+    def _planned(self, route: P.Route, files: list[str] | None,
+                 result: TransferResult) -> list[tuple[P.Leg, list[str] | None]]:
+        """The route's legs; a push from the laptop also sends into each symlinked directory on the receiving
+        host separately (transfer/dirlinks.py), so rsync 3.5's link hardening keeps such a layout working.
+        When the host cannot be asked, nothing runs and the result says why."""
+        legs = P.legs(route, self.opts, self.ssh)
+        if route.mode != "local" or not route.src.local or route.dest.local:
+            return [(leg, files) for leg in legs]
+        leg, host = legs[0], route.dest.host
+        dirs = D.sent_dirs(files) if files is not None else D.walk_dirs(leg.call.src)
+        if not dirs:
+            return [(leg, files)]
+        code, stdout, stderr = probe_dirlinks(self.ssh, host, route.dest.resolved, dirs)
+        problem = diagnose(code, stderr, host.name, "the laptop", host.name)
+        if problem is not None and problem.reason in UNREACHABLE:
+            result.fail("unreachable", problem.message, self._hint(problem, leg), problem.detail)
+            return []
+        if problem is not None:
+            result.fail("failed", f"could not check {host.name} for symlinked directories (exit {code})",
+                        "nothing was sent; `agentsync health` shows what is wrong", problem.detail)
+            return []
+        left_out = (*self.opts.settings.secrets, ".git", *(e.strip("/") for e in route.entry.exclude))
+        links = D.followed(D.parse_probe(stdout, dirs), left_out)
+        D.check_trusted(links, host.name, route.dest.resolved)
+        D.check_excludes(links, route.entry.exclude, route.key)
+        return D.split(leg, links, files)
 
     def _argv(self, leg: P.Leg) -> list[str]:
         argv = rsync_argv(leg.call)
@@ -167,26 +196,29 @@ class Runner:
         secrets = secret_rules(self.opts.settings.secrets)  # the rule rsync names → the secret pattern
         seen = {h["path"] for h in result.held_back}
         for path, rule in out.hidden:
-            if rule in secrets and path not in seen:
-                result.held_back.append({"path": path, "pattern": secrets[rule], "reason": "secret"})
-                seen.add(path)
-            elif rule not in secrets and rule != ".git" and not rule.startswith(PARTIAL_DIR):
+            if rule in secrets and leg.prefix + path not in seen:
+                result.held_back.append({"path": leg.prefix + path, "pattern": secrets[rule], "reason": "secret"})
+                seen.add(leg.prefix + path)
+            elif rule not in secrets and rule != ".git" and not rule.startswith(PARTIAL_DIR) and \
+                    (rule in route.entry.exclude or not rule.startswith("/")):  # "/data": sent by its own run
                 result.excluded += 1
         shown = leg.final or self.opts.dry_run
         for change in out.changes if shown else ():
-            item = {"action": change.action, "path": change.path}
+            item = {"action": change.action, "path": leg.prefix + change.path}
             result.changes.append(item | ({"leg": leg.label} if route.mode == "relay" else {}))
         if not leg.final:
             return
-        result.files, result.bytes = out.stats.get("files", 0), out.stats.get("bytes", 0)
+        result.files += out.stats.get("files", 0)
+        result.bytes += out.stats.get("bytes", 0)
         result.wire_bytes = sum(leg_.wire_bytes for leg_ in result.legs)
-        result.deleted = out.stats.get("deleted", 0)
+        result.deleted += out.stats.get("deleted", 0)
         if self.opts.dry_run:
             return  # rsync -n announces the backups of deletions it would make; nothing was backed up
-        for path, where in out.backed_up:
+        backed_up = [(leg.prefix + path, where) for path, where in out.backed_up]
+        for path, where in backed_up:
             result.backed_up.append({"path": path, "backup": where, "restore": self._restore(leg, where, path)})
-        if out.backed_up:
-            path, where = out.backed_up[0]
+        if backed_up and not result.backup_dir:
+            path, where = backed_up[0]
             result.backup_dir = where[: -len(path) - 1]
             result.restore_all = self._on_receiver(leg, ["rsync", "-rlpt", "--", result.backup_dir + "/",
                                                          _dest_root(leg.dest_dir, path) + "/"])
@@ -203,13 +235,13 @@ class Runner:
                *(["-p", str(target.port)] if target.port else []), target.target]
         return shlex.join([*hop, join(argv)])
 
-    def _code_list(self, route: P.Route, result: TransferResult) -> bytes:
+    def _code_files(self, route: P.Route, result: TransferResult) -> list[str]:
         """push-code's file list: git's view of the laptop's checkout, minus guarded files while a guard runs."""
         files = git_files(P.controller(self.inv).repo)
         host = route.owner
         if host.guard.processes and host.guard.critical_files:
             files = self._guarded(host, files, result)
-        return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in files)
+        return files
 
     def _guarded(self, host: Host, files: list[str], result: TransferResult) -> list[str]:
         critical = [f for f in files if is_critical(f, host.guard.critical_files)]
@@ -224,6 +256,24 @@ class Runner:
         result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
                              for f in critical]
         return [f for f in files if f not in set(critical)]
+
+
+def _nul_list(names: list[str]) -> bytes:
+    return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in names)
+
+
+def probe_dirlinks(ssh: SshSettings, host: Host, root: str, dirs: list[str]) -> tuple[int, bytes, str]:
+    """Ask `host` which of `dirs` (under `root`) are symlinks to directories there: one ssh round trip.
+    (exit status, stdout for `dirlinks.parse_probe`, stderr)."""
+    target = ssh(host)
+    script = D.probe_script(root, dirs).encode("utf-8", "surrogateescape")
+    try:
+        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
+                              timeout=host.command_timeout + host.connect_timeout)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"looking for symlinked directories on {host.name} timed out", host=host.name,
+                         hint="nothing was sent; `agentsync health` shows what is wrong") from None
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
 
 
 def _dest_root(dest: str, path: str) -> str:
