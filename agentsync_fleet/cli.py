@@ -1,7 +1,7 @@
 """The command line: Invoke tasks for `inv` (via tasks.py) and the `agentsync` program.
 
 Thin by design: each task turns its flags into a `FleetArgs`, imports its
-command module lazily (so `--help` and `--list` never import paramiko), runs
+command module lazily (so `--help` and `--list` stay fast), runs
 it, and turns the result into an exit status. A `FleetError` (a problem the
 user can fix) is printed without a traceback; anything else is a bug and
 keeps its traceback.
@@ -173,6 +173,14 @@ def trust(c, host, inventory=None, yes=False, json=False):
     return command.run(FleetArgs(inventory, None, json), host, yes=yes)
 
 
+@fleet_task()
+def disconnect(c, inventory=None, json=False):
+    """Close the ssh connections kept open between runs (ControlPersist); the next run connects afresh."""
+    from .commands import disconnect as command
+
+    return command.run(FleetArgs(inventory, None, json))
+
+
 @fleet_task(help={"force": "also remove locks whose holder may still be running"})
 def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False):
     """Remove stale fleet locks (holder gone, or older than lock_ttl) here and on the hosts; --force: any lock."""
@@ -313,7 +321,7 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, recover, claim, checkin, release, claims):
+                 unlock, disconnect, recover, claim, checkin, release, claims):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 
-from .connection import Connector
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import health_script, parse_health_output
 from .records import HealthReport, HostHealth, RepoState, ToolState
+from .remote import Connector
 
 
 def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:

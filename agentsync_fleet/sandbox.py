@@ -45,6 +45,8 @@ class SandboxHost:
     etc_hosts: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # sshd = init of the host's PID namespace, as seen from the controller
     own_ssh_dir: bool = False  # the host's user sees <dir>/dot-ssh as ~/.ssh (its own ssh client keys/config)
+    sshd_extra: list[str] = field(default_factory=list)  # sshd_config lines put first (first value wins there)
+    sftp: bool = True  # False: no `Subsystem sftp` line (a host without an SFTP server)
 
     @property
     def bin_dir(self) -> Path:
@@ -111,7 +113,8 @@ class Sandbox:
     # ---------------------------------------------------------------- creation
 
     def add_host(self, name: str, env: dict[str, str] | None = None, etc_hosts: dict[str, str] | None = None,
-                 port: int | None = None, own_ssh_dir: bool = False) -> SandboxHost:
+                 port: int | None = None, own_ssh_dir: bool = False, sshd_extra: list[str] | None = None,
+                 sftp: bool = True) -> SandboxHost:
         """Create a host's disk, host key and sshd_config (does not start it)."""
         require_tools()
         self._ensure_client_key()
@@ -123,7 +126,8 @@ class Sandbox:
         if not key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(key)])
         host = SandboxHost(name, address, port or free_port(address), str(host_dir), dict(env or {}),
-                           dict(etc_hosts or {}), own_ssh_dir=own_ssh_dir)
+                           dict(etc_hosts or {}), own_ssh_dir=own_ssh_dir, sshd_extra=list(sshd_extra or []),
+                           sftp=sftp)
         if own_ssh_dir:
             (host_dir / "dot-ssh").mkdir(mode=0o700, exist_ok=True)
         self.hosts[name] = host
@@ -141,12 +145,14 @@ class Sandbox:
         env = {"PATH": f"{host.bin_dir}:{BASE_PATH}", **host.env}
         etc = Path(host.dir) / "etc"
         lines = [
+            *host.sshd_extra,
             f"ListenAddress {host.address}:{host.port}",
             f"HostKey {etc / 'ssh_host_ed25519_key'}",
             f"AuthorizedKeysFile {self.client_key}.pub",
             "PidFile none", "UsePAM no", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "StrictModes no", "UseDNS no", "PrintMotd no", "PrintLastLog no",
-            "MaxStartups 500", "MaxSessions 200", "LogLevel VERBOSE", "Subsystem sftp internal-sftp",
+            "MaxStartups 500", "MaxSessions 200", "LogLevel VERBOSE",
+            *(["Subsystem sftp internal-sftp"] if host.sftp else []),
             "AllowTcpForwarding yes",
             "SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()),
         ]

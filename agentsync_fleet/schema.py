@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import command_problem, duration_problem
+from .settings import command_problem, duration_problem, persist_problem
 
 Check = Callable[[Any], "str | None"]
 
@@ -243,4 +243,6 @@ TOP_KEYS.update({
     "lock_ttl": DURATION,
     "claim_ttl": DURATION,
     "notify": NOTIFY,
+    "control_persist": Field((int, float, str, bool), "a duration (how long an ssh master outlives its last "
+                             "command, e.g. 5m) or no", check=persist_problem),
 })

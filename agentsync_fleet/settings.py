@@ -31,6 +31,7 @@ class Timeouts:
     journal_busy: float = 15.0  # waiting for another agentsync process that is writing the journal
     lock_ttl: float = 2 * 3600.0  # a sync or transfer that holds the fleet longer than this is presumed dead
     claim_ttl: float = 4 * 3600.0  # a claim not checked in for this long shows as stale
+    control_persist: float = 300.0  # an ssh master stays this long after its last use: the next run is warm
 
 
 TIMEOUTS = Timeouts()
@@ -69,6 +70,23 @@ def command_problem(value: str) -> str | None:
     return None if argv else "is empty"
 
 
+def control_persist(inv) -> float:
+    """`control_persist`: seconds an ssh master outlives its last command; 0 (or `no`) ends it with the run."""
+    value = inv.settings.get("control_persist")
+    if value is None:
+        return TIMEOUTS.control_persist
+    if value is False or value in (0, "0", "no"):
+        return 0.0
+    return parse_duration(value) or TIMEOUTS.control_persist
+
+
+def persist_problem(value: Any) -> str | None:
+    """For `schema.Field.check`: a duration, or 0/no."""
+    if value is False or value in (0, "0", "no"):
+        return None
+    return duration_problem(value)
+
+
 def lock_ttl(inv) -> float:
     return parse_duration(inv.settings.get("lock_ttl")) or TIMEOUTS.lock_ttl
 
@@ -93,7 +111,7 @@ def notify(inv) -> Notify | None:
 
 
 def state_dir(inv=None) -> str:
-    """Where agentsync keeps its own files (journal, locks, caches) on the controller.
+    """Where agentsync keeps its own files (journal, locks, caches, ssh sockets) on the controller.
 
     The inventory's `state_dir` (relative to the inventory file), else
     $AGENTSYNC_STATE_DIR, else ~/.local/state/agentsync.

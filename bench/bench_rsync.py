@@ -35,6 +35,7 @@ from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
 
 FILES = 2000
 HERE = Path(__file__).parent
+BENCH_SUBNET = int(os.environ.get("AGENTSYNC_BENCH_SUBNET", "93"))  # 127.<subnet>.0.x; parallel benches pick their own
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 
 
@@ -58,7 +59,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 class Bench:
     def __init__(self, root: Path, rounds: int):
         self.root, self.rounds = root, rounds
-        self.box = Sandbox(root / "sandbox", subnet=93)
+        self.box = Sandbox(root / "sandbox", subnet=BENCH_SUBNET)
         self.box.add_host("gpu")
         self.box.start_all()
         self.tree = self.box.hosts["gpu"].path("tree")

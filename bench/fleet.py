@@ -7,6 +7,7 @@ point at the same hosts, so every tool is measured against the same servers.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox, free_port
 from agentsync_fleet.sandbox_fleet import clone, make_origin
 
 HERE = Path(__file__).resolve().parent
+BENCH_SUBNET = int(os.environ.get("AGENTSYNC_BENCH_SUBNET", "93"))  # 127.<subnet>.0.x; parallel benches pick their own
 REPO = f"{MOUNT_POINT}/crpbot"
 
 
@@ -27,14 +29,14 @@ class BenchFleet:
         self.count = count
         self.delay = delay
         self.names = [f"h{i:02d}" for i in range(count)]
-        self.sandbox = Sandbox(root / "sandbox", subnet=93)
+        self.sandbox = Sandbox(root / "sandbox", subnet=BENCH_SUBNET)
         self.proxy: subprocess.Popen | None = None
         self.links: dict[str, dict[str, tuple[str, int]]] = {}
 
     def up(self) -> BenchFleet:
         if self.sandbox.hosts:
             self.sandbox.destroy()
-            self.sandbox = Sandbox(self.root / "sandbox", subnet=93)
+            self.sandbox = Sandbox(self.root / "sandbox", subnet=BENCH_SUBNET)
         for name in self.names:
             self.sandbox.add_host(name)
         self.sandbox.start_all()

@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from fleet import wait_quiet
 from measure import run_ok
 
 from agentsync_fleet.models import Host
@@ -29,14 +30,31 @@ def probe_script(fleet) -> Path:
     return path
 
 
-def agentsync(fleet, link, hosts, script):
+def agentsync(fleet, link, hosts, script, cold: bool = False):
+    """`agentsync health`; warm: the ssh masters of the previous round are still up (ControlPersist, as for a
+    user running it twice within 5 minutes); cold: every master is closed first (untimed), so each run pays
+    every handshake, as the very first run does."""
     inv = fleet.inventory(link, hosts)
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / f"state-{link}-{'cold' if cold else 'warm'}")}
 
     def check(result) -> bool:
         data = json.loads(result.stdout)
         return len(data["hosts"]) == len(hosts) and all(h["reachable"] for h in data["hosts"])
 
-    return lambda: run_ok([AGENTSYNC, "health", "--no-fetch", "--json", "--inventory", str(inv)], check)
+    def once():
+        return run_ok([AGENTSYNC, "health", "--no-fetch", "--json", "--inventory", str(inv)], check, env=env)
+
+    def close_masters():  # run before each timed round, untimed (bench_health's before_each)
+        run_ok([AGENTSYNC, "disconnect", "--inventory", str(inv)], env=env)
+        wait_quiet()
+
+    if cold:
+        once.prepare = close_masters
+    return once
+
+
+def agentsync_cold(fleet, link, hosts, script):
+    return agentsync(fleet, link, hosts, script, cold=True)
 
 
 def xargs_ssh(fleet, link, hosts, script):
@@ -67,4 +85,5 @@ def pyinfra(fleet, link, hosts, script):
                           and "Failed" not in r.stdout + r.stderr, cwd=str(fleet.dir(link)))
 
 
-PEERS = {"agentsync": agentsync, "xargs-ssh": xargs_ssh, "ansible": ansible, "pyinfra": pyinfra}
+PEERS = {"agentsync": agentsync, "agentsync-cold": agentsync_cold, "xargs-ssh": xargs_ssh, "ansible": ansible,
+         "pyinfra": pyinfra}

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 GOALS_TEXT = {
-    "health_vs_xargs": "health at 20 hosts, 50 ms RTT: no slower than `xargs -P ssh` (ratio ≤ 1.0)",
+    "health_vs_xargs": "health at 20 hosts, 50 ms RTT, cold (no master): no slower than `xargs -P ssh` (ratio ≤ 1.0)",
+    "health_warm_vs_xargs": "health at 20 hosts, 50 ms RTT, warm (masters up): ≥ 3× faster than `xargs -P ssh`",
     "health_vs_ansible": "health at 20 hosts, 50 ms RTT: ≥ 4× faster than Ansible",
     "sync_vs_sequential": "sync-all (3 hosts, 50 ms RTT): ≥ 2× faster than the sequential ssh script",
     "rsync_no_change": "no-change rsync: ≤ 1.2× plain rsync",
@@ -19,12 +20,13 @@ def _cell(series: dict) -> str:
 
 
 def _health_rows(results: dict) -> list[str]:
-    rows = ["| link | hosts | agentsync | xargs -P ssh | Ansible | pyinfra |", "|---|---|---|---|---|---|"]
+    rows = ["| link | hosts | agentsync (warm) | agentsync (cold) | xargs -P ssh | Ansible | pyinfra |",
+            "|---|---|---|---|---|---|---|"]
     for row in results.get("health", []):
         s = row["series"]
         ours = s["agentsync"]["median"]
         cells = [_cell(s["agentsync"])]
-        for peer in ("xargs-ssh", "ansible", "pyinfra"):
+        for peer in ("agentsync-cold", "xargs-ssh", "ansible", "pyinfra"):
             if peer in s:
                 cells.append(f"{_cell(s[peer])} — **{s[peer]['median'] / ours:.2f}×**")
             else:
@@ -50,11 +52,14 @@ def goals(results: dict) -> dict:
     for row in results.get("health", []):
         if row["link"] == "wan50" and row["hosts"] == 20:
             s = row["series"]
+            cold = s.get("agentsync-cold", s["agentsync"])
             if "xargs-ssh" in s:
-                ratio = s["agentsync"]["median"] / s["xargs-ssh"]["median"]
+                ratio = cold["median"] / s["xargs-ssh"]["median"]
                 out["health_vs_xargs"] = {"value": round(ratio, 2), "met": ratio <= 1.0}
+                speedup = s["xargs-ssh"]["median"] / s["agentsync"]["median"]
+                out["health_warm_vs_xargs"] = {"value": round(speedup, 2), "met": speedup >= 3}
             if "ansible" in s:
-                speedup = s["ansible"]["median"] / s["agentsync"]["median"]
+                speedup = s["ansible"]["median"] / cold["median"]
                 out["health_vs_ansible"] = {"value": round(speedup, 2), "met": speedup >= 4}
     for row in results.get("sync", []):
         if row["link"] == "wan50":

@@ -5,8 +5,10 @@ noisy machine), each figure as the median of >= 5 alternating rounds with min
 and max:
 
 1. health --no-fetch at N = 1, 5, 20, 50 hosts, on loopback and behind a
-   25 ms/way proxy, against `xargs -P N ssh host '<same probe>'`, Ansible
-   (`-m command`, pipelining on, host key checking on) and pyinfra `exec`;
+   25 ms/way proxy, warm (the ssh masters of the previous run still up) and
+   cold (every master closed first, untimed), against `xargs -P N ssh host
+   '<same probe>'`, Ansible (`-m command`, pipelining on, host key checking
+   on) and pyinfra `exec`;
 2. sync-all on 3 hosts (no change; one commit to spread) against the same
    steps as a sequential plain-ssh script;
 3. rsync of a 2,000-file tree (no change; one file changed) through agentsync
@@ -19,6 +21,7 @@ Writes bench/results/latest.md, latest.json and latest.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shutil
@@ -40,6 +43,11 @@ from report import write_results  # noqa: E402
 AGENTSYNC = str(Path(sys.executable).parent / "agentsync")
 
 
+def _prepare(commands: dict, name: str) -> None:
+    """Untimed set-up before a timed run (the cold agentsync closes its ssh masters)."""
+    getattr(commands[name], "prepare", lambda: None)()
+
+
 def bench_health(fleet: BenchFleet, sizes: list[int], rounds: int, tools: list[str]) -> list[dict]:
     rows = []
     script = probe_script(fleet)
@@ -48,7 +56,7 @@ def bench_health(fleet: BenchFleet, sizes: list[int], rounds: int, tools: list[s
             hosts = fleet.names[:n]
             commands = {name: PEERS[name](fleet, link, hosts, script) for name in tools}
             commands = {k: v for k, v in commands.items() if v is not None}
-            series = alternate(commands, rounds)
+            series = alternate(commands, rounds, functools.partial(_prepare, commands))
             rows.append({"link": link, "hosts": n, "series": {k: s.to_dict() for k, s in series.items()}})
             summary = ", ".join(f"{k} {s.median:.2f}s" for k, s in series.items())
             print(f"  health {link:8} N={n:<3} {summary}", flush=True)

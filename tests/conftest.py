@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentsync_fleet.remote import control_dir, disconnect_all
 from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
 from agentsync_fleet.sandbox_fleet import (
     NVIDIA_SMI,
@@ -96,8 +97,8 @@ def moto_s3():
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
     box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
-    box.add_host("cloud")
-    box.add_host("gpu")
+    box.add_host("cloud", sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
+    box.add_host("gpu", sftp=False)
     box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
     box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
     box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
@@ -219,3 +220,4 @@ def fleet(sandbox, silent_listener, tmp_path):
     yield world
     for name in ("cloud", "gpu"):
         sandbox.ssh(name, "pkill -f 'agentsync-test-proc' || true", check=False)
+    disconnect_all(control_dir(str(tmp_path / "state")))  # this test's ssh masters (ControlPersist)

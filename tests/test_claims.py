@@ -12,8 +12,8 @@ import pytest
 from agentsync_fleet import inventory
 from agentsync_fleet.claims import model, store
 from agentsync_fleet.claims.model import Claim, ClaimRefused, Incoming
-from agentsync_fleet.connection import Connector
 from agentsync_fleet.errors import UsageError
+from agentsync_fleet.remote import Connector
 from agentsync_fleet.sandbox_fleet import git
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]

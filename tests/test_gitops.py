@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agentsync_fleet.connection import LocalSession
 from agentsync_fleet.gitfacts import parse_facts, parse_status_z
 from agentsync_fleet.gitops import Checkout, StepLog
 from agentsync_fleet.moves import move
+from agentsync_fleet.remote import LocalSession
 from agentsync_fleet.sandbox_fleet import clone, git, make_origin
 
 

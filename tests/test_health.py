@@ -212,7 +212,9 @@ def test_ssh_config_include_is_followed(fleet, tmp_path):
     included.write_text(f"Host cloud-included\n  HostName {cloud.address}\n  Port {cloud.port}\n  User root\n"
                         f"  IdentityFile {fleet.sandbox.client_key}\n  UserKnownHostsFile {fleet.known_hosts}\n")
     with fleet.ssh_config.open("a") as handle:
-        handle.write(f"\nInclude {tmp_path}/fleet.d/*.conf\n")
+        # `Host *` first: an Include after a Host block belongs to that block (and ssh reads it only there)
+        handle.write(f"\nHost *\nInclude {tmp_path}/fleet.d/*.conf\n")
+    assert ssh_true(fleet, "cloud-included") == 0  # ssh itself agrees
     hosts = report(fleet.agentsync("health", "--json", inventory=fleet.inventory({"cloud": {"ssh": "cloud-included"}})))
     assert hosts["cloud"]["passed"] is True
 
@@ -255,3 +257,9 @@ def test_an_ssh_config_proxycommand_is_used(fleet):
     result = fleet.agentsync("health", "--json", inventory=fleet.inventory({"inner": {"ssh": "inner-via-command"}}))
     assert result.returncode == 0, result.stdout + result.stderr
     assert report(result)["inner"]["repo"]["head"] == fleet.origin_head()  # inner.fleet resolves only on jump
+
+
+def ssh_true(fleet, alias: str) -> int:
+    """What OpenSSH itself says about a host with the test's config: the expected result."""
+    return subprocess.run(["ssh", "-F", str(fleet.ssh_config), "-o", "BatchMode=yes", alias, "true"],
+                          capture_output=True, timeout=30, stdin=subprocess.DEVNULL).returncode

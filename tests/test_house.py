@@ -32,4 +32,4 @@ def test_show_and_records_load_without_the_wire(module):
     loaded = imported_modules(module)
     assert module in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("paramiko", "fabric")
-                or m.startswith("agentsync_fleet.connection")}
+                or m.startswith(("agentsync_fleet.connection", "agentsync_fleet.remote"))}

@@ -12,12 +12,12 @@ import sys
 import threading
 import time
 
-from agentsync_fleet.connection.session import LocalSession
 from agentsync_fleet.identity import process_alive, process_stamp, process_start, process_table
 from agentsync_fleet.locks import remote
 from agentsync_fleet.locks.local import LocalLock
 from agentsync_fleet.locks.model import Holder, stale_reason
 from agentsync_fleet.models import Host
+from agentsync_fleet.remote import LocalSession
 
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 HERE = socket.gethostname()

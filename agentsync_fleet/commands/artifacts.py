@@ -45,7 +45,7 @@ def selected_hosts(args: FleetArgs, inv, direction: str | None) -> list:
 
 def run(args: FleetArgs, *, direction: str | None = None, dry_run: bool = False) -> int:
     from ..artifacts.runner import run_fleet
-    from ..connection import Connector
+    from ..remote import Connector
 
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"--direction expects up or down, got {direction!r}",

@@ -33,7 +33,7 @@ def _target(inv, name: str | None):
 def _update(args: FleetArgs, host_name: str | None, who: str | None, operation) -> int:
     from ..claims import store
     from ..claims.model import listing
-    from ..connection import Connector
+    from ..remote import Connector
     from ..settings import claim_ttl
 
     inv = args.load()
@@ -85,7 +85,7 @@ def release(args: FleetArgs, area: str, host: str | None = None, who: str | None
 def listing(args: FleetArgs, host: str | None = None) -> int:
     from ..claims import store
     from ..claims.model import listing as rows_of
-    from ..connection import Connector
+    from ..remote import Connector
     from ..settings import claim_ttl
 
     inv = args.load()

@@ -7,9 +7,9 @@ from . import FleetArgs
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
     from .. import journal
-    from ..connection import Connector
     from ..health import check_fleet
     from ..models import to_jsonable
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

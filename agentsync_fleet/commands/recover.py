@@ -11,9 +11,9 @@ from . import FleetArgs
 
 
 def run(args: FleetArgs) -> int:
-    from ..connection import Connector
     from ..locks import fleet_lock
     from ..pool import run_each
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

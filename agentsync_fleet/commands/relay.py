@@ -41,9 +41,9 @@ def pick_hosts(inv, source: str | None, target: str | None):
 
 def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool = False, dry_run: bool = False,
         allow_running: bool = False) -> int:
-    from ..connection import Connector
     from ..relay.core import RelayOptions
     from ..relay.runner import new_relay_id, run_relay
+    from ..remote import Connector
 
     inv = args.load()
     src, dst = pick_hosts(inv, source, target)

@@ -22,8 +22,8 @@ def rows(report) -> list[dict]:
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
     from .. import journal
-    from ..connection import Connector
     from ..health import check_fleet
+    from ..remote import Connector
 
     inv = args.load()
     connector = Connector(inv)

@@ -19,8 +19,8 @@ from . import FleetArgs, fleet_locked
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
         only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
     from .. import journal
-    from ..connection import Connector
     from ..engine.context import SyncOptions
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

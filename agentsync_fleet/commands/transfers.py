@@ -10,16 +10,22 @@ from . import FleetArgs, fleet_locked
 
 def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
     from ..output.transfer import TransferDisplay, render_report
+    from ..remote import Connector
     from ..transfer.task import choose_hosts, run_task
 
     inv = args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
-    with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv)), TransferDisplay(enabled=not dry_run) as display:
-        report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
-                          workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
-                          allow_running=allow_running, on_host_done=lambda host, results: _journal(task, host,
-                                                                                                   results))
+    connector = Connector(inv)  # the lock, rsync and every command share one master per host
+    try:
+        with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv), connector), \
+                TransferDisplay(enabled=not dry_run) as display:
+            report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
+                              workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
+                              allow_running=allow_running, connector=connector,
+                              on_host_done=lambda host, results: _journal(task, host, results))
+    finally:
+        connector.close_all()
     if args.json:
         from ..models import to_jsonable
         from ..output import emit_json
@@ -64,16 +70,10 @@ def _journal(task: str, host, results) -> None:
 
 
 @contextlib.contextmanager
-def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None):
+def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None, connector):
     """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
     if dry_run:
         yield
         return
-    from ..connection import Connector
-
-    connector = Connector(inv)
-    try:
-        with fleet_locked(inv, involved, connector, task=task, workers=workers):
-            yield
-    finally:
-        connector.close_all()
+    with fleet_locked(inv, involved, connector, task=task, workers=workers):
+        yield

@@ -1,7 +1,10 @@
 """`trust HOST`: add a host's key to known_hosts on purpose, after showing its fingerprint.
 
-Never replaces a key that changed: that is exactly the case a person must
-look into first (the old line is removed by hand, then `trust` is run again).
+The key is read by ssh itself, through the host's own route (ProxyJump,
+ProxyCommand, HostKeyAlias), and written as ssh would write it into the first
+UserKnownHostsFile. Never replaces a key that changed: that is exactly the
+case a person must look into first (the old line is removed by hand, then
+`trust` is run again).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from . import FleetArgs
 
 
 def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
-    from ..connection import Connector, append_known_host, read_host_key, trust_file
     from ..output import console
+    from ..remote import Connector, append_known_host, read_host_key, trust_file
 
     inv = args.load()
     if host_name not in inv.hosts:
@@ -28,17 +31,17 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
     finally:
         connector.close_all()
     out = console(stderr=args.json)
-    name = presented.endpoint.known_hosts_entry_name
+    name = presented.resolution.host_key_name
     out.print(f"{host_name} ({name}) presents {presented.key_type} key [bold]{presented.fingerprint}[/]")
     if presented.status == "known":
-        out.print("[green]already trusted[/]: known_hosts has this exact key; nothing to do.")
+        out.print("[green]already trusted[/]: ssh accepts this host's key; nothing to do.")
         return 0
     if presented.status == "changed":
         raise FleetError(
-            f"known_hosts holds a DIFFERENT key for {name} ({presented.known_fingerprint}); not replacing it",
+            f"known_hosts holds a DIFFERENT key for {name}; not replacing it ({presented.detail})",
             host=host_name, hint=f"if the host was really reinstalled, run `ssh-keygen -R '{name}'` "
                                  f"(add -f FILE for a UserKnownHostsFile), then `agentsync trust {host_name}` again")
-    target = trust_file(presented.endpoint)
+    target = trust_file(presented.resolution)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("not trusting a key without confirmation",

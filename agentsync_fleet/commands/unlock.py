@@ -6,8 +6,8 @@ from . import FleetArgs
 
 
 def run(args: FleetArgs, force: bool = False) -> int:
-    from ..connection import Connector
     from ..locks import unlock
+    from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)

@@ -58,6 +58,7 @@ class SshTarget:
     address: str = ""  # user@hostname as ssh_config resolves it (what another host must dial)
     resolved_port: int | None = None
     proxy_jump: str = ""
+    argv: tuple[str, ...] = ()  # the run's own ssh argv for this host (its master, its hops); wins when set
 
 
 def split_port(ssh: str) -> tuple[str, int | None]:
@@ -70,6 +71,8 @@ def split_port(ssh: str) -> tuple[str, int | None]:
 
 def ssh_argv(t: SshTarget, *, first_hop: bool = True) -> list[str]:
     """The OpenSSH client command (without the target). `first_hop=False`: on another host (no -F, no files)."""
+    if first_hop and t.argv:
+        return list(t.argv)
     argv = ["ssh"]
     if first_hop and t.config:
         argv += ["-F", t.config]

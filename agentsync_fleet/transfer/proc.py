@@ -1,9 +1,4 @@
-"""Processes a transfer starts: `ssh -G` to read the client settings, rsync itself, git on the laptop.
-
-No Fabric or paramiko here: rsync uses OpenSSH, and asking OpenSSH itself
-(`ssh -G`, no connection made) how it will treat a host is exact and costs a
-few milliseconds instead of the ~0.2 s it takes to import paramiko.
-"""
+"""Processes a transfer starts: rsync itself (over the run's ssh masters) and git on the laptop."""
 
 from __future__ import annotations
 
@@ -17,44 +12,51 @@ from dataclasses import dataclass
 
 from ..errors import FleetError
 from ..models import Host, Inventory
-from ..steps.rsync import SshTarget, split_port
-
-USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+from ..steps.rsync import SshTarget
 
 
 class SshSettings:
-    """`SshTarget` per host, read once per run with `ssh -G` under the inventory's ssh_config."""
+    """`SshTarget` per host from the run's Connector: its one `ssh -G` resolution and its master's ssh argv.
 
-    def __init__(self, inv: Inventory):
+    rsync's `-e` is the very argv every other command to the host uses
+    (same -F, strict options, ControlPath, ProxyJump hops), so rsync rides
+    the warm master. A host that cannot be connected still gets its argv:
+    rsync then fails the same way and its own diagnosis reports it.
+    """
+
+    def __init__(self, inv: Inventory, connector=None):
+        from ..remote import Connector
+
+        self.connector = connector if connector is not None else Connector(inv)
         self.config = str(inv.ssh_config) if inv.ssh_config else None
         self._cache: dict[str, SshTarget] = {}
         self._lock = threading.Lock()
 
     def __call__(self, host: Host) -> SshTarget:
         with self._lock:
-            if host.name not in self._cache:
-                self._cache[host.name] = self._resolve(host)
-            return self._cache[host.name]
+            cached = self._cache.get(host.name)
+        if cached is None:
+            cached = self._resolve(host)
+            with self._lock:
+                cached = self._cache.setdefault(host.name, cached)
+        return cached
 
     def _resolve(self, host: Host) -> SshTarget:
-        target, port = split_port(host.ssh or host.name)
-        argv = ["ssh", *(["-F", self.config] if self.config else []), "-G", *(["-p", str(port)] if port else []),
-                target]
-        proc = run_quiet(argv, f"read the ssh settings for {host.name}")
-        values: dict[str, str] = {}
-        for line in proc.stdout.splitlines():
-            key, _, value = line.partition(" ")
-            values.setdefault(key.lower(), value.strip())
-        files = [*values.get("userknownhostsfile", "").split(), os.path.expanduser(USER_KNOWN_HOSTS)]
-        jump = values.get("proxyjump", "")
-        return SshTarget(target=target, port=port, config=self.config, known_hosts=tuple(dict.fromkeys(files)),
-                         connect_timeout=host.connect_timeout,
-                         address=f"{values.get('user', 'root')}@{_bracket(values.get('hostname', target))}",
-                         resolved_port=int(values.get("port", "22")), proxy_jump="" if jump == "none" else jump)
+        from ..errors import HostUnreachable
 
-
-def _bracket(hostname: str) -> str:
-    return f"[{hostname}]" if ":" in hostname else hostname
+        res = self.connector.resolution(host)
+        try:
+            session = self.connector.session(host)
+        except HostUnreachable:
+            try:
+                session = self.connector.unopened_session(host)
+            except HostUnreachable:
+                session = None
+        jump = ",".join(res.proxy_jump)
+        user = res.target.user
+        return SshTarget(target=f"{user}@{res.target.host}" if user else res.target.host, port=res.target.port, config=self.config,
+                         connect_timeout=host.connect_timeout, address=res.address, resolved_port=res.port,
+                         proxy_jump=jump, argv=tuple(session.rsh_argv()) if session is not None else ())
 
 
 def run_quiet(argv: list[str], what: str, timeout: float = 30, cwd: str | None = None) -> subprocess.CompletedProcess:

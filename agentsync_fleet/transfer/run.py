@@ -32,10 +32,10 @@ class Runner:
     """Runs routes of one inventory for one run (one run id, one set of options)."""
 
     def __init__(self, inv: Inventory, opts: P.LegOptions, listener: Listener = lambda event: None, *,
-                 rerun: str = "the same command", allow_running: bool = False):
+                 rerun: str = "the same command", allow_running: bool = False, connector=None):
         self.inv, self.opts, self.listener = inv, opts, listener
         self.rerun, self.allow_running = rerun, allow_running
-        self.ssh = SshSettings(inv)
+        self.ssh = SshSettings(inv, connector)  # the run's connector: one resolution, one master per host
 
     def commands(self, route: P.Route) -> list[str]:
         """The exact command lines of a route, for plans."""

@@ -34,7 +34,8 @@ def _runner(ctx: RunContext, host: Host, stage: str) -> Runner:
                                            f"{human_bytes(event.progress.bytes)}")
 
     opts = P.LegOptions.for_inventory(ctx.inventory, ctx.run_id, state_dir(ctx.inventory), ctx.options.dry_run)
-    return Runner(ctx.inventory, opts, listen, rerun="`agentsync sync-all`", allow_running=ctx.options.allow_running)
+    return Runner(ctx.inventory, opts, listen, rerun="`agentsync sync-all`", allow_running=ctx.options.allow_running,
+                  connector=ctx.connector)
 
 
 class TransferStage(Stage):

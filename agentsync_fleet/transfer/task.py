@@ -60,7 +60,7 @@ def _nothing_hint(task: str) -> str:
 
 def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor, *, state_dir: str,
              dry_run: bool, workers: int | None, explicit: bool, listener: Listener,
-             allow_running: bool = False, on_host_done: HostDone | None = None) -> TransferReport:
+             allow_running: bool = False, on_host_done: HostDone | None = None, connector=None) -> TransferReport:
     from ..journal import current_run_id
 
     start = time.monotonic()
@@ -68,7 +68,7 @@ def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor
     opts = P.LegOptions.for_inventory(inv, run_id, state_dir, dry_run)
     names = ",".join(h.name for h in hosts) if explicit else ""
     rerun = f"`agentsync {task}{' --host ' + names if names else ''}`"
-    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running)
+    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running, connector=connector)
 
     def one_host(host: Host) -> list[TransferResult]:
         results = [runner.run(route) for route in routes_for(inv, host, explicit)]
