@@ -37,8 +37,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+# ruff, then the house's import contract (pyproject.toml [tool.importlinter]): layers, never-arrows, no cycles.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: setup lint
 	$(BIN)/pytest -q

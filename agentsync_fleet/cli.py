@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from invoke import Collection, Exit, Program, task
 
@@ -25,27 +27,32 @@ FLEET_HELP = {
 }
 
 
+@dataclass(frozen=True)
+class TaskRun:
+    """What a task body gets as `c`: Invoke's context and the run's journal recorder, passed on explicitly."""
+
+    invoke: Any
+    recorder: Any
+
+
 def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Callable[..., int]:
     """Map a command's return value to the exit status; print FleetErrors without a traceback.
 
-    Every fleet task is also recorded in the run journal here, once, so a new
-    task is journaled without doing anything (its run row appears when it
-    loads its inventory). `journal=False` is for tasks that only read the
-    journal or do not concern a fleet.
+    Every fleet task is also recorded in the run journal here, once: the
+    recorder made here reaches the task as `c.recorder` and its command as
+    `FleetArgs.recorder` (its run row appears when it loads its inventory).
+    `journal=False` is for tasks that only read the journal or do not
+    concern a fleet.
     """
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        import contextlib
-
-        from . import journal as runs
+        from .journal import NullRecorder, RunRecorder
         from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
-        recorder = (runs.recording(name, arguments(body, c, args, kwargs), warn=warn) if journal
-                    else contextlib.nullcontext())
-        with recorder as run:
-            code = run_body(body, run, c, *args, **kwargs)
+        recorder = RunRecorder(name, arguments(body, c, args, kwargs), warn=warn) if journal else NullRecorder()
+        code = run_body(body, recorder, TaskRun(c, recorder), *args, **kwargs)
         if code in INTERRUPTED:
             raise Exit("interrupted", code=code)
         if code:
@@ -72,7 +79,7 @@ def health(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=Fal
     """Deploy gate: reachability, repo state, guard processes, disk, load, GPU and ZeroTier per host."""
     from .commands import health as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch)
 
 
 @fleet_task(help={"no_fetch": "skip `git fetch`"})
@@ -80,7 +87,7 @@ def status(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=Fal
     """Per host: ahead of / behind origin and uncommitted files (read-only)."""
     from .commands import status as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), fetch=not no_fetch)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch)
 
 
 SYNC_HELP = {
@@ -97,7 +104,7 @@ def sync_all(c, inventory=None, hosts=None, json=False, workers=None, dry_run=Fa
     """Bring every checkout to the same commit, then move code, artifacts and results; never loses work."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, strict=strict,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), dry_run=dry_run, strict=strict,
                        allow_running=allow_running, resume=resume)
 
 
@@ -106,7 +113,8 @@ def plan(c, inventory=None, hosts=None, json=False, workers=None, strict=False):
     """Show what sync-all would do, command by command, without changing anything (= sync-all --dry-run)."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=True, strict=strict, task="plan")
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=True, strict=strict, task="plan")
 
 
 @fleet_task(help=SYNC_HELP)
@@ -114,7 +122,8 @@ def pull(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False,
     """Bring hosts onto origin's branch (the converge stage alone), keeping uncommitted work."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running,
                        only_stages=("converge", "relay-out", "claims"), task="pull")
 
 
@@ -123,7 +132,8 @@ def push(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False,
     """Publish hosts' local commits to origin, one host at a time in order (the publish stage alone)."""
     from .commands import sync as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), dry_run=dry_run, allow_running=allow_running,
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running,
                        only_stages=("relay-in", "publish", "claims"), task="push")
 
 
@@ -139,7 +149,8 @@ def artifacts(c, inventory=None, host=None, direction=None, json=False, workers=
     """Sync models/data between hosts and S3, on each host directly: every up entry before any down."""
     from .commands import artifacts as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), direction=direction, dry_run=dry_run)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
+                       direction=direction, dry_run=dry_run)
 
 
 TRANSFER_HELP = {
@@ -154,7 +165,8 @@ def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=Fa
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run, allow_running=allow_running)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
+                       dry_run=dry_run, allow_running=allow_running)
 
 
 @fleet_task(help=TRANSFER_HELP)
@@ -162,7 +174,7 @@ def results(c, host=None, inventory=None, json=False, workers=None, dry_run=Fals
     """Bring results back from a host to the laptop (its results: and rsync pull entries), backing up what they replace."""
     from .commands import results as command
 
-    return command.run(FleetArgs(inventory, host, json, workers), dry_run=dry_run)
+    return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder), dry_run=dry_run)
 
 
 @fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
@@ -170,7 +182,7 @@ def trust(c, host, inventory=None, yes=False, json=False):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
     from .commands import trust as command
 
-    return command.run(FleetArgs(inventory, None, json), host, yes=yes)
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes)
 
 
 @fleet_task()
@@ -186,7 +198,7 @@ def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False)
     """Remove stale fleet locks (holder gone, or older than lock_ttl) here and on the hosts; --force: any lock."""
     from .commands import unlock as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers), force=force)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), force=force)
 
 
 @fleet_task()
@@ -194,7 +206,7 @@ def recover(c, inventory=None, hosts=None, json=False, workers=None):
     """Heal what cut-off moves left (restore their stash, remove scratch worktrees); list agentsync stashes."""
     from .commands import recover as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers))
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder))
 
 
 CLAIM_HELP = {
@@ -211,7 +223,7 @@ def claim(c, area, note="", host=None, who=None, inventory=None, json=False):
     """Claim an area of the repo (who works on what); refused if someone else holds it and it is not stale."""
     from .commands import claims as command
 
-    return command.claim(FleetArgs(inventory, None, json), area, note=note, host=host, who=who)
+    return command.claim(FleetArgs(inventory, None, json, recorder=c.recorder), area, note=note, host=host, who=who)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -219,7 +231,7 @@ def checkin(c, area, host=None, who=None, inventory=None, json=False):
     """Check in on your claim so it does not go stale (after claim_ttl, default 4h)."""
     from .commands import claims as command
 
-    return command.checkin(FleetArgs(inventory, None, json), area, host=host, who=who)
+    return command.checkin(FleetArgs(inventory, None, json, recorder=c.recorder), area, host=host, who=who)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -227,7 +239,7 @@ def release(c, area, host=None, who=None, force=False, inventory=None, json=Fals
     """Release your claim on an area."""
     from .commands import claims as command
 
-    return command.release(FleetArgs(inventory, None, json), area, host=host, who=who, force=force)
+    return command.release(FleetArgs(inventory, None, json, recorder=c.recorder), area, host=host, who=who, force=force)
 
 
 @fleet_task(help=CLAIM_HELP)
@@ -235,7 +247,7 @@ def claims(c, host=None, inventory=None, json=False):
     """List who claims which area (read from origin), with stale claims marked."""
     from .commands import claims as command
 
-    return command.listing(FleetArgs(inventory, None, json), host=host)
+    return command.listing(FleetArgs(inventory, None, json, recorder=c.recorder), host=host)
 
 
 HISTORY_HELP = {
@@ -255,7 +267,8 @@ def history_list(c, limit=None, host=None, status=None, task=None, inventory=Non
     """Recorded runs, newest first: task, when, how long, status, hosts, who (the default `history` task)."""
     from .commands import history as command
 
-    return command.listing(FleetArgs(inventory, None, json), limit=limit, host=host, status=status, task=task)
+    return command.listing(FleetArgs(inventory, None, json, recorder=c.recorder),
+                           limit=limit, host=host, status=status, task=task)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="show")
@@ -263,7 +276,7 @@ def history_show(c, run, inventory=None, json=False):
     """One run in full: arguments, who, inventory hash, every host and step with commands, exit codes, errors."""
     from .commands import history as command
 
-    return command.show(FleetArgs(inventory, None, json), run)
+    return command.show(FleetArgs(inventory, None, json, recorder=c.recorder), run)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="stats")
@@ -271,7 +284,7 @@ def history_stats(c, task=None, inventory=None, json=False):
     """Runs, success rate, median step time per host and step, and each host's last success."""
     from .commands import history as command
 
-    return command.stats(FleetArgs(inventory, None, json), task=task)
+    return command.stats(FleetArgs(inventory, None, json, recorder=c.recorder), task=task)
 
 
 @fleet_task(help=HISTORY_HELP, journal=False, name="export")
@@ -279,7 +292,7 @@ def history_export(c, file, inventory=None):
     """Write every recorded run (hosts, steps, commands) to a JSON file."""
     from .commands import history as command
 
-    return command.export(FleetArgs(inventory, None, False), file)
+    return command.export(FleetArgs(inventory, None, False, recorder=c.recorder), file)
 
 
 @fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
@@ -314,7 +327,7 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
     """Carry a host's new commits to another host as patches: backup branch, git am -3, validate, optional push."""
     from .commands import relay as command
 
-    return command.run(FleetArgs(inventory, None, json), from_, to, push=push, dry_run=dry_run,
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), from_, to, push=push, dry_run=dry_run,
                        allow_running=allow_running)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import time
+import uuid
 from pathlib import Path
 
 
@@ -96,3 +98,7 @@ def process_running(pid: int | None, start: str = "") -> bool | None:
     if fields and fields[0] == "Z":  # a zombie has finished its work
         return False
     return not (start and fields and len(fields) > 19 and fields[19] != start)  # pid reused by another process
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
 from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .settings import TIMEOUTS
-from .transfer.entries import build_results_entries, build_rsync_entries, check_transfers
 
 DEFAULT_PATH = "inventory/fleet.yaml"
 ENV_VAR = "AGENTSYNC_INVENTORY"

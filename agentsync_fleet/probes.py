@@ -13,9 +13,9 @@ import re
 from .models import Host
 from .records import GpuInfo, GpuProcess, ProcessInfo, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
-from .steps.git import INTENT, SCRATCH_PREFIX
+from .steps.git import ENV as GIT_ENV
+from .steps.git import INTENT, SCRATCH_PREFIX, origin_ref
 
-GIT_ENV = "GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes' LC_ALL=C"
 IN_PROGRESS = {
     "rebase-merge": "rebase", "rebase-apply": "rebase (am)", "MERGE_HEAD": "merge",
     "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
@@ -39,7 +39,7 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     stash log, the HEAD file and HEAD's commit; the shell reads those files
     itself. `rev-list` counts ahead/behind; `status` lists dirty files.
     """
-    ref = f"refs/remotes/{host.remote}/{host.branch}"
+    ref = origin_ref(host)
     git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD", INTENT])
     git_paths += " --git-common-dir"
     lines = [

@@ -223,3 +223,10 @@ class StepLog:
 
     records: list[CommandRecord] = field(default_factory=list)
     announce: Callable[[str], None] = lambda text: None
+
+
+def worst_status(failed: list[str] | tuple[str, ...]) -> str:
+    """How a host ended from the statuses of its parts that failed: `unreachable` only if every one was."""
+    if not failed:
+        return "ok"
+    return "unreachable" if all(status == "unreachable" for status in failed) else "failed"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentsync_fleet import inventory
+from agentsync_fleet.entries import split_ref
 from agentsync_fleet.errors import InventoryError
 from agentsync_fleet.models import Host, RsyncEntry
 from agentsync_fleet.settings import TransferSettings
@@ -28,7 +29,6 @@ from agentsync_fleet.steps.rsync import (
     ssh_argv,
 )
 from agentsync_fleet.transfer import plan as P
-from agentsync_fleet.transfer.entries import split_ref
 from agentsync_fleet.transfer.parse import (
     Change,
     Progress,

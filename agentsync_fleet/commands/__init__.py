@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import UsageError
 
@@ -17,6 +18,7 @@ class FleetArgs:
     hosts: str | None = None
     json: bool = False
     workers: str | int | None = None
+    recorder: Any = field(default_factory=lambda: _unrecorded())  # the run's journal recorder, from the CLI
 
     def load(self):
         """The validated inventory (raises InventoryError with every problem).
@@ -24,10 +26,10 @@ class FleetArgs:
         Loading it is also where the run journal learns which fleet this run
         is about: the run is recorded from here on (see `journal`).
         """
-        from .. import inventory, journal
+        from .. import inventory
 
         inv = inventory.load(self.inventory)
-        journal.attach(inv)
+        self.recorder.attach(inv)
         return inv
 
     def selected(self, inv) -> list:
@@ -52,13 +54,19 @@ class FleetArgs:
         return count
 
 
+def _unrecorded():
+    from ..journal import NullRecorder
+
+    return NullRecorder()
+
+
 @contextmanager
-def fleet_locked(inv, hosts: list, connector, *, task: str, workers: int | None = None) -> Iterator:
+def fleet_locked(inv, hosts: list, connector, *, task: str, recorder, workers: int | None = None) -> Iterator:
     """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over are printed as warnings."""
     from ..locks import fleet_lock
     from ..output import warn
 
-    with fleet_lock(inv, hosts, connector, task=task, workers=workers) as state:
+    with fleet_lock(inv, hosts, connector, task=task, workers=workers, recorder=recorder) as state:
         for warning in state.warnings:
             warn(warning)
         yield state

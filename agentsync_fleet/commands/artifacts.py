@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from . import FleetArgs, fleet_locked
+from .journaling import journal_artifact_entry, journal_artifact_hosts
 
 DIRECTIONS = ("up", "down")
 
@@ -56,53 +57,36 @@ def run(args: FleetArgs, *, direction: str | None = None, dry_run: bool = False)
     start = time.monotonic()
     options = {"direction": direction, "dry_run": dry_run, "workers": args.worker_limit(inv)}
     try:
-        with _lock(dry_run, inv, hosts, connector, options["workers"]):
+        with _lock(args, dry_run, inv, hosts, connector, options["workers"]):
             if args.json or not hosts:
-                results = run_fleet(connector, hosts, on_done=_journal_entry, **options)
+                def journal_entry(outcome) -> None:
+                    journal_artifact_entry(args.recorder, outcome)
+
+                results = run_fleet(connector, hosts, on_done=journal_entry, **options)
             else:
                 from ..output.artifacts import ProgressView
 
                 with ProgressView(hosts, direction, dry_run) as view:
                     def done(outcome) -> None:
                         view.done(outcome)
-                        _journal_entry(outcome)
+                        journal_artifact_entry(args.recorder, outcome)
 
                     results = run_fleet(connector, hosts, on_progress=view.progress, on_done=done, **options)
     finally:
         connector.close_all()
-    _journal_hosts(results)
+    journal_artifact_hosts(args.recorder, results)
     report = ArtifactsReport(str(inv.path), dry_run, direction, tuple(results), round(time.monotonic() - start, 3))
     _show(args, report)
     return 0 if report.ok else 1
 
 
-def _lock(dry_run: bool, inv, hosts, connector, workers):
+def _lock(args: FleetArgs, dry_run: bool, inv, hosts, connector, workers):
     """Moving data holds the fleet lock; a dry run only looks."""
     import contextlib
 
     if dry_run or not hosts:
         return contextlib.nullcontext()
-    return fleet_locked(inv, hosts, connector, task="artifacts", workers=workers)
-
-
-def _journal_entry(outcome) -> None:
-    """Each entry into the run journal the moment it finishes (files, bytes, time, the AWS error)."""
-    from .. import journal
-    from ..artifacts.stage import step_record
-
-    journal.record_step(outcome.host, step_record(f"artifacts-{outcome.direction}", outcome))
-
-
-def _journal_hosts(results) -> None:
-    from .. import journal
-    from ..records import HostOutcome
-
-    for name in dict.fromkeys(r.host for r in results):
-        mine = [r for r in results if r.host == name]
-        bad = [r for r in mine if not r.ok]
-        status = "ok" if not bad else ("unreachable" if all(r.status == "unreachable" for r in bad) else "failed")
-        journal.record_host(HostOutcome(name, status, duration_s=round(sum(r.duration_s for r in mine), 3),
-                                                message="\n".join(r.message for r in bad)))
+    return fleet_locked(inv, hosts, connector, task="artifacts", workers=workers, recorder=args.recorder)
 
 
 def _show(args: FleetArgs, report: ArtifactsReport) -> None:

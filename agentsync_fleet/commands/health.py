@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from . import FleetArgs
+from .journaling import journal_health
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
-    from .. import journal
     from ..health import check_fleet
     from ..models import to_jsonable
     from ..remote import Connector
@@ -18,7 +18,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv))
     finally:
         connector.close_all()
-    journal.record_health(report)
+    journal_health(args.recorder, report)
     if args.json:
         from ..output import emit_json
 

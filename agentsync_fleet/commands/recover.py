@@ -7,11 +7,10 @@ with the files it holds, so nothing of anyone's is hidden in one.
 
 from __future__ import annotations
 
-from . import FleetArgs
+from . import FleetArgs, fleet_locked
 
 
 def run(args: FleetArgs) -> int:
-    from ..locks import fleet_lock
     from ..pool import run_each
     from ..remote import Connector
 
@@ -20,7 +19,7 @@ def run(args: FleetArgs) -> int:
     connector = Connector(inv)
     workers = args.worker_limit(inv)
     try:
-        with fleet_lock(inv, hosts, connector, task="recover", workers=workers):
+        with fleet_locked(inv, hosts, connector, task="recover", recorder=args.recorder, workers=workers):
             outcomes = run_each(hosts, lambda h: recover_host(connector, h), workers)
     finally:
         connector.close_all()

@@ -8,11 +8,7 @@ import difflib
 from ..errors import UsageError
 from ..secrets import secret_patterns
 from . import FleetArgs, fleet_locked
-
-
-def relay_hub(inv):
-    """The host relays go through by default: the controller (`local: true`) when it can reach origin."""
-    return next((h for h in inv.hosts.values() if h.local and h.git_access), None)
+from .journaling import journal_relay
 
 
 def _host(inv, name: str | None, flag: str):
@@ -26,6 +22,8 @@ def _host(inv, name: str | None, flag: str):
 
 
 def pick_hosts(inv, source: str | None, target: str | None):
+    from ..relay.runner import relay_hub
+
     src = _host(inv, source, "--from")
     if target:
         dst = _host(inv, target, "--to")
@@ -41,8 +39,9 @@ def pick_hosts(inv, source: str | None, target: str | None):
 
 def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool = False, dry_run: bool = False,
         allow_running: bool = False) -> int:
+    from ..identity import new_run_id
     from ..relay.core import RelayOptions
-    from ..relay.runner import new_relay_id, run_relay
+    from ..relay.runner import run_relay
     from ..remote import Connector
 
     inv = args.load()
@@ -52,12 +51,12 @@ def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool =
                          hint="relay to a host that can reach origin (the default is the local host)")
     connector = Connector(inv)
     try:
-        with _lock(dry_run, inv, [src, dst], connector):
-            result = run_relay(connector, src, dst, RelayOptions(new_relay_id(), dry_run, push, allow_running,
+        with _lock(args, dry_run, inv, [src, dst], connector):
+            result = run_relay(connector, src, dst, RelayOptions(new_run_id(), dry_run, push, allow_running,
                                                                      secret_patterns(inv.settings)))
     finally:
         connector.close_all()
-    _journal(result, dry_run)
+    journal_relay(args.recorder, result, dry_run)
     if args.json:
         from ..output import emit_json
 
@@ -69,26 +68,10 @@ def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool =
     return 0 if result.ok else 1
 
 
-def _lock(dry_run: bool, inv, hosts, connector):
+def _lock(args: FleetArgs, dry_run: bool, inv, hosts, connector):
     """A relay moves the target's checkout (and may push): it holds the fleet lock; a dry run only looks."""
     if dry_run:
         return contextlib.nullcontext()
-    return fleet_locked(inv, hosts, connector, task="patch-relay")
+    return fleet_locked(inv, hosts, connector, task="patch-relay", recorder=args.recorder)
 
 
-def _journal(result, dry_run: bool) -> None:
-    """Both ends into the run journal: one step each with the commands run there, and how the relay ended."""
-    from .. import journal
-    from ..records import CommandRecord, HostOutcome, StepRecord
-
-    status = "ok" if result.ok else result.status
-    for name, action in ((result.source, f"export commits for {result.target}"),
-                         (result.target, f"apply commits from {result.source}")):
-        commands = [CommandRecord(c["command"], c["exit_code"], c["duration_s"]) for c in result.commands
-                    if c["host"] == name]
-        data = {"relay": result.status, "applied": result.applied, "dry_run": dry_run}
-        if name == result.target:
-            data.update(head_before=result.head_before, head_after=result.head_after)
-        journal.record_step(name, StepRecord("patch-relay", action, status, round(sum(c.duration_s for c in commands), 3),
-                                             result.message if status != "ok" else "", commands, data))
-        journal.record_host(HostOutcome(name, status, message=result.message if status != "ok" else ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import FleetArgs
+from .journaling import journal_health
 
 
 def rows(report) -> list[dict]:
@@ -21,7 +22,6 @@ def rows(report) -> list[dict]:
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
-    from .. import journal
     from ..health import check_fleet
     from ..remote import Connector
 
@@ -31,7 +31,7 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
         report = check_fleet(inv, args.selected(inv), connector, fetch=fetch, workers=args.worker_limit(inv))
     finally:
         connector.close_all()
-    journal.record_health(report)
+    journal_health(args.recorder, report)
     data = rows(report)
     if args.json:
         from ..output import emit_json

@@ -2,7 +2,7 @@
 
 Runs that change the fleet hold the fleet lock (`locks.fleet_lock`); dry
 runs take none. `--resume` narrows the hosts to those that did not end ok
-in the last sync-all of this inventory (`journal.query.resume_plan`). After
+in the last sync-all of this inventory (`journal.resume.resume_plan`). After
 a real sync-all the inventory's `notify` command gets the JSON report.
 """
 
@@ -18,7 +18,6 @@ from . import FleetArgs, fleet_locked
 
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
         only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
-    from .. import journal
     from ..engine.context import SyncOptions
     from ..remote import Connector
 
@@ -26,27 +25,27 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     hosts = args.selected(inv)
     resumed_from = None
     if resume:
-        hosts, resumed_from = _resume_hosts(inv, hosts, args.json)
+        hosts, resumed_from = _resume_hosts(args, inv, hosts, args.json)
         if not hosts:
             if args.json:  # nothing to run, yet scripts get the report they asked for
                 from ..records import SyncReport
 
-                _show(args, SyncReport(journal.current_run_id(), str(inv.path), dry_run, (), (), 0.0),
+                _show(args, SyncReport(args.recorder.run_id, str(inv.path), dry_run, (), (), 0.0),
                       {"resumed_from": resumed_from})
             return 0
-    journal.annotate(hosts=[h.name for h in hosts], dry_run=dry_run, resumed_from=resumed_from)
+    args.recorder.annotate(hosts=[h.name for h in hosts], dry_run=dry_run, resumed_from=resumed_from)
     options = SyncOptions(dry_run=dry_run, strict=strict, allow_running=allow_running,
                           workers=args.worker_limit(inv), only_stages=only_stages, resume=resume)
     connector = Connector(inv)
     try:
-        with _lock(dry_run, inv, hosts, connector, task, options.workers):
+        with _lock(args, dry_run, inv, hosts, connector, task, options.workers):
             report = _engine(args, inv, hosts, connector, options)
     finally:
         connector.close_all()
-    journal.annotate(origin_head=report.origin_head, aborted=report.aborted)
+    args.recorder.annotate(origin_head=report.origin_head, aborted=report.aborted)
     extra = {"resumed_from": resumed_from} if resumed_from else {}
     if task == "sync-all" and not dry_run:
-        extra.update(_notify(inv, report))
+        extra.update(_notify(args, inv, report))
     _show(args, report, extra)
     return 0 if report.ok else 1
 
@@ -57,7 +56,8 @@ def _engine(args: FleetArgs, inv, hosts, connector, options):
     from ..pipeline import run_sync
 
     with LiveView([h.name for h in hosts], enabled=not options.dry_run and not args.json) as view:
-        ctx = RunContext(inv, hosts, connector, options, listener=view.update)
+        ctx = RunContext(inv, hosts, connector, options, listener=view.update, run_id=args.recorder.run_id,
+                         observer=args.recorder)
         try:
             return run_sync(ctx)
         except KeyboardInterrupt:  # moves under way were finished first (`interrupts.held`): say where things are
@@ -66,40 +66,21 @@ def _engine(args: FleetArgs, inv, hosts, connector, options):
             raise
 
 
-def _lock(dry_run: bool, inv, hosts, connector, task: str, workers):
+def _lock(args: FleetArgs, dry_run: bool, inv, hosts, connector, task: str, workers):
     """The fleet lock for a run that changes things; a dry run only reads."""
     if dry_run:
         return contextlib.nullcontext()
-    return fleet_locked(inv, hosts, connector, task=task, workers=workers)
+    return fleet_locked(inv, hosts, connector, task=task, workers=workers, recorder=args.recorder)
 
 
-def _resume_hosts(inv, hosts, quiet: bool):
+def _resume_hosts(args: FleetArgs, inv, hosts, quiet: bool):
     """The selected hosts that did not end ok in the last sync-all of this inventory that included them."""
-    import os
-
-    from .. import journal
-    from ..journal.query import resume_across, was_sync
-    from ..journal.store import Journal
+    from ..journal.resume import resume_plan
     from ..output.history import render_resume
 
-    store = Journal.in_dir(state_dir(inv))
-
-    def syncs():  # newest first, read only as far as needed
-        current = journal.active().run_id if journal.active() else None
-        for run in store.runs(task="sync-all", inventory=os.path.abspath(inv.path)):
-            if run["id"] == current:
-                continue
-            rows, steps = store.hosts_of([run["id"]]), store.steps_of([run["id"]])
-            if was_sync(run, rows, steps):
-                yield run, rows, steps
-
-    try:
-        store.reconcile()
-        plan = resume_across(syncs(), [h.name for h in hosts])
-    finally:
-        store.close()
+    plan, journal_path = resume_plan(state_dir(inv), str(inv.path), [h.name for h in hosts], args.recorder.run_id)
     if plan is None:
-        raise UsageError(f"nothing to resume: no earlier sync-all of {inv.path} in the journal ({store.path})",
+        raise UsageError(f"nothing to resume: no earlier sync-all of {inv.path} in the journal ({journal_path})",
                          hint="run sync-all without --resume")
     render_resume(plan, to_stderr=quiet)
     return [h for h in hosts if h.name in plan.rerun], plan.run_id
@@ -113,8 +94,7 @@ def _report_json(report) -> dict:
     return data
 
 
-def _notify(inv, report) -> dict:
-    from .. import journal
+def _notify(args: FleetArgs, inv, report) -> dict:
     from ..models import to_jsonable
     from ..notify import run_notify
     from ..output import warn
@@ -124,7 +104,7 @@ def _notify(inv, report) -> dict:
     if spec is None:
         return {}
     outcome = run_notify(spec, json.dumps(_report_json(report)), cwd=inv.path.parent)
-    journal.annotate(notify=to_jsonable(outcome))
+    args.recorder.annotate(notify=to_jsonable(outcome))
     if not outcome.ok:
         warn(f"notify command `{outcome.command}` failed: {outcome.detail} (the sync itself is unaffected)")
     return {"notify": to_jsonable(outcome)}

@@ -6,6 +6,7 @@ import contextlib
 
 from ..settings import state_dir
 from . import FleetArgs, fleet_locked
+from .journaling import journal_transfers
 
 
 def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
@@ -18,12 +19,13 @@ def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allo
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
     try:
-        with _fleet_lock(inv, touched, task, dry_run, args.worker_limit(inv), connector), \
-                TransferDisplay(enabled=not dry_run) as display:
+        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector),
+              TransferDisplay(enabled=not dry_run) as display):
             report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                               workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
-                              allow_running=allow_running, connector=connector,
-                              on_host_done=lambda host, results: _journal(task, host, results))
+                              allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
+                              on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
+                                                                                   results))
     finally:
         connector.close_all()
     if args.json:
@@ -47,33 +49,11 @@ def _touched(inv, hosts, routes_for, explicit: bool) -> list:
     return [h for h in inv.select(None) if h.name in names or h.local]
 
 
-def _journal(task: str, host, results) -> None:
-    """A host's transfers into the run journal as they end: one step (what moved, every rsync command), as
-    the sync-all stage of the same name records it, and how the host ended."""
-    from .. import journal
-    from ..models import to_jsonable
-    from ..records import CommandRecord, HostOutcome, StepRecord
-    from ..transfer.model import totals
-    from ..transfer.stages import CodePushStage, ResultsStage
-
-    action = {stage.name: stage.action for stage in (CodePushStage, ResultsStage)}[task]
-    action += " (dry run)" if any(t.dry_run for t in results) else ""
-    failed = [t for t in results if not t.ok]
-    status = "ok" if not failed else ("unreachable" if all(t.status == "unreachable" for t in failed) else "failed")
-    record = StepRecord(task, action, status, round(sum(t.duration_s for t in results), 3),
-                        "; ".join(f"{t.name}: {t.error} ({t.hint})" for t in failed),
-                        [CommandRecord(leg.command, leg.exit_code if leg.exit_code is not None else -1, leg.duration_s,
-                                       t.detail if leg is t.legs[-1] else "") for t in results for leg in t.legs],
-                        {**totals(results), "transfers": [to_jsonable(t) for t in results]})
-    journal.record_step(host.name, record)
-    journal.record_host(HostOutcome(host.name, status, duration_s=record.duration_s, message=record.detail))
-
-
 @contextlib.contextmanager
-def _fleet_lock(inv, involved, task: str, dry_run: bool, workers: int | None, connector):
+def _fleet_lock(args: FleetArgs, inv, involved, task: str, dry_run: bool, workers: int | None, connector):
     """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
     if dry_run:
         yield
         return
-    with fleet_locked(inv, involved, connector, task=task, workers=workers):
+    with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder):
         yield

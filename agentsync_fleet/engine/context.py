@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..identity import new_run_id
 from ..models import Host, Inventory
 from ..records import HostHealth, HostSync
 
@@ -31,17 +32,14 @@ class SyncOptions:
 Listener = Callable[[str, str, str], None]  # (host, stage, text)
 
 
-def _journal_run_id() -> str:
-    from ..journal import current_run_id
+class NullObserver:
+    """What the engine talks to when nothing is being recorded (library use, unit tests): `journal.RunRecorder`'s calls."""
 
-    return current_run_id()
+    def step_done(self, host: str, record: Any, result: Any = None) -> None:
+        pass
 
-
-def _journal_observer():
-    """The active run's journal recorder: `step_done(host, StepRecord, HostSync)`, `host_done(HostSync)`."""
-    from ..journal import observer
-
-    return observer()
+    def host_done(self, result: Any) -> None:
+        pass
 
 
 @dataclass
@@ -53,7 +51,7 @@ class RunContext:
     connector: Any
     options: SyncOptions
     listener: Listener = lambda host, stage, text: None
-    run_id: str = field(default_factory=_journal_run_id)
+    run_id: str = field(default_factory=new_run_id)  # the journal's run id when a recorder is given
     results: dict[str, HostSync] = field(default_factory=dict)
     facts: dict[str, HostHealth] = field(default_factory=dict)  # the preflight probe, per host name
     origin_moved: bool = False  # dry run: origin's branch moved past what the hosts last fetched (ls-remote)
@@ -64,12 +62,10 @@ class RunContext:
     move_plans: dict[str, Any] = field(default_factory=dict)  # dry run: each host's MovePlan, read after preflight
     stopping: threading.Event = field(default_factory=threading.Event)  # set on an interrupt: no new move starts
     lock: threading.Lock = field(default_factory=threading.Lock)
-    observer: Any = field(default_factory=_journal_observer)  # told about every step as it ends (journal)
+    observer: Any = field(default_factory=NullObserver)  # told about every step as it ends: the run's recorder
 
     def result(self, host: Host) -> HostSync:
         return self.results.setdefault(host.name, HostSync(host.name))
 
     def active_hosts(self) -> list[Host]:
         return [h for h in self.hosts if self.result(h).active]
-
-

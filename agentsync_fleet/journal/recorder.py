@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from ..identity import controller, process_stamp, who
+from ..identity import controller, new_run_id, process_stamp, who
 from ..settings import state_dir
 from .store import Journal, JournalError
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def moved(data: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -144,3 +139,26 @@ class RunRecorder:
         if not self.problem:
             self.problem = str(exc)
             self.warn(f"{exc}\n  this run is not (fully) recorded in the history")
+
+
+class NullRecorder:
+    """A task that is not recorded (it only reads the journal, or runs as a library): the same calls, no writes."""
+
+    def __init__(self, run_id: str | None = None):
+        self.run_id = run_id or new_run_id()
+        self.problem = ""
+
+    def attach(self, inv) -> None:
+        pass
+
+    def step_done(self, host: str, record: Any, result: Any = None) -> None:
+        pass
+
+    def host_done(self, result: Any) -> None:
+        pass
+
+    def annotate(self, **fields: Any) -> None:
+        pass
+
+    def finish(self, status: str, exit_code: int | None, message: str = "") -> None:
+        pass

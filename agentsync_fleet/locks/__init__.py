@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError, HostUnreachable, LockHeld
 from ..identity import controller, process_running, process_stamp, who
+from ..journal import NullRecorder
 from ..models import Host, Inventory
 from ..pool import run_each
 from ..settings import lock_ttl, state_dir
@@ -62,11 +63,10 @@ def _judge(holder: Holder | None, text: str, ttl: float, where: str) -> str:
 
 @contextmanager
 def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_id: str | None = None,
-               workers: int | None = None) -> Iterator[FleetLock]:
-    """Hold the fleet lock for `hosts` of `inv` for the duration of the block."""
-    from ..journal import annotate, current_run_id
-
-    holder = new_holder(inv, task, run_id or current_run_id())
+               workers: int | None = None, recorder=None) -> Iterator[FleetLock]:
+    """Hold the fleet lock for `hosts` of `inv` for the duration of the block (journaled by `recorder`)."""
+    recorder = recorder if recorder is not None else NullRecorder()
+    holder = new_holder(inv, task, run_id or recorder.run_id)
     ttl = lock_ttl(inv)
     state = FleetLock(holder)
     local = LocalLock(state_dir(inv), inv.path)
@@ -75,7 +75,7 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
         state.warnings.append(taken)
     try:
         _lock_hosts(state, hosts, connector, ttl, workers)
-        annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
+        recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
         yield state  # the caller shows `state.warnings`: this layer prints nothing
     finally:
         _release_hosts(state, hosts, connector, workers)

@@ -16,7 +16,7 @@ from ..models import Host
 from ..steps import git as G
 from ..steps import relay as R
 from ..steps.git import origin_ref
-from . import transfer
+from . import copies
 from .export import RelayError, common_dir
 
 
@@ -38,7 +38,7 @@ def deliver_branch(hub_co: Checkout, hub: Host, co: Checkout, host: Host, relay_
         hub_co.run(R.bundle_create(hub_co.path, bundle, origin_ref(hub), known), "git bundle create")
         co.run(R.make_dir(dest_dir))
         co.log.announce("send the bundle over SFTP")
-        size = transfer.copy_between(hub_co.session, bundle, co.session, there, co.timeout)
+        size = copies.copy_between(hub_co.session, bundle, co.session, there, co.timeout)
         co.run(R.bundle_verify(co.path, there), "git bundle verify")
         co.run(R.fetch_bundle(co.path, there, origin_ref(hub), dest_ref), "git fetch <bundle>")
     finally:

@@ -30,7 +30,7 @@ from ..shell import path_arg
 from ..steps import git as G
 from ..steps import relay as R
 from ..steps.git import origin_ref
-from . import transfer
+from . import copies
 from .apply import Patch, apply_patches, patches_in
 from .export import Range, RelayError, common_dir, export_patches, find_range
 from .patchinfo import RelayMeta, is_empty_patch, written_paths
@@ -146,7 +146,7 @@ def _relay(src: End, dst: End, opts: RelayOptions, result: RelayResult) -> None:
     try:
         dst.co.run(R.make_dir(dst_dir))
         dst.co.log.announce(f"upload {len(names)} patch(es) over SFTP")
-        transfer.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
+        copies.write_files(dst.co.session, {f"{dst_dir}/{n}": data for n, data in files.items()}, dst.co.timeout)
         result.kept_in = dst_dir
         result.backup_branch = backup_branch(dst.co, head)
         texts = [files[n].decode("utf-8", errors="replace") for n in names]

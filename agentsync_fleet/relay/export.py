@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from ..errors import FleetError
 from ..gitops import Checkout
 from ..models import Host
+from ..steps import git as G
 from ..steps import relay as R
 from ..steps.git import origin_ref
-from . import transfer
+from . import copies
 from .patchinfo import (
     CommitInfo,
     FileStat,
@@ -97,8 +98,6 @@ def find_range(src: Checkout, host: Host, candidates: list[tuple[str, str | None
 
 
 def common_dir(co: Checkout) -> str:
-    from ..steps import git as G
-
     return co.run(G.common_dir(co.path)).stdout.strip()
 
 
@@ -117,10 +116,10 @@ def export_patches(src: Checkout, host: Host, rng: Range, meta: RelayMeta, out_d
                              host=host.name)
         src.run(R.write_messages(src.path, out_dir, [c.sha for c in rng.commits]), "keep exact commit messages")
         meta_json = json.dumps({**meta.as_json(), "patches": names}, indent=2).encode()
-        transfer.write_files(src.session, {f"{out_dir}/meta.json": meta_json}, src.timeout)
+        copies.write_files(src.session, {f"{out_dir}/meta.json": meta_json}, src.timeout)
         src.log.announce(f"fetch {len(names)} patch(es) over SFTP")
         wanted = names + [R.message_file("", i).lstrip("/") for i in range(1, len(names) + 1)]
-        data = transfer.read_files(src.session, [f"{out_dir}/{n}" for n in wanted], src.timeout)
+        data = copies.read_files(src.session, [f"{out_dir}/{n}" for n in wanted], src.timeout)
         return {name: data[f"{out_dir}/{name}"] for name in wanted} | {"meta.json": meta_json}
     finally:
         src.try_run(R.remove_relay_dir(out_dir))

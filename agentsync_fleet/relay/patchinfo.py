@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 
 PATCH_NAME = re.compile(r"^[0-9]{4,}-[A-Za-z0-9._-]*\.patch$")
 FIELD_SEP, RECORD_SEP = "\x1f", "\x1e"
-LOG_FORMAT = "%H%x1f%an%x1f%ae%x1f%aI%x1f%s%x1e"  # parsed by `parse_commits`
-
-
 @dataclass(frozen=True)
 class FileStat:
     """One file of a range: lines added and removed (None for a binary file)."""

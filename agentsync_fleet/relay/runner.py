@@ -6,19 +6,12 @@ and message, so `--json` always prints a report; only bad input raises.
 
 from __future__ import annotations
 
-import time
-import uuid
-
 from ..errors import FleetError, HostUnreachable, StepFailed
 from ..gitops import Checkout, StepLog
 from ..models import Host
 from ..probes import parse_repo_probe, repo_probe
 from ..shell import script
 from .core import End, RelayOptions, RelayResult, relay
-
-
-def new_relay_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def repo_problem(co: Checkout, host: Host, checked_out: bool) -> str | None:
@@ -55,3 +48,8 @@ def run_relay(connector, src: Host, dst: Host, opts: RelayOptions) -> RelayResul
     result.commands = [{"host": name, "command": r.command, "exit_code": r.exit_code, "duration_s": r.duration_s}
                        for name, log in logs.items() for r in log.records]
     return result
+
+
+def relay_hub(inv):
+    """The host relays go through by default: the controller (`local: true`) when it can reach origin."""
+    return next((h for h in inv.hosts.values() if h.local and h.git_access), None)

@@ -27,6 +27,7 @@ from ..steps import relay as R
 from ..steps.git import origin_ref
 from .bundle import deliver_branch
 from .core import End, RelayOptions, relay
+from .runner import relay_hub as default_hub
 
 HOST_STATUS = {"refused": "failed", "validation-failed": "failed", "conflict": "conflict", "guarded": "guarded",
                "failed": "failed", "skipped": "skipped", "unreachable": "failed"}
@@ -34,7 +35,7 @@ HOST_STATUS = {"refused": "failed", "validation-failed": "failed", "conflict": "
 
 def relay_hub(ctx: RunContext, host: Host) -> tuple[Host | None, str]:
     """The local host this host is relayed through, or why there is none in this run."""
-    hub = next((h for h in ctx.inventory.hosts.values() if h.local and h.git_access), None)
+    hub = default_hub(ctx.inventory)
     if hub is None:
         return None, "git_access: false: relaying needs a `local: true` host with git access; the inventory has none"
     if hub not in ctx.hosts:

@@ -28,6 +28,7 @@ from ..models import Host, Inventory
 from ..settings import control_persist, state_dir
 from .control import control_dir, persist_arg, socket_name
 from .diagnose import classify
+from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
 from .master import master_alive, start_master
 from .resolve import Resolution, Target, resolve, split_jump
 from .session import SSH_ENV, LocalSession, OpenSSHSession, Session
@@ -165,8 +166,6 @@ class Connector:
 
     def _failure(self, session: OpenSSHSession, res: Resolution, code: int | None, stderr: str,
                  timeout: float) -> HostUnreachable:
-        from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
-
         if code is None:
             return HostUnreachable(f"timed out: no SSH session within connect_timeout ({timeout:g}s)",
                                    reason="timeout", host=session.name,

@@ -261,7 +261,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool, target: str |
     """One round trip: (fetch,) HEAD and its branch, origin's branch, how they relate, incoming files, what is
     in the way.
 
-    Output sections are parsed by `gitops.parse_facts`. Everything a move
+    Output sections are parsed by `gitfacts.parse_facts`. Everything a move
     needs to decide is read here, so the common case (a fast-forward) costs
     this script plus one `reset --keep`.
     """

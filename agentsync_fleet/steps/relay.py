@@ -34,8 +34,6 @@ def merge_base(path: str, a: str, b: str) -> str:
 
 
 def commits(path: str, base: str, head: str) -> str:
-    from ..relay.patchinfo import LOG_FORMAT
-
     return git(path, "log", "--reverse", f"--format={LOG_FORMAT}", f"{base}..{head}")
 
 
@@ -155,3 +153,6 @@ def validate(repo_path: Raw, command: str) -> str:
     own host. It is passed as one quoted argument to `sh -c`; nothing of ours is spliced into it.
     """
     return join(["cd", repo_path]) + " && " + join(["sh", "-c", command])
+
+
+LOG_FORMAT = "%H%x1f%an%x1f%ae%x1f%aI%x1f%s%x1e"  # parsed by `parse_commits`

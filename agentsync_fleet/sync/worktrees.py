@@ -13,6 +13,7 @@ import dataclasses
 from ..engine.context import RunContext
 from ..engine.moves import checkout
 from ..engine.stage import Stage, step
+from ..errors import FleetError
 from ..models import Host, WorktreeSpec
 from ..probes import parse_repo_probe, repo_probe
 from ..records import PlannedStep
@@ -107,8 +108,6 @@ class WorktreeStage(Stage):
     def _create(self, ctx: RunContext, host: Host, spec: WorktreeSpec, repo, path: str, entry: dict) -> None:
         exists = repo.try_run(f"test -e {G.path_arg(path)}")
         if exists.ok:
-            from ..errors import FleetError
-
             raise FleetError(f"{path} exists but is not a worktree of {host.repo}; not touching it")
         if spec.merge:
             repo.run(G.fetch(host.repo, host.remote, spec.merge), f"fetch {spec.merge}")

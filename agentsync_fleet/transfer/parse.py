@@ -1,7 +1,7 @@
 """Read rsync's output: `--itemize-changes` lines, `--info=progress2` updates, backups, held-back files, `--stats`.
 
 Pure functions from text to values, tested against captured rsync 3.2 output
-(tests/test_rsync_parse.py). rsync runs with LC_ALL=C, so every byte of a file
+(tests/test_rsync_units.py). rsync runs with LC_ALL=C, so every byte of a file
 name outside printable ASCII arrives escaped as `\\#ooo`; `unescape` restores
 the exact name.
 """

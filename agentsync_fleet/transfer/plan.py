@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..entries import split_ref
 from ..errors import FleetError
 from ..models import Host, Inventory, RsyncEntry
 from ..secrets import is_protected
@@ -31,7 +32,6 @@ from ..steps.rsync import (
     secret_rules,
     ssh_argv,
 )
-from .entries import split_ref
 
 CODE_ENTRY = "push-code"
 

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import FleetError
+from ..errors import FleetError, HostUnreachable
 from ..models import Host, Inventory
+from ..remote import Connector
 from ..steps.rsync import SshTarget
+from .parse import split_records
 
 
 class SshSettings:
@@ -25,8 +27,6 @@ class SshSettings:
     """
 
     def __init__(self, inv: Inventory, connector=None):
-        from ..remote import Connector
-
         self.connector = connector if connector is not None else Connector(inv)
         self.config = str(inv.ssh_config) if inv.ssh_config else None
         self._cache: dict[str, SshTarget] = {}
@@ -42,8 +42,6 @@ class SshSettings:
         return cached
 
     def _resolve(self, host: Host) -> SshTarget:
-        from ..errors import HostUnreachable
-
         res = self.connector.resolution(host)
         try:
             session = self.connector.session(host)
@@ -115,8 +113,6 @@ def child_env() -> dict[str, str]:
 
 def stream(argv: list[str], on_record: Callable[[str], None], stdin: bytes | None = None) -> Finished:
     """Run a command, calling `on_record` for each line or progress update on stdout as it arrives."""
-    from .parse import split_records
-
     if shutil.which(argv[0]) is None:
         raise FleetError(f"'{argv[0]}' is not installed on this machine",
                          hint=f"install it (Debian/Ubuntu: apt-get install {_package(argv[0])})")

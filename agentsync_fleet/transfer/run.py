@@ -16,7 +16,8 @@ from collections.abc import Callable
 from ..errors import FleetError
 from ..guard import is_critical
 from ..models import Host, Inventory
-from ..shell import join
+from ..probes import guard_probe, parse_guard
+from ..shell import join, split_sections
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from . import dirlinks as D
 from . import plan as P
@@ -302,9 +303,6 @@ def keep_notices(out: RsyncOutput, stderr: str) -> str:
 
 def guard_processes(ssh: SshSettings, host: Host) -> tuple:
     """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
-    from ..probes import guard_probe, parse_guard
-    from ..shell import split_sections
-
     target = ssh(host)
     script = "\n".join(guard_probe(host)) + "\n"
     try:

@@ -19,7 +19,7 @@ from ..engine.context import RunContext
 from ..engine.stage import Stage, step
 from ..errors import FleetError
 from ..models import Host, to_jsonable
-from ..records import CommandRecord, PlannedStep
+from ..records import CommandRecord, PlannedStep, worst_status
 from ..settings import state_dir
 from ..units import human_bytes
 from . import plan as P
@@ -112,7 +112,7 @@ class TransferStage(Stage):
             result.warnings.extend(f"{transfer.name}: {w}" for w in transfer.warnings)
         failed = [t for t in results if not t.ok]
         if failed:
-            status = "unreachable" if all(t.status == "unreachable" for t in failed) else "failed"
+            status = worst_status([t.status for t in failed])
             record.status = status
             result.fail(status, "; ".join(f"{self.name} {t.name}: {t.error} ({t.hint})" for t in failed))
 

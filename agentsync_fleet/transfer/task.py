@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import UsageError
+from ..identity import new_run_id
 from ..models import Host, Inventory
 from ..pool import run_each
 from . import plan as P
@@ -60,11 +61,10 @@ def _nothing_hint(task: str) -> str:
 
 def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor, *, state_dir: str,
              dry_run: bool, workers: int | None, explicit: bool, listener: Listener,
-             allow_running: bool = False, on_host_done: HostDone | None = None, connector=None) -> TransferReport:
-    from ..journal import current_run_id
-
+             allow_running: bool = False, on_host_done: HostDone | None = None, connector=None,
+             run_id: str | None = None) -> TransferReport:
     start = time.monotonic()
-    run_id = current_run_id()  # the history's id, so backups/<run>/ and `history.show <run>` name the same run
+    run_id = run_id or new_run_id()  # the history's id, so backups/<run>/ and `history.show <run>` name the same run
     opts = P.LegOptions.for_inventory(inv, run_id, state_dir, dry_run)
     names = ",".join(h.name for h in hosts) if explicit else ""
     rerun = f"`agentsync {task}{' --host ' + names if names else ''}`"

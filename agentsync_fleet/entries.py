@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..models import RsyncEntry
+from .models import RsyncEntry
 
 HOST_REF = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*):(.*)$", re.S)
 
