@@ -15,6 +15,8 @@ from ..engine.moves import checkout
 from ..engine.stage import Stage, step
 from ..errors import FleetError
 from ..models import Host, WorktreeSpec
+from ..moveplan import Replay
+from ..moves import move
 from ..probes import parse_repo_probe, repo_probe
 from ..records import PlannedStep
 from ..shell import join, script
@@ -123,9 +125,6 @@ class WorktreeStage(Stage):
 
     def _bring_in(self, ctx: RunContext, host: Host, spec: WorktreeSpec, wt, head: str, entry: dict,
                   record) -> bool:
-        from ..moveplan import Replay
-        from ..moves import move
-
         wt.run(G.fetch(wt.path, host.remote, spec.merge), f"fetch {spec.merge}")
         ref = wt.rev(merge_ref(host, spec))
         if ref is None or wt.is_ancestor(ref, head):
