@@ -163,8 +163,8 @@ def cause(summary: dict, costs: dict[str, float]) -> str:
             f"{round(extra * 1000)} ms more than the library call, of which {round(imports * 1000)} ms is starting "
             f"Python and importing the command path (python alone {ms['python -c pass']} ms, `import invoke` "
             f"{ms['import invoke']} ms incl. python, `import agentsync_fleet.cli` {ms['import cli (invoke)']} ms) "
-            f"and about {round(lock * 1000)} ms is the fleet lock the task must take (an SSH connection to the host "
-            "to write and later remove .git/agentsync.lock, measured as the CLI minus its lock-free --dry-run); "
+            f"and about {round(lock * 1000)} ms is the fleet lock the task must take (two commands over the host's ssh "
+            "master to write and later remove .git/agentsync.lock, measured as the CLI minus its lock-free --dry-run); "
             f"the rest is loading the inventory and printing the report. ssh -G costs {ms['ssh -G']} ms.")
 
 

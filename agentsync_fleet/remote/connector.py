@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -207,8 +208,6 @@ def _control_path(prefix: list[str]) -> str:
 
 
 def close_master(sock: str) -> None:
-    import subprocess
-
     subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "master"],
                    capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
 

@@ -18,6 +18,8 @@ import struct
 import subprocess
 import tempfile
 
+from .process import wait_with_deadline
+
 MUX_MSG_HELLO = 0x00000001
 MUX_VERSION = 4
 PROBE_TIMEOUT = 2.0
@@ -54,11 +56,7 @@ def start_master(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True, env=env)
         try:
-            code: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-            _kill_group(proc.pid)
-            proc.wait()
+            code = wait_with_deadline(proc, timeout)
         except BaseException:
             _kill_group(proc.pid)
             proc.wait()

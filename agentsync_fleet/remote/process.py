@@ -62,10 +62,7 @@ def run_process(argv: list[str], *, timeout: float, stdin: bytes | BinaryIO | No
     for thread in threads:
         thread.start()
     try:
-        code: int | None = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        code = None
-        kill_group(proc)
+        code = wait_with_deadline(proc, timeout)
     except BaseException:  # Ctrl-C: our own child must not outlive us
         kill_group(proc)
         raise
@@ -75,12 +72,39 @@ def run_process(argv: list[str], *, timeout: float, stdin: bytes | BinaryIO | No
     return Finished(code, bytes(out), bytes(err), time.monotonic() - start, first[0] if first else None)
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's whole process group (ssh, its ProxyCommand, a jump chain) and reap the child."""
+def wait_with_deadline(proc: subprocess.Popen, timeout: float) -> int | None:
+    """The child's exit status, or None if it was still running at the deadline (its group is then killed).
+
+    A blocking wait with a timer, not `Popen.wait(timeout)`: that one polls
+    with sleeps of up to 50 ms, which every short ssh command would pay.
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        if proc.returncode is None:  # not reaped yet: its pid (and group) are still its own
+            expired.set()
+            _kill(proc.pid)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    return None if expired.is_set() else code
+
+
+def _kill(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (ssh, its ProxyCommand, a jump chain) and reap the child."""
+    _kill(proc.pid)
     proc.wait()
 
 

@@ -46,10 +46,9 @@ class SshSettings:
         try:
             session = self.connector.session(host)
         except HostUnreachable:
-            try:
-                session = self.connector.unopened_session(host)
-            except HostUnreachable:
-                session = None
+            # Not connected: rsync gets the argv the host would have and reports ssh's own diagnosis. When even
+            # that cannot be built (a ProxyJump loop), the host's error stands: a plain `ssh -F` would loop forever.
+            session = self.connector.unopened_session(host)
         jump = ",".join(res.proxy_jump)
         user = res.target.user
         return SshTarget(target=f"{user}@{res.target.host}" if user else res.target.host, port=res.target.port, config=self.config,
