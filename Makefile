@@ -5,18 +5,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 BIN     = $(VENV)/bin
-APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates
+APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates tmux
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ROOT ?= $(HOME)/.local/share/agentsync/sandbox
+DEMO_SUBNET ?= 77
 
-.PHONY: setup system-deps venv test lint demo demo-down bench clean
+.PHONY: setup system-deps venv venv-test test lint demo demo-down bench clean
 
-setup: system-deps venv
+# setup: a development set-up (the package and the test tools). `make demo` installs only the package.
+setup: system-deps venv-test
 
 # Install the system tools the sandbox fleet and the tests use, only when something is missing.
 system-deps:
 	@missing=""; \
-	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare; do \
+	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare tmux; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -30,10 +32,16 @@ system-deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
 
 venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
 
+# The package alone (fabric, invoke, paramiko, PyYAML, rich): all the demo runs.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e .
+	@touch $@
+
+# The test extras on top (pytest, ruff, moto, boto3, awscli).
+$(VENV)/.installed-test: $(VENV)/.installed
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
@@ -45,17 +53,17 @@ lint: setup
 test: setup lint
 	$(BIN)/pytest -q
 
-demo: setup
-	$(BIN)/agentsync sandbox.up --root $(DEMO_ROOT)
+demo: system-deps venv
+	$(BIN)/agentsync sandbox.up --root $(DEMO_ROOT) --subnet $(DEMO_SUBNET)
 	@echo; echo "== sync-all: publish both commits, converge every host, merge main into the gpu worktree =="
 	$(BIN)/agentsync sync-all --inventory $(DEMO_ROOT)/fleet.yaml
 	@echo; echo "== health: the deploy gate =="
 	$(BIN)/agentsync health --inventory $(DEMO_ROOT)/fleet.yaml
 	@echo
 	@echo "The sandbox fleet keeps running. Try: export AGENTSYNC_INVENTORY=$(DEMO_ROOT)/fleet.yaml; $(BIN)/agentsync --list"
-	@echo "Stop it with: make demo-down"
+	@echo "Stop it with: make demo-down DEMO_ROOT=$(DEMO_ROOT)"
 
-demo-down: setup
+demo-down: system-deps venv
 	$(BIN)/agentsync sandbox.down --root $(DEMO_ROOT)
 
 BENCH_VENV = bench/.work/venv

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from invoke import Collection, Exit, Program, task
+from invoke import Collection, Exit, task
 
 from . import __version__
 from .commands import FleetArgs
+from .program import HELP_FLAGS, FleetProgram
 
 FLEET_HELP = {
     "inventory": "inventory file (default: $AGENTSYNC_INVENTORY, else inventory/fleet.yaml)",
@@ -51,6 +52,11 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
         from .output import warn
         from .taskrun import INTERRUPTED, arguments, run_body
 
+        if any(value in HELP_FLAGS for value in (*args, *kwargs.values())):  # `inv claim --help`: help, never act
+            from .program import task_help
+
+            task_help(ns, wrapper)
+            return 0
         recorder = RunRecorder(name, arguments(body, c, args, kwargs), warn=warn) if journal else NullRecorder()
         code = run_body(body, recorder, TaskRun(c, recorder), *args, **kwargs)
         if code in INTERRUPTED:
@@ -160,13 +166,16 @@ TRANSFER_HELP = {
 }
 
 
-@fleet_task(help=TRANSFER_HELP, name="push-code")
-def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False):
+@fleet_task(help={**TRANSFER_HELP, "force_older": "send even to a host whose checkout has commits the laptop's "
+                                                   "lacks (their files are overwritten by the laptop's older ones)"},
+            name="push-code")
+def push_code(c, host=None, inventory=None, json=False, workers=None, dry_run=False, allow_running=False,
+              force_older=False):
     """Send the laptop's working tree (tracked + untracked-not-ignored files, never .git or secrets) to a host."""
     from .commands import push_code as command
 
     return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder),
-                       dry_run=dry_run, allow_running=allow_running)
+                       dry_run=dry_run, allow_running=allow_running, force_older=force_older)
 
 
 @fleet_task(help=TRANSFER_HELP)
@@ -295,18 +304,24 @@ def history_export(c, file, inventory=None):
     return command.export(FleetArgs(inventory, None, False, recorder=c.recorder), file)
 
 
-@fleet_task(help={"root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox)"},
-            name="up", journal=False)
-def sandbox_up(c, root=None):
+SANDBOX_HELP = {
+    "root": "where the sandbox lives (default: $AGENTSYNC_SANDBOX or ~/.local/share/agentsync/sandbox); "
+            "up: a new or empty directory; down: only one sandbox.up made",
+    "subnet": "the hosts' addresses are 127.SUBNET.0.x (default 77; pick another for a second sandbox)",
+}
+
+
+@fleet_task(help=SANDBOX_HELP, name="up", journal=False)
+def sandbox_up(c, root=None, subnet=None):
     """Start the practice fleet (laptop + cloud + gpu: real sshd hosts on loopback) and write its inventory."""
     from .commands import sandbox as command
 
-    return command.up(root)
+    return command.up(root, subnet)
 
 
-@fleet_task(help={"root": "where the sandbox lives"}, name="down", journal=False)
+@fleet_task(help=SANDBOX_HELP, name="down", journal=False)
 def sandbox_down(c, root=None):
-    """Stop the practice fleet and remove its files."""
+    """Stop the practice fleet and remove its directory (only one that sandbox.up made; says which)."""
     from .commands import sandbox as command
 
     return command.down(root)
@@ -331,10 +346,72 @@ def patch_relay(c, from_=None, to=None, push=False, dry_run=False, allow_running
                        allow_running=allow_running)
 
 
+JOB_HELP = {
+    "host": "the host to run on (an inventory host name)",
+    "command": "the command line, run on the host by its login shell exactly as typed (quote it as one "
+               "argument), or the name of one of the host's `jobs:` presets",
+    "name": "the job's name (default: the command's program, or the preset's name); one running job per name "
+            "and host",
+    "cwd": "working directory on the host (default: its repo; relative paths are relative to the repo)",
+    "env": "NAME=VALUE for the job's environment (repeat for several)",
+    "then_results": "wait for the job to end, then bring the host's results back (as `agentsync results`)",
+    "allow_busy": "start even when other processes hold most of the GPU's memory",
+    "job": "a job id, a unique prefix of one, or a job name",
+    "all": "also jobs that ended more than a day ago",
+    "follow": "keep printing as the job writes, until it ends (Ctrl-C stops following, never the job)",
+    "tail": "only the last N lines",
+    "timeout": "give up waiting after this long (seconds, or 90s, 15m, 4h); the job goes on",
+    "grace": "seconds between SIGTERM and SIGKILL (default 10)",
+}
+
+
+@fleet_task(help=JOB_HELP, iterable=["env"])
+def run(c, host, command, name=None, cwd=None, env=None, then_results=False, allow_busy=False, inventory=None,
+        json=False):
+    """Start COMMAND on HOST, detached (tmux when there, else its own session); returns at once with the job id."""
+    from .commands import jobs as command_
+
+    return command_.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, command, name=name, cwd=cwd, env=env,
+                        then_results=then_results, allow_busy=allow_busy)
+
+
+@fleet_task(help={**JOB_HELP, "host": "only this host's jobs (comma-separated for several)"})
+def jobs(c, host=None, all=False, inventory=None, json=False, workers=None):  # noqa: A002 - the flag is --all
+    """The fleet's jobs: state, run time, last line of output, GPU memory; one round trip per host."""
+    from .commands import jobs as command
+
+    return command.listing(FleetArgs(inventory, None, json, workers, recorder=c.recorder), host=host, show_all=all)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def logs(c, job, follow=False, tail=None, host=None, inventory=None, json=False):
+    """Print a job's output (stdout and stderr); --follow streams it until the job ends."""
+    from .commands import jobs as command
+
+    return command.logs(FleetArgs(inventory, None, json, recorder=c.recorder), job, follow=follow, tail=tail, host=host)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def wait(c, job, timeout=None, then_results=False, host=None, inventory=None, json=False):
+    """Wait for a job to end and exit with its exit status; --then-results brings the host's results back."""
+    from .commands import jobs as command
+
+    return command.wait(FleetArgs(inventory, None, json, recorder=c.recorder), job, timeout=timeout, then_results=then_results,
+                        host=host)
+
+
+@fleet_task(help={**JOB_HELP, "host": "look for JOB on this host only"})
+def cancel(c, job, grace=None, host=None, inventory=None, json=False):
+    """Stop a job: SIGTERM to its whole process group, SIGKILL after --grace; never a process that is not the job."""
+    from .commands import jobs as command
+
+    return command.cancel(FleetArgs(inventory, None, json, recorder=c.recorder), job, grace=grace, host=host)
+
+
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, disconnect, recover, claim, checkin, release, claims):
+                 unlock, disconnect, recover, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))
@@ -342,7 +419,7 @@ def build_collection() -> Collection:
 
 
 ns = build_collection()
-program = Program(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
+program = FleetProgram(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
 
 
 def main() -> None:

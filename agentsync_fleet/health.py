@@ -7,6 +7,9 @@ kept apart so the gate's rules can be read and tested on their own.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
 from .errors import CommandTimeout, FleetError, HostUnreachable
 from .models import Host, Inventory
@@ -14,6 +17,20 @@ from .pool import run_each
 from .probes import health_script, parse_health_output
 from .records import HealthReport, HostHealth, RepoState, ToolState
 from .remote import Connector
+
+
+class ExtraProbe(Protocol):
+    """A probe another feature adds to the same round trip (jobs): its script, and its parser.
+
+    `parse` returns (rows for `HostHealth.<name>`, warnings). It informs; it never fails the gate.
+    """
+
+    name: str
+    script: Callable[[Host], str]
+    parse: Callable[[Host, str], tuple[tuple[Any, ...], list[str]]]
+
+
+EXTRA_MARK = "@@agentsync-extra@@ "
 
 
 def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
@@ -51,13 +68,14 @@ def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str
     return warnings
 
 
-def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHealth:
+def probe_host(connector: Connector, host: Host, fetch: bool = True, extras: Sequence[ExtraProbe] = ()) -> HostHealth:
     """Connect (or reuse the connection) and run the batched probe; never raises for host trouble."""
     start = time.monotonic()
     try:
         session = connector.session(host)
-        result = session.run_script(health_script(host, fetch and host.git_access),
-                             timeout=host.command_timeout)
+        text = health_script(host, fetch and host.git_access)
+        text += "".join(f"echo '{EXTRA_MARK}{probe.name}'\n{probe.script(host)}" for probe in extras)
+        result = session.run_script(text, timeout=host.command_timeout)
     except HostUnreachable as exc:
         return HostHealth(host.name, host.target, False, exc.reason, exc.message, exc.hint or "",
                           getattr(exc, "fingerprint", ""), failures=(f"unreachable: {exc.message}",),
@@ -65,23 +83,38 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True) -> HostHeal
     except (CommandTimeout, FleetError) as exc:
         return HostHealth(host.name, host.target, True, "", exc.message, exc.hint or "",
                           failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
-    parts = parse_health_output(host, result.stdout)
+    own, *extra_outputs = result.stdout.split("\n" + EXTRA_MARK)
+    parts = parse_health_output(host, own)
     failures = gate_failures(host, parts["repo"], fetch)
     if not parts["complete"]:
         failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
     latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None
-    return HostHealth(
+    health = HostHealth(
         host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
         processes=parts["processes"], system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
         failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
         duration_s=time.monotonic() - start,
     )
+    return _with_extras(health, host, extras, extra_outputs)
+
+
+def _with_extras(health: HostHealth, host: Host, extras: Sequence[ExtraProbe], outputs: list[str]) -> HostHealth:
+    found = {text.split("\n", 1)[0].strip(): text.partition("\n")[2] for text in outputs}
+    warnings = list(health.warnings)
+    for probe in extras:
+        if probe.name not in found:
+            warnings.append(f"{probe.name}: the probe did not run")
+            continue
+        rows, said = probe.parse(host, found[probe.name])
+        health = replace(health, **{probe.name: rows})
+        warnings += said
+    return replace(health, warnings=tuple(warnings))
 
 
 def check_fleet(inventory: Inventory, hosts: list[Host], connector: Connector, fetch: bool = True,
-                workers: int | None = None) -> HealthReport:
+                workers: int | None = None, extras: Sequence[ExtraProbe] = ()) -> HealthReport:
     start = time.monotonic()
-    results = run_each(hosts, lambda h: probe_host(connector, h, fetch), workers)
+    results = run_each(hosts, lambda h: probe_host(connector, h, fetch, extras), workers)
     rows = []
     for host, value in results.items():
         if isinstance(value, Exception):  # a bug, already printed by the pool

@@ -19,7 +19,7 @@ import yaml
 
 from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
-from .models import Guard, Host, Inventory, S3Entry, WorktreeSpec
+from .models import Guard, Host, Inventory, JobPreset, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .settings import TIMEOUTS
 
@@ -172,6 +172,14 @@ def _check_value(value: Any, spec: Field, line: int | None, host: str | None, na
         return
     if spec.keys is not None:
         _check_mapping(value, spec.keys, host, f"{name}.", problems)
+    if spec.values is not None:
+        for key, item in value.items():
+            key_line = getattr(value, "key_lines", {}).get(key) or line
+            bad_name = spec.names(key) if spec.names else None
+            if bad_name:
+                problems.add(key_line, host, f"{name}.{key}", bad_name, spec.hint)
+                continue
+            _check_value(item, spec.values, key_line, host, f"{name}.{key}", problems)
     if spec.items is not None:
         for index, item in enumerate(value):
             item_line = getattr(item, "line", None) or line
@@ -275,7 +283,13 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         rsync=build_rsync_entries(s.get("rsync", ())),
         results=build_results_entries(s.get("results", ())),
         push_code=s.get("push_code", False),
+        jobs=tuple(_build_job_preset(n, p) for n, p in (s.get("jobs") or {}).items()),
     )
+
+
+def _build_job_preset(name: str, p: dict) -> JobPreset:
+    env = tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (p.get("env") or {}).items())
+    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False))
 
 
 def _build_worktree(w: dict) -> WorktreeSpec:

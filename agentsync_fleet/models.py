@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .settings import TIMEOUTS
 
 
@@ -74,6 +75,17 @@ class RsyncEntry:
 
 
 @dataclass(frozen=True)
+class JobPreset:
+    """A named job in the inventory (`hosts.<h>.jobs.<name>`), so `agentsync run HOST NAME` runs it."""
+
+    name: str
+    run: str
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    results: bool = False  # bring the host's results back when it ends (`run` waits for it)
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the fleet, as the inventory describes it."""
 
@@ -97,6 +109,7 @@ class Host:
     rsync: tuple[RsyncEntry, ...] = ()
     results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries
     push_code: bool = False
+    jobs: tuple[JobPreset, ...] = ()  # named job presets
 
     @property
     def target(self) -> str:
@@ -114,6 +127,24 @@ class Inventory:
     ssh_config: Path | None = None
     sha256: str = ""
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def host_names(self, value: str | None, flag: str = "--hosts") -> list[str]:
+        """The hosts a comma-separated command-line value names, checked; [] when the flag was not given.
+
+        An empty value is refused rather than read as "every host": `--hosts "$UNSET_VAR"` must not
+        widen a run to the whole fleet.
+        """
+        if value is None:
+            return []
+        names = [n.strip() for n in str(value).split(",") if n.strip()]
+        if not names:
+            raise UsageError(f"{flag} is empty ({value!r}); name at least one host",
+                             hint=f"hosts in {self.path}: {', '.join(self.order)} (leave {flag} out for all of them)")
+        unknown = [n for n in names if n not in self.hosts]
+        if unknown:
+            raise UsageError(f"{flag} names {', '.join(repr(n) for n in unknown)}, not in {self.path}",
+                             hint=f"hosts defined there: {', '.join(self.order)}")
+        return names
 
     def select(self, names: list[str] | None) -> list[Host]:
         """Hosts in sync order, limited to `names` when given."""

@@ -198,6 +198,7 @@ class HostHealth:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
+    jobs: tuple[Any, ...] = ()  # the host's running and recently died jobs, from the jobs feature's probe
 
     @property
     def passed(self) -> bool:

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import FleetError
+from .errors import FleetError, UsageError
 
 SSHD = "/usr/sbin/sshd"
 MOUNT_POINT = "/srv/agentsync"
@@ -62,6 +62,31 @@ def free_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
         return sock.getsockname()[1]
+
+
+MARKER = ".agentsync-sandbox"  # in every sandbox root `sandbox.up` made: the only roots `sandbox.down` removes
+
+
+def made_by_agentsync(root: str | Path) -> bool:
+    return (Path(root) / MARKER).is_file()
+
+
+def claim_root(root: str | Path) -> Path:
+    """Make `root` a new sandbox root: it must not exist yet or be empty; the marker says this tool made it.
+
+    Never replaces what is there: another sandbox (perhaps someone's running practice fleet) or anyone's files.
+    """
+    path = Path(root)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if made_by_agentsync(path):
+            raise UsageError(f"a sandbox fleet made by agentsync is already under {path}; not replacing it",
+                             hint=f"stop and remove it first (agentsync sandbox.down --root {path}), "
+                                  "or choose another --root")
+        raise UsageError(f"{path} already holds files that agentsync sandbox.up did not create; not touching it",
+                         hint="choose a new or empty directory with --root")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text("made by `agentsync sandbox.up`; `agentsync sandbox.down --root` removes it all\n")
+    return path
 
 
 def require_tools() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .sandbox import MOUNT_POINT, Sandbox
+from .sandbox import MOUNT_POINT, Sandbox, claim_root, require_tools
 
 PROJECT = "crpbot"
 ZEROTIER_NETWORK = "db64858fedbf2ce1"
@@ -100,10 +100,8 @@ def clone(origin: Path, dest: Path, who: str) -> Path:
 
 def build(root: str | Path, subnet: int = 77) -> tuple[Sandbox, Path]:
     """Create and start the laptop + cloud + gpu fleet under `root`; return it and its inventory path."""
-    sandbox = Sandbox(root, subnet)
-    if sandbox.hosts:
-        sandbox.destroy()
-        sandbox = Sandbox(root, subnet)
+    require_tools()
+    sandbox = Sandbox(claim_root(root), subnet)
     for name in ("cloud", "gpu"):
         sandbox.add_host(name)
     install_tool(sandbox, "gpu", "nvidia-smi", NVIDIA_SMI)
@@ -139,7 +137,8 @@ def inventory_data(sandbox: Sandbox, laptop_repo: Path) -> dict:
     repo = f"{MOUNT_POINT}/{PROJECT}"
     return {
         "ssh_config": str(sandbox.ssh_config),
-        "state_dir": "state",  # journal, locks and backups stay inside the sandbox
+        "state_dir": "state",  # journal, locks and the laptop's backups stay inside the sandbox
+        "transfers": {"backup_dir": f"{MOUNT_POINT}/.agentsync-backups"},  # hosts share /root: backups on their disk
         "defaults": {"branch": "main", "connect_timeout": 5, "command_timeout": 60},
         "order": ["laptop", "cloud", "gpu"],
         "hosts": {

@@ -30,6 +30,8 @@ class Field:
     check: Check | None = None
     keys: dict[str, Field] | None = None  # for mappings: the allowed sub-keys
     items: Field | None = None  # for lists: the spec of each item
+    values: Field | None = None  # for mappings with names of the user's choosing: the spec of each value
+    names: Check | None = None  # ... and why such a name is not usable, or None
     hint: str = ""
 
 
@@ -179,6 +181,28 @@ RESULTS_ENTRY = Field((dict,), "a mapping with remote and local", keys={
     "exclude": PATTERNS,
 })
 
+JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results)", keys={
+    "run": Field((str,), "the command to run (a shell command line)", required=True,
+                 check=lambda v: None if v.strip() and "\0" not in v else "must be a non-empty command",
+                 hint='e.g. run: "python -m sage.tirex_validation"'),
+    "cwd": PATH,
+    "env": Field((dict,), "a mapping of environment variable names to values",
+                 check=lambda v: next((f"has '{k}', which is not a variable name" for k in v
+                                       if not isinstance(k, str) or not ENV_NAME.match(k)), None)
+                 or next((f"'{k}' must be a string, number or true/false" for k, x in v.items()
+                          if not isinstance(x, (str, int, float, bool))), None)),
+    "results": Field((bool,), "true or false", hint="results: true brings the host's results back when it ends"),
+})
+
+
+def job_name_problem(value: Any) -> str | None:
+    if isinstance(value, str) and JOB_NAME.match(value):
+        return None
+    return f"preset name '{value}' is not a job name: letters, digits, '_' and '-' (at most 64), not starting with '-'"
+
+
 HOST_KEYS: dict[str, Field] = {
     "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
     "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
@@ -205,6 +229,8 @@ HOST_KEYS: dict[str, Field] = {
     "results": Field((list,), "a list of {remote, local} results to bring back to the laptop", items=RESULTS_ENTRY),
     "push_code": Field((bool,), "true or false", hint="push_code: true makes sync-all push the laptop's working "
                                                       "tree to this host after converge"),
+    "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results}",
+                  names=job_name_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
 }
 
 DEFAULT_KEYS: dict[str, Field] = {

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from .errors import FleetError, InventoryError, UsageError
 from .interrupts import Terminated
-from .output import error
+from .output import emit_error_json, error
 
 
 def arguments(body: Callable[..., int], c, args: tuple, kwargs: dict) -> dict:
@@ -53,22 +53,49 @@ def _stop_signals_unwind() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def refuse_invoke_options(c) -> None:
+    """`inv --dry TASK` (or --command-timeout) would read as a dry run (a timeout) and be ignored: refuse it.
+
+    The `agentsync` program has no such options; under `inv` they reach the
+    task only through Invoke's config.
+    """
+    config = getattr(getattr(c, "invoke", c), "config", None)  # c: the TaskRun, or Invoke's context itself
+    if config is None:
+        return
+    if config.get("run", {}).get("dry"):
+        raise UsageError("--dry is Invoke's echo-only mode and means nothing to agentsync; nothing was done",
+                         hint="this tool's dry run is TASK --dry-run (or the `plan` task)")
+    if config.get("timeouts", {}).get("command"):
+        raise UsageError("--command-timeout is Invoke's and means nothing to agentsync; nothing was done",
+                         hint="set defaults.command_timeout (or a host's command_timeout) in the inventory")
+
+
 def run_body(body: Callable[..., int], recorder, c, /, *args, **kwargs) -> int:
-    """Run the task; return its exit status and tell the journal how the run ended."""
+    """Run the task; return its exit status and tell the journal how the run ended.
+
+    With `--json`, a failure that ends the task before its report still puts
+    one JSON document on stdout: `{"ok": false, "error": {message, hint, host}}`.
+    """
 
     def finish(status: str, code: int | None, message: str = "") -> None:
         if recorder is not None:
             recorder.finish(status, code, message)
 
+    def fail(exc: FleetError) -> None:
+        if kwargs.get("json"):
+            emit_error_json(exc)
+        error(str(exc))
+
     try:
         with _stop_signals_unwind():
+            refuse_invoke_options(c)
             code = body(c, *args, **kwargs) or 0
     except (InventoryError, UsageError) as exc:
-        error(str(exc))
+        fail(exc)
         finish("error", 2, str(exc))
         return 2
     except FleetError as exc:
-        error(str(exc))
+        fail(exc)
         finish(getattr(exc, "run_status", "failed"), 1, str(exc))
         return 1
     except KeyboardInterrupt as exc:

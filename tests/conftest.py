@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -51,8 +52,29 @@ fi
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+# Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
+# on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
+HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
+# Where a real user's agentsync keeps its journal, locks and backups: the suite must never write there.
+REAL_STATE_DIR = Path(os.environ.get("AGENTSYNC_STATE_DIR") or "~/.local/state/agentsync").expanduser()
+# Receiving sandbox hosts share /root with the controller: test inventories keep backups on the host's own disk.
+HOST_BACKUPS = f"{MOUNT_POINT}/.agentsync-backups"
+
+
+def pytest_configure(config) -> None:
+    """Every agentsync the suite runs, in-process or as a subprocess (which inherits the environment), gets a
+    throwaway state dir unless a test names its own: nothing lands in the real user's journal or backups."""
+    state = tempfile.mkdtemp(prefix="agentsync-state-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT"))
+    config._agentsync_state = state
+    os.environ["AGENTSYNC_STATE_DIR"] = state
+
+
+def pytest_unconfigure(config) -> None:
+    state = getattr(config, "_agentsync_state", None)
+    if state:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 class SilentListener:
@@ -94,14 +116,27 @@ def moto_s3():
     server.stop()
 
 
+def commands_without(directory: Path, *left_out: str) -> str:
+    """A PATH directory with every system command except `left_out` (a host that lacks them)."""
+    directory.mkdir(parents=True)
+    for system_dir in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for command in os.listdir(system_dir):
+            link = directory / command
+            if command not in left_out and not link.exists():
+                link.symlink_to(Path(system_dir) / command)
+    return str(directory)
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, aws_env):
-    box = Sandbox(tmp_path_factory.mktemp("fleet"), subnet=SUBNET)
-    box.add_host("cloud", sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
-    box.add_host("gpu", sftp=False)
+    root = tmp_path_factory.mktemp("fleet")
+    box = Sandbox(root, subnet=SUBNET)
+    box.add_host("cloud", env=HOST_ENV, sftp=False)  # no SFTP server on cloud and gpu: file transfers must not need one
+    box.add_host("gpu", env=HOST_ENV, sftp=False)
     box.add_host("jump", etc_hosts={"inner.fleet": f"127.{SUBNET}.0.5"})
-    box.add_host("inner")  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
-    box.add_host("nocli", env={"PATH": "/usr/bin:/bin"})  # a host without optional tools
+    box.add_host("inner", env=HOST_ENV)  # 127.<SUBNET>.0.5: reached through jump by a name only jump can resolve
+    # no optional tools (aws, nvidia-smi, zerotier-cli), no rsync, no tmux
+    box.add_host("nocli", env={"PATH": commands_without(root / "nocli-path", "rsync", "tmux"), **HOST_ENV})
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
@@ -191,7 +226,8 @@ class Fleet:
         hosts = hosts if hosts is not None else {"laptop": {}, "cloud": {}, "gpu": {}}
         data = {"ssh_config": str(self.ssh_config),
                 "defaults": {"branch": "main", "connect_timeout": 3, "command_timeout": 30},
-                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()}}
+                "hosts": {name: self.host_spec(name, **(extra or {})) for name, extra in hosts.items()},
+                "transfers": {"backup_dir": HOST_BACKUPS}}
         data.update(top)
         path = self.root / "fleet.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -226,3 +226,12 @@ def test_sync_warns_when_incoming_commits_touch_an_area_claimed_by_someone_else(
     own = fleet.agentsync("sync-all", "--json", inventory=inv)
     assert own.returncode == 0, own.stderr
     assert all(h["warnings"] == [] for h in json.loads(own.stdout)["hosts"])  # the holder's own work
+
+
+def test_an_area_named_with_or_without_its_trailing_slash_is_the_same_claim():
+    held = model.claim({}, a_claim("strategies/"), now=0, ttl=HOUR).claims
+    assert model.checkin(held, "strategies", "ann@cloud", now=5).claims["strategies/"].checked_in == 5
+    assert "strategies" not in model.checkin(held, "strategies", "ann@cloud", now=5).claims
+    assert model.release(held, "strategies", "ann@cloud").claims == {}
+    bare = model.claim({}, a_claim("strategies"), now=0, ttl=HOUR).claims
+    assert model.release(bare, "strategies/", "ann@cloud").claims == {}

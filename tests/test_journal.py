@@ -46,6 +46,7 @@ def hook(fleet, host: str, name: str, body: str) -> None:
 
 
 def journal_rows(fleet, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of the journal, or [] while it (or its schema: the run creates the file first) does not exist yet."""
     path = fleet.root / "state" / "journal.sqlite3"
     if not path.exists():
         return []
@@ -132,7 +133,8 @@ def start_sync_blocked_in_cloud_push(fleet, stderr) -> tuple:
     fleet.commit("cloud", "cloud.md", "from the cloud\n", "Cloud work")
     gate = fleet.root / "cloud-push-gate"
     gate.write_text("hold")
-    hook(fleet, "cloud", "pre-push", f"while [ -e {gate} ]; do sleep 0.1; done; exit 1")
+    blocked = fleet.root / "cloud-push-blocked"  # the hook says it is running (cloud sees the controller's /tmp)
+    hook(fleet, "cloud", "pre-push", f"touch {blocked}; while [ -e {gate} ]; do sleep 0.1; done; exit 1")
     inv = fleet.inventory()
     env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
     proc = subprocess.Popen([*AGENTSYNC, "sync-all", "--json", "--inventory", str(inv)], env=env,
@@ -145,7 +147,7 @@ def test_run_killed_with_kill_9_keeps_its_finished_steps_and_shows_interrupted(f
     try:
         wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
                  what="laptop's publish step in the journal")
-        time.sleep(0.5)  # cloud's publish is now blocked in its pre-push hook
+        wait_for((fleet.root / "cloud-push-blocked").exists, what="cloud's publish blocked in its pre-push hook")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -176,7 +178,7 @@ def test_ctrl_c_mid_step_is_journaled_as_interrupted_never_as_ok_and_releases_ev
     try:
         wait_for(lambda: journal_rows(fleet, "SELECT status FROM steps WHERE host = 'laptop' AND stage = 'publish'"),
                  what="laptop's publish step in the journal")
-        time.sleep(0.5)  # cloud's publish is now blocked in its pre-push hook
+        wait_for((fleet.root / "cloud-push-blocked").exists, what="cloud's publish blocked in its pre-push hook")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:

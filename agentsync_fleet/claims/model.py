@@ -128,7 +128,7 @@ def claim(claims: dict[str, Claim], new: Claim, *, now: float, ttl: float) -> Ch
 
 
 def checkin(claims: dict[str, Claim], area: str, who: str, *, now: float) -> Change:
-    held = _held(claims, area)
+    area, held = _held(claims, area)
     if held.who != who:
         raise ClaimRefused(f"'{area}' is claimed by {held.describe()}, not by {who}",
                            hint="check in as the holder (--who), or claim another area")
@@ -136,7 +136,7 @@ def checkin(claims: dict[str, Claim], area: str, who: str, *, now: float) -> Cha
 
 
 def release(claims: dict[str, Claim], area: str, who: str, *, force: bool = False) -> Change:
-    held = _held(claims, area)
+    area, held = _held(claims, area)
     if held.who != who and not force:
         raise ClaimRefused(f"'{area}' is claimed by {held.describe()}, not by {who}",
                            hint="only the holder releases a claim; `--force` releases someone else's")
@@ -144,11 +144,13 @@ def release(claims: dict[str, Claim], area: str, who: str, *, force: bool = Fals
     return Change(rest, f"released '{area}'" + (f" (held by {held.who}; --force)" if held.who != who else ""))
 
 
-def _held(claims: dict[str, Claim], area: str) -> Claim:
-    if area not in claims:
-        known = ", ".join(sorted(claims)) or "none"
-        raise ClaimRefused(f"'{area}' is not claimed", hint=f"claimed areas: {known}")
-    return claims[area]
+def _held(claims: dict[str, Claim], area: str) -> tuple[str, Claim]:
+    """The claim on `area` and the key it is held under: `strategies` and `strategies/` name the same area."""
+    for key in (area, area.rstrip("/") + "/", area.rstrip("/")):
+        if key in claims:
+            return key, claims[key]
+    known = ", ".join(sorted(claims)) or "none"
+    raise ClaimRefused(f"'{area}' is not claimed", hint=f"claimed areas: {known}")
 
 
 def listing(claims: dict[str, Claim], *, now: float, ttl: float) -> list[dict[str, Any]]:

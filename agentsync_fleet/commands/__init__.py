@@ -34,12 +34,7 @@ class FleetArgs:
 
     def selected(self, inv) -> list:
         """Hosts named by --hosts (comma-separated), in sync order; all hosts if none given."""
-        names = [n.strip() for n in (self.hosts or "").split(",") if n.strip()]
-        unknown = [n for n in names if n not in inv.hosts]
-        if unknown:
-            raise UsageError(f"--hosts names {', '.join(repr(n) for n in unknown)}, not in {inv.path}",
-                             hint=f"hosts defined there: {', '.join(inv.order)}")
-        return inv.select(names)
+        return inv.select(inv.host_names(self.hosts))
 
     def worker_limit(self, inv) -> int | None:
         value = self.workers if self.workers not in (None, "", 0) else inv.settings["defaults"].get("workers")

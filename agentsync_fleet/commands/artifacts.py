@@ -29,11 +29,7 @@ def selected_hosts(args: FleetArgs, inv, direction: str | None) -> list:
     """Hosts with entries in that direction; naming a host that has none is a mistake worth saying."""
     from ..artifacts.runner import entries
 
-    names = [n.strip() for n in (args.hosts or "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in inv.hosts]
-    if unknown:
-        raise UsageError(f"--host names {', '.join(repr(n) for n in unknown)}, not in {inv.path}",
-                         hint=f"hosts defined there: {', '.join(inv.order)}")
+    inv.host_names(args.hosts, "--host")
     hosts = args.selected(inv)
     without = [h.name for h in hosts if not entries(h, direction)]
     if args.hosts and without:

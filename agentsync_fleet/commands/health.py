@@ -8,6 +8,7 @@ from .journaling import journal_health
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
     from ..health import check_fleet
+    from ..jobs.runner import HealthProbe
     from ..models import to_jsonable
     from ..remote import Connector
 
@@ -15,7 +16,8 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
     hosts = args.selected(inv)
     connector = Connector(inv)
     try:
-        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv))
+        report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
+                             extras=(HealthProbe(),))
     finally:
         connector.close_all()
     journal_health(args.recorder, report)

@@ -76,3 +76,31 @@ def journal_health(recorder, report) -> None:
         head = h.repo.head if h.repo else ""
         recorder.host_done(HostOutcome(h.host, status, head, head, duration_s=round(h.duration_s, 3),
                                 message="; ".join(h.failures), warnings=tuple(h.warnings)))
+
+
+def journal_job_start(recorder, host: str, spec, job, duration_s: float, refused: str = "") -> None:
+    """`run`: the job's start as a step (its command and pid), or the refusal as the host's outcome."""
+    from ..records import CommandRecord, HostOutcome, StepRecord
+
+    duration = round(duration_s, 3)
+    if job is None:
+        recorder.host_done(HostOutcome(host, "refused", duration_s=duration, message=refused))
+        return
+    recorder.step_done(host, StepRecord("jobs", f"start job {spec.name} ({spec.id})", "ok", duration, "",
+                                        [CommandRecord(spec.command, 0, duration)],
+                                        {"job": spec.id, "name": spec.name, "pid": job.pid, "head_before": job.head}))
+    recorder.host_done(HostOutcome(host, "ok", job.head, job.head, duration_s=duration,
+                                   message=f"started job {spec.id}"))
+
+
+def journal_job_end(recorder, job) -> None:
+    """`wait` / `cancel`: how the job ended, as a step with its exit status and last line."""
+    from ..records import CommandRecord, HostOutcome, StepRecord
+
+    status = "ok" if job.state == "exited" and job.exit_code == 0 else "failed"
+    recorder.step_done(job.host, StepRecord("jobs", f"job {job.name} ({job.id}) {job.label}", status,
+                                            job.runtime_s or 0.0, "" if status == "ok" else job.label,
+                                            [CommandRecord(job.command, job.status_code, job.runtime_s or 0.0,
+                                                           job.last_line)],
+                                            {"job": job.id, "name": job.name, "state": job.state}))
+    recorder.host_done(HostOutcome(job.host, status, duration_s=job.runtime_s, message=job.label))

@@ -1,4 +1,8 @@
-"""`status`: per host, how far it is ahead of / behind origin and how many files are uncommitted."""
+"""`status`: per host, how far it is ahead of / behind origin and how many files are uncommitted.
+
+Exit 1 when any host is not in step: unreachable, missing its checkout, ahead, behind, with
+uncommitted files or a rebase/merge in progress (a CI gate can use it as it is).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ def rows(report) -> list[dict]:
     for h in report.hosts:
         repo = h.repo
         out.append({
-            "host": h.host, "reachable": h.reachable, "error": h.error,
+            "host": h.host, "reachable": h.reachable, "error": h.error or _repo_problem(repo),
             "branch": repo.branch if repo else "", "head": repo.head if repo else "",
             "ahead": repo.ahead if repo else None, "behind": repo.behind if repo else None,
             "uncommitted": repo.dirty if repo else None, "stashes": repo.stashes if repo else None,
@@ -19,6 +23,20 @@ def rows(report) -> list[dict]:
             "leftover": repo.leftover if repo else "",  # what a cut-off agentsync move left (`heal.py`)
         })
     return out
+
+
+def _repo_problem(repo) -> str:
+    if repo is None:
+        return "repo state unknown"
+    if not repo.present:
+        return repo.error or "no git checkout at the repo path"
+    return ""
+
+
+def in_step(row: dict) -> bool:
+    """Reachable, checkout present, neither ahead of nor behind origin, nothing uncommitted."""
+    return (row["reachable"] and not row["error"] and row["ahead"] == 0 and row["behind"] == 0
+            and not row["uncommitted"] and not row["in_progress"])
 
 
 def run(args: FleetArgs, fetch: bool = True) -> int:
@@ -36,9 +54,9 @@ def run(args: FleetArgs, fetch: bool = True) -> int:
     if args.json:
         from ..output import emit_json
 
-        emit_json({"inventory": str(inv.path), "hosts": data})
+        emit_json({"inventory": str(inv.path), "ok": all(in_step(r) for r in data), "hosts": data})
     else:
         from ..output.status import render_status
 
         render_status(data)
-    return 0 if all(r["reachable"] for r in data) else 1
+    return 0 if all(in_step(r) for r in data) else 1

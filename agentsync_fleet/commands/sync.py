@@ -46,7 +46,7 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     extra = {"resumed_from": resumed_from} if resumed_from else {}
     if task == "sync-all" and not dry_run:
         extra.update(_notify(args, inv, report))
-    _show(args, report, extra)
+    _show(args, report, extra, task)
     return 0 if report.ok else 1
 
 
@@ -110,7 +110,7 @@ def _notify(args: FleetArgs, inv, report) -> dict:
     return {"notify": to_jsonable(outcome)}
 
 
-def _show(args: FleetArgs, report, extra: dict) -> None:
+def _show(args: FleetArgs, report, extra: dict, task: str = "sync-all") -> None:
     if args.json:
         from ..output import emit_json
 
@@ -121,4 +121,4 @@ def _show(args: FleetArgs, report, extra: dict) -> None:
     if report.dry_run:
         render_plan(report)
     else:
-        render_summary(report)
+        render_summary(report, task)

@@ -9,36 +9,53 @@ from . import FleetArgs, fleet_locked
 from .journaling import journal_transfers
 
 
-def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False) -> int:
-    from ..output.transfer import TransferDisplay, render_report
+def run_transfers(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
+                  check=None) -> int:
+    """`check(inv, hosts)` may refuse the run (raise) before anything moves, dry run or not."""
+    from ..output.transfer import render_report
+
+    report = transfer_report(args, task, routes_for, dry_run=dry_run, allow_running=allow_running, check=check)
+    if args.json:
+        from ..output import emit_json
+
+        emit_json(report_data(report))
+    else:
+        render_report(report)
+    return 0 if report.ok else 1
+
+
+def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, allow_running: bool = False,
+                    inv=None, check=None):
+    """Run the transfers and return the report, printing nothing on stdout (`wait --then-results` uses it too)."""
+    from ..output.transfer import TransferDisplay
     from ..remote import Connector
     from ..transfer.task import choose_hosts, run_task
 
-    inv = args.load()
+    inv = inv or args.load()
     hosts = choose_hosts(inv, args.hosts, task, routes_for)
+    if check is not None:
+        check(inv, [h for h in hosts if any(r.is_code for r in routes_for(inv, h, bool(args.hosts)))])
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
     try:
         with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector),
               TransferDisplay(enabled=not dry_run) as display):
-            report = run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
-                              workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
-                              allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
-                              on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
-                                                                                   results))
+            return run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
+                            workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
+                            allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
+                            on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
+                                                                                 results))
     finally:
         connector.close_all()
-    if args.json:
-        from ..models import to_jsonable
-        from ..output import emit_json
-        from ..transfer.model import totals
 
-        data = to_jsonable(report)
-        data.update(ok=report.ok, totals=totals(report.transfers))
-        emit_json(data)
-    else:
-        render_report(report)
-    return 0 if report.ok else 1
+
+def report_data(report) -> dict:
+    from ..models import to_jsonable
+    from ..transfer.model import totals
+
+    data = to_jsonable(report)
+    data.update(ok=report.ok, totals=totals(report.transfers))
+    return data
 
 
 def _touched(inv, hosts, routes_for, explicit: bool) -> list:

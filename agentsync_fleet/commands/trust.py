@@ -1,5 +1,9 @@
 """`trust HOST`: add a host's key to known_hosts on purpose, after showing its fingerprint.
 
+Exit 0 when the key is (now) trusted, 1 when it is not (changed key, declined), 2 bad input
+(no such host, a local host, no --yes without a terminal). With --json, stdout carries one
+document on every path (the error paths: see `taskrun.run_body`).
+
 The key is read by ssh itself, through the host's own route (ProxyJump,
 ProxyCommand, HostKeyAlias), and written as ssh would write it into the first
 UserKnownHostsFile. Never replaces a key that changed: that is exactly the
@@ -33,8 +37,18 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
     out = console(stderr=args.json)
     name = presented.resolution.host_key_name
     out.print(f"{host_name} ({name}) presents {presented.key_type} key [bold]{presented.fingerprint}[/]")
+
+    def report(outcome: str, known_hosts: str | None = None) -> None:
+        if args.json:
+            from ..output import emit_json
+
+            emit_json({"ok": outcome in ("known", "trusted"), "host": host_name, "endpoint": name,
+                       "key_type": presented.key_type, "fingerprint": presented.fingerprint, "outcome": outcome,
+                       "known_hosts": known_hosts})
+
     if presented.status == "known":
         out.print("[green]already trusted[/]: ssh accepts this host's key; nothing to do.")
+        report("known")
         return 0
     if presented.status == "changed":
         raise FleetError(
@@ -47,10 +61,13 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
             raise UsageError("not trusting a key without confirmation",
                              hint="compare the fingerprint with the host's owner (ssh-keygen -lf on the host), "
                                   "then rerun with --yes")
-        answer = input(f"Trust this key and add it to {target}? [y/N] ").strip().lower()
+        out.print(f"Trust this key and add it to {target}? [y/N] ", end="")  # on stderr with --json
+        answer = input().strip().lower()
         if answer not in ("y", "yes"):
             out.print("not trusted; nothing changed.")
+            report("declined")
             return 1
     append_known_host(target, presented)
     out.print(f"[green]trusted[/]: added {name} {presented.key_type} to {target}")
+    report("trusted", str(target))
     return 0

@@ -30,6 +30,12 @@ def emit_json(report: Any, extra: dict[str, Any] | None = None) -> None:
     sys.stdout.flush()
 
 
+def emit_error_json(exc: Exception) -> None:
+    """The one JSON document of a run that failed before (or instead of) its report."""
+    emit_json({"ok": False, "error": {"message": getattr(exc, "message", str(exc)),
+                                      "hint": getattr(exc, "hint", None), "host": getattr(exc, "host", None)}})
+
+
 def error(message: str) -> None:
     """A user-facing error on stderr, no traceback."""
     from rich.markup import escape

@@ -53,8 +53,13 @@ def _local(h: HostHealth) -> str:
 
 
 def _running(h: HostHealth) -> str:
-    return "\n".join(f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}"
-                     for p in h.processes)
+    lines = [f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}" for p in h.processes]
+    for job in h.jobs:  # the jobs feature's rows: running jobs, and jobs that died (also among the warnings)
+        gpu = f", {job.gpu_mib:.0f} MiB GPU" if job.gpu_mib else ""
+        style = "cyan" if job.running else "red"
+        lines.append(f"[{style}]job {escape(job.name)}[/] {job.id} {escape(job.label)} "
+                     f"{human_duration(job.runtime_s)}{gpu}")
+    return "\n".join(lines)
 
 
 def _machine(h: HostHealth) -> str:
@@ -77,17 +82,48 @@ def _machine(h: HostHealth) -> str:
     return "\n".join(escape(p) if "[" not in p else p for p in parts)
 
 
+NARROW = 110  # below this many columns each host is a block of labelled lines instead of a table row
+
+
 def render_health(report: HealthReport) -> None:
     out = console()
+    if out.width < NARROW:
+        _host_blocks(out, report)
+    else:
+        _host_table(out, report)
+    _reasons_and_verdict(out, report)
+
+
+def _gate(h: HostHealth) -> str:
+    return "[bold green]PASS[/]" if h.passed else "[bold red]FAIL[/]"
+
+
+def _host_blocks(out, report: HealthReport) -> None:
+    """The narrow layout: no cell is ever narrower than its longest word, so nothing breaks mid-word or mid-hash."""
+    out.print(f"Fleet health — {escape(report.inventory)}", soft_wrap=True)
+    for h in report.hosts:
+        target = f" [dim]({escape(h.target)})[/]" if h.target != h.host else ""
+        out.print(f"[bold]{escape(h.host)}[/]{target}  {_gate(h)}")
+        fields = [("reach", _reach(h)), ("repo", _repo(h)), ("origin", _sync(h)), ("local", _local(h)),
+                  ("running", _running(h).replace("\n", "; ")), ("machine", _machine(h).replace("\n", ", "))]
+        for label, value in fields:
+            if value:
+                out.print(f"  {label:<8}{value}")
+
+
+def _host_table(out, report: HealthReport) -> None:
     table = Table(title=f"Fleet health — {escape(report.inventory)}", title_justify="left", show_lines=True)
     for column in ("host", "reach", "repo", "origin", "local", "running", "machine", "gate"):
         table.add_column(column, overflow="fold")
     for h in report.hosts:
-        gate = "[bold green]PASS[/]" if h.passed else "[bold red]FAIL[/]"
+        gate = _gate(h)
         name = f"[bold]{escape(h.host)}[/]" + (f"\n[dim]{escape(h.target)}[/]" if h.target != h.host else "")
         table.add_row(name, _reach(h), _repo(h), _sync(h),
                       _local(h), _running(h), _machine(h), gate)
     out.print(table)
+
+
+def _reasons_and_verdict(out, report: HealthReport) -> None:
     for h in report.hosts:
         for failure in h.failures:
             out.print(f"  [red]✗[/] [bold]{escape(h.host)}[/]: {escape(failure)}")

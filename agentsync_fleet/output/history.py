@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import Any
 
@@ -27,10 +28,27 @@ def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
 
 
+NARROW = 120  # below this many columns, wide tables stack their free text (messages, errors) under the table
+
+
+def _flag(name: str) -> str:
+    """A recorded argument's name as the user typed it (`from_` is `--from`)."""
+    return "--" + name.rstrip("_").replace("_", "-")
+
+
 def _args(args: dict[str, Any]) -> str:
-    shown = [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
+    shown = [_flag(k) if v is True else f"{_flag(k)} {v}"
              for k, v in sorted((args or {}).items()) if v not in (None, False, "", 0) and k != "inventory"]
     return " ".join(shown)
+
+
+def _stacked(out, notes: list[tuple[str, str]]) -> None:
+    """Free text under a narrow table, one note per line (never squeezed into a zero-width column)."""
+    for who, text in notes:
+        lines = textwrap.wrap(f"{who}: {text}", max(out.width - 2, 40), subsequent_indent="    ",
+                              break_long_words=False, break_on_hyphens=False)
+        for line in lines:
+            out.print("  " + escape(line), soft_wrap=True)
 
 
 def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
@@ -69,32 +87,48 @@ def render_run(run: dict[str, Any]) -> None:
 def _host_table(out, hosts: list[dict[str, Any]]) -> None:
     if not hosts:
         return
+    narrow = out.width < NARROW
     table = Table(title="hosts", title_justify="left")
-    for column in ("host", "status", "HEAD before→after", "pulled", "pushed", "time", "message"):
+    columns = ("host", "status", "HEAD before→after", "pulled", "pushed", "time") + (() if narrow else ("message",))
+    for column in columns:
         table.add_column(column, no_wrap=column != "message")
+    notes = []
     for h in hosts:
         message = "\n".join([h["message"].strip(), *(f"! {w}" for w in h.get("warnings") or [])]).strip()
-        table.add_row(escape(h["host"]), styled(h["status"]),
-                      f"{(h['head_before'] or '—')[:8]}→{(h['head_after'] or '—')[:8]}", str(h["pulled"]),
-                      str(h["pushed"]), seconds(h["duration_s"]), escape(message))
+        cells = [escape(h["host"]), styled(h["status"]),
+                 f"{(h['head_before'] or '—')[:8]}→{(h['head_after'] or '—')[:8]}", str(h["pulled"]),
+                 str(h["pushed"]), seconds(h["duration_s"])]
+        table.add_row(*cells, *(() if narrow else (escape(message),)))
+        notes += [(h["host"], line) for line in message.splitlines()] if narrow else []
     out.print(table)
+    _stacked(out, notes)
 
 
 def _step_table(out, steps: list[dict[str, Any]]) -> None:
     if not steps:
         out.print("  no steps recorded")
         return
+    narrow = out.width < NARROW
     table = Table(title="steps (in the order they finished)", title_justify="left")
-    for column in ("host", "stage", "action", "status", "time", "exit", "HEAD before→after", "moved", "error"):
-        table.add_column(column, no_wrap=column not in ("error", "action"))
+    columns = ("host", "stage", "action", "status", "time", "exit") + (
+        ("HEAD after",) if narrow else ("HEAD before→after", "moved", "error"))
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("error", "action"), min_width=12 if column == "action" else None)
+    notes = []
     for s in steps:
         heads = s["head_before"][:8] + (f"→{s['head_after'][:8]}" if s["head_after"] else "")
         moved = ", ".join(x for x in (human_bytes(s["bytes"]) if s["bytes"] is not None else "",
                                       f"{s['files']} files" if s["files"] is not None else "") if x)
-        table.add_row(escape(s["host"]), escape(s["stage"]), escape(s["action"]), styled(s["status"]),
-                      seconds(s["duration_s"]), "" if s["exit_code"] is None else str(s["exit_code"]), heads,
-                      moved, escape((s["error"] or "").strip()))
+        error = (s["error"] or "").strip()
+        cells = [escape(s["host"]), escape(s["stage"]), escape(s["action"]), styled(s["status"]),
+                 seconds(s["duration_s"]), "" if s["exit_code"] is None else str(s["exit_code"])]
+        if narrow:
+            table.add_row(*cells, (s["head_after"] or s["head_before"])[:8])
+            notes += [(f"{s['host']} {s['stage']}", text) for text in (f"moved {moved}" if moved else "", error) if text]
+        else:
+            table.add_row(*cells, heads, moved, escape(error))
     out.print(table)
+    _stacked(out, notes)
     commands = sum(len(s["commands"] or []) for s in steps)
     out.print(f"  [dim]{commands} command(s) recorded; `agentsync history.show {steps[0]['run_id']} --json` "
               "lists each with its exit code and output tail[/]")

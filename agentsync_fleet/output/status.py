@@ -16,6 +16,9 @@ def render_status(rows: list[dict]) -> None:
         if not r["reachable"]:
             table.add_row(escape(r["host"]), f"[red]unreachable: {escape(r['error'])}[/]", "", "", "", "", "")
             continue
+        if r["error"]:
+            table.add_row(escape(r["host"]), f"[red]{escape(r['error'])}[/]", "", "", "", "", "")
+            continue
         table.add_row(escape(r["host"]), escape(r["branch"]), r["head"][:8],
                       _n(r["ahead"], "cyan"), _n(r["behind"], "red"), _n(r["uncommitted"], "yellow"),
                       str(r["stashes"] or ""))

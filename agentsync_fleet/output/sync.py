@@ -160,9 +160,9 @@ def _relay_notes(h) -> list[str]:
     return notes
 
 
-def render_summary(report: SyncReport) -> None:
+def render_summary(report: SyncReport, task: str = "sync-all") -> None:
     out = console()
-    table = Table(title=f"sync-all {report.run_id}", title_justify="left")
+    table = Table(title=f"{task} {report.run_id}", title_justify="left")
     for column in ("host", "status", "HEAD before→after", "pulled", "pushed", "stash", "time"):
         table.add_column(column, no_wrap=True)
     for h in report.hosts:

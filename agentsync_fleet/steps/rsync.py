@@ -153,10 +153,12 @@ class RsyncCall:
     files_from: bool = False  # read NUL-separated relative names from stdin
     checksum: bool = False  # compare content, not size + mtime (see push-code in transfer/plan.py)
     keep_dirlinks: bool = False  # the sender is the laptop's own tree (see the module docstring)
+    program: str = "rsync"  # the rsync this run starts (steps/rsync_tool.py chooses it)
+    remote_program: str = "rsync"  # the rsync the far end starts (--rsync-path when not plain `rsync`)
 
 
 def rsync_argv(call: RsyncCall) -> list[str]:
-    argv = ["rsync", "-rlpt", "-s", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
+    argv = [call.program, "-rlpt", "-s", f"--partial-dir={PARTIAL_DIR}", "--itemize-changes", "--stats",
             "--info=progress2,backup", "--debug=FILTER1", f"--timeout={call.io_timeout}"]
     if call.remote == "sender":
         argv.append("--remote-option=--debug=FILTER1")  # which files the remote sender held back
@@ -175,7 +177,9 @@ def rsync_argv(call: RsyncCall) -> list[str]:
     if call.bwlimit:
         argv.append(f"--bwlimit={call.bwlimit}")
     if call.backup_dir:
-        argv += backup_args(call.backup_dir, remote_receiver=call.remote == "receiver")
+        argv += backup_args(call.backup_dir, remote_receiver=call.remote == "receiver", program=call.remote_program)
+    if call.remote_program != "rsync" and not any(a.startswith("--rsync-path=") for a in argv):
+        argv.append("--rsync-path=" + join([call.remote_program]))
     if call.files_from:
         argv += ["--files-from=-", "--from0"]
     argv += [f"--exclude={pattern}" for pattern in call.excludes]
@@ -184,11 +188,11 @@ def rsync_argv(call: RsyncCall) -> list[str]:
     return [*argv, call.src, call.dest]
 
 
-def backup_args(backup_dir: str, *, remote_receiver: bool) -> list[str]:
+def backup_args(backup_dir: str, *, remote_receiver: bool, program: str = "rsync") -> list[str]:
     """`--backup-dir` is read by the receiver. For a remote `~/` dir, the remote shell must expand the home:
     -s keeps option values away from that shell, so the option rides on --rsync-path (quoted, $HOME only)."""
     if remote_receiver and (backup_dir == "~" or backup_dir.startswith("~/")):
-        return ["--backup", "--rsync-path=" + join(["rsync", Raw("--backup-dir=" + quote_path(backup_dir))])]
+        return ["--backup", "--rsync-path=" + join([program, Raw("--backup-dir=" + quote_path(backup_dir))])]
     return ["--backup", f"--backup-dir={backup_dir}"]
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..errors import FleetError
 from ..guard import is_critical
 from ..models import Host, Inventory
-from ..probes import guard_probe, parse_guard
-from ..shell import join, split_sections
+from ..shell import join, quote_path
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
+from ..steps.rsync_tool import version_script
 from . import dirlinks as D
 from . import plan as P
+from .facts import RsyncTools, ask, guard_processes
 from .model import LegResult, TransferEvent, TransferResult
 from .parse import HIDING, Change, Diagnosis, Progress, RsyncOutput, diagnose, feed, parse_backup, unescape
 from .proc import SshSettings, git_files, stream
@@ -33,10 +34,12 @@ class Runner:
     """Runs routes of one inventory for one run (one run id, one set of options)."""
 
     def __init__(self, inv: Inventory, opts: P.LegOptions, listener: Listener = lambda event: None, *,
-                 rerun: str = "the same command", allow_running: bool = False, connector=None):
+                 rerun: str = "the same command", allow_running: bool = False, connector=None,
+                 tools: RsyncTools | None = None):
         self.inv, self.opts, self.listener = inv, opts, listener
         self.rerun, self.allow_running = rerun, allow_running
         self.ssh = SshSettings(inv, connector)  # the run's connector: one resolution, one master per host
+        self.tools = tools or RsyncTools()
 
     def commands(self, route: P.Route) -> list[str]:
         """The exact command lines of a route, for plans."""
@@ -61,30 +64,55 @@ class Runner:
 
     def _planned(self, route: P.Route, files: list[str] | None,
                  result: TransferResult) -> list[tuple[P.Leg, list[str] | None]]:
-        """The route's legs; a push from the laptop also sends into each symlinked directory on the receiving
-        host separately (transfer/dirlinks.py), so rsync 3.5's link hardening keeps such a layout working.
-        When the host cannot be asked, nothing runs and the result says why."""
+        """The route's legs, each with the rsync its ends have (checked once per run) and its file list. A push
+        from the laptop also sends into each symlinked directory on the receiving host by its own run
+        (transfer/dirlinks.py), so rsync 3.5's link hardening keeps such a layout working. When a host cannot
+        be asked, nothing runs and the result says why."""
         legs = P.legs(route, self.opts, self.ssh)
-        if route.mode != "local" or not route.src.local or route.dest.local:
+        push = route.mode == "local" and route.src.local and not route.dest.local
+        dirs = (D.sent_dirs(files) if files is not None else D.walk_dirs(legs[0].call.src)) if push else []
+        links: list[D.DirLink] = []
+        for host in _far_ends(route):
+            asked = self._ask(host, legs[0], route.dest.resolved, dirs if host is route.dest.host else [], result)
+            if asked is None:
+                return []
+            links = asked if host is route.dest.host else links
+        legs = [self._with_tools(leg) for leg in legs]
+        if not push:
             return [(leg, files) for leg in legs]
-        leg, host = legs[0], route.dest.host
-        dirs = D.sent_dirs(files) if files is not None else D.walk_dirs(leg.call.src)
-        if not dirs:
-            return [(leg, files)]
-        code, stdout, stderr = probe_dirlinks(self.ssh, host, route.dest.resolved, dirs)
+        host = route.dest.host
+        left_out = (*self.opts.settings.secrets, ".git", *(e.strip("/") for e in route.entry.exclude))
+        links = D.followed(links, left_out)
+        D.check_trusted(links, host.name, route.dest.resolved)
+        D.check_excludes(links, route.entry.exclude, route.key)
+        return D.split(legs[0], links, files)
+
+    def _ask(self, host: Host, leg: P.Leg, root: str, dirs: list[str],
+             result: TransferResult) -> list[D.DirLink] | None:
+        """One round trip to `host`: its rsync (first time this run) and which of `dirs` under `root` are
+        symlinked directories. None: the host could not be asked (the result says why)."""
+        want_tool = not self.tools.known(host)
+        if not want_tool and not dirs:
+            return []
+        script = (version_script() if want_tool else "") + (D.probe_script(root, dirs) if dirs else "")
+        code, stdout, stderr = ask(self.ssh, host, script)
         problem = diagnose(code, stderr, host.name, "the laptop", host.name)
         if problem is not None and problem.reason in UNREACHABLE:
             result.fail("unreachable", problem.message, self._hint(problem, leg), problem.detail)
-            return []
+            return None
         if problem is not None:
-            result.fail("failed", f"could not check {host.name} for symlinked directories (exit {code})",
+            result.fail("failed", f"could not ask {host.name} which rsync it has (exit {code})",
                         "nothing was sent; `agentsync health` shows what is wrong", problem.detail)
-            return []
-        left_out = (*self.opts.settings.secrets, ".git", *(e.strip("/") for e in route.entry.exclude))
-        links = D.followed(D.parse_probe(stdout, dirs), left_out)
-        D.check_trusted(links, host.name, route.dest.resolved)
-        D.check_excludes(links, route.entry.exclude, route.key)
-        return D.split(leg, links, files)
+            return None
+        if want_tool:
+            self.tools.record(host, stdout.decode("utf-8", "replace"))
+        return D.parse_probe(stdout, dirs) if dirs else []
+
+    def _with_tools(self, leg: P.Leg) -> P.Leg:
+        """The leg with the rsync each end runs; a missing or too old one is a FleetError naming the host."""
+        program = (self.tools.local() if leg.on is None else self.tools.remote(leg.on)).path
+        remote = self.tools.remote(leg.peer).path if leg.peer is not None else "rsync"
+        return replace(leg, call=replace(leg.call, program=program, remote_program=remote))
 
     def _argv(self, leg: P.Leg) -> list[str]:
         argv = rsync_argv(leg.call)
@@ -126,10 +154,29 @@ class Runner:
         problem = diagnose(finished.code, errors, self._where(leg, second_hop), *self._sides(leg))
         if problem is None:
             return True
+        if problem.reason in ("files", "failed") and not errors.strip() and leg.on is None:
+            problem = self._silent_failure(route, leg) or problem
         hint = self._path_hint(problem, route) or self._hint(problem, leg, second_hop)
         result.fail("unreachable" if problem.reason in UNREACHABLE else "failed", problem.message, hint,
                     problem.detail)
         return False
+
+    def _silent_failure(self, route: P.Route, leg: P.Leg) -> Diagnosis | None:
+        """rsync (3.2 and 3.5 alike) sometimes exits 11 without the far end's message: the remote rsync's last
+        words lose the race with the connection closing. Ask that host the question its message would have
+        answered: is the destination's parent (or the source) there?"""
+        far = leg.receiver or leg.peer
+        if far is None:
+            return None
+        receiving = leg.receiver is not None
+        path = (os.path.dirname(leg.dest_dir.rstrip("/")) if receiving else route.src.resolved.rstrip("/")) or "/"
+        code, stdout, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
+        if code != 0 or b"agentsync-missing" not in stdout:
+            return None
+        if receiving:
+            return Diagnosis("no parent", f"{far.name}:{path} does not exist (rsync creates only the last directory "
+                                          "of the destination)", path=path)
+        return Diagnosis("no source", f"the source {far.name}:{path} does not exist", path=path)
 
     def _sides(self, leg: P.Leg) -> tuple[str, str]:
         """The machines holding this leg's source and destination (a relay's cache is on the laptop)."""
@@ -263,18 +310,9 @@ def _nul_list(names: list[str]) -> bytes:
     return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in names)
 
 
-def probe_dirlinks(ssh: SshSettings, host: Host, root: str, dirs: list[str]) -> tuple[int, bytes, str]:
-    """Ask `host` which of `dirs` (under `root`) are symlinks to directories there: one ssh round trip.
-    (exit status, stdout for `dirlinks.parse_probe`, stderr)."""
-    target = ssh(host)
-    script = D.probe_script(root, dirs).encode("utf-8", "surrogateescape")
-    try:
-        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
-                              timeout=host.command_timeout + host.connect_timeout)
-    except subprocess.TimeoutExpired:
-        raise FleetError(f"looking for symlinked directories on {host.name} timed out", host=host.name,
-                         hint="nothing was sent; `agentsync health` shows what is wrong") from None
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+def _far_ends(route: P.Route) -> list[Host]:
+    """The remote machines whose rsync a route starts (the receiving one first: it is the one asked about links)."""
+    return [p.host for p in (route.dest, route.src) if not p.local]
 
 
 def _dest_root(dest: str, path: str) -> str:
@@ -299,18 +337,3 @@ def keep_notices(out: RsyncOutput, stderr: str) -> str:
         else:
             errors.append(line)
     return "\n".join(errors)
-
-
-def guard_processes(ssh: SshSettings, host: Host) -> tuple:
-    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
-    target = ssh(host)
-    script = "\n".join(guard_probe(host)) + "\n"
-    try:
-        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
-                              text=True, timeout=host.command_timeout + host.connect_timeout)
-    except subprocess.TimeoutExpired:
-        raise FleetError(f"checking guard processes on {host.name} timed out", host=host.name) from None
-    if proc.returncode != 0:
-        raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
-                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
-    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)

@@ -23,6 +23,7 @@ from ..records import CommandRecord, PlannedStep, worst_status
 from ..settings import state_dir
 from ..units import human_bytes
 from . import plan as P
+from .facts import RsyncTools
 from .model import TransferEvent, TransferResult, totals
 from .run import Runner
 
@@ -34,8 +35,10 @@ def _runner(ctx: RunContext, host: Host, stage: str) -> Runner:
                                            f"{human_bytes(event.progress.bytes)}")
 
     opts = P.LegOptions.for_inventory(ctx.inventory, ctx.run_id, state_dir(ctx.inventory), ctx.options.dry_run)
+    with ctx.lock:
+        ctx.rsync_tools = ctx.rsync_tools or RsyncTools()
     return Runner(ctx.inventory, opts, listen, rerun="`agentsync sync-all`", allow_running=ctx.options.allow_running,
-                  connector=ctx.connector)
+                  connector=ctx.connector, tools=ctx.rsync_tools)
 
 
 class TransferStage(Stage):

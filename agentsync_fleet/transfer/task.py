@@ -32,11 +32,7 @@ def result_routes(inv: Inventory, host: Host, explicit: bool) -> list[P.Route]:
 
 def choose_hosts(inv: Inventory, names: str | None, task: str, routes_for: RoutesFor) -> list[Host]:
     """--host names (comma-separated), checked; without it, every host that has something to transfer."""
-    wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in inv.hosts]
-    if unknown:
-        raise UsageError(f"--host names {', '.join(repr(n) for n in unknown)}, not in {inv.path}",
-                         hint=f"hosts defined there: {', '.join(inv.order)}")
+    wanted = inv.host_names(names, "--host")
     if not wanted:
         hosts = [h for h in inv.select(None) if routes_for(inv, h, False)]
         if not hosts:

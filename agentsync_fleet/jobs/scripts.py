@@ -1,0 +1,403 @@
+"""The sh scripts that start, list, follow and cancel jobs on a host, each beside the parser of its output.
+
+Every value from the user (command, name, cwd, env) reaches the host quoted
+once by `shlex.quote` and is written to a file in the job's directory; the
+job then runs `$SHELL -c "<command as typed>"`, exactly what `ssh HOST
+'<command>'` would have run. Output is framed by `shell.section` markers and
+every value line starts with a key, so a job's own output can never be read
+as one of ours.
+
+On the host a job is a directory `${XDG_STATE_HOME:-~/.local/state}/agentsync/jobs/<id>/`:
+
+    job.json   what the controller knew (id, name, command, cwd, who, preset...)
+    command    the command, byte for byte        wrapper.sh  the detached wrapper
+    facts      "<started epoch> <HEAD> <dirty 0|1>" (written by the start script)
+    pid        "<pid> <pgid> <start time>"       (the job's process, /proc/<pid>/stat field 22)
+    wrapper    "<pid> <start time>"              (the wrapper that waits for it)
+    exit       "<status> <ended epoch>"          (written when the job ends, by the wrapper)
+    cancel     "<SIGNAL> <epoch>"                (what `cancel` sent)
+    tmux       the tmux session's name, when the job runs in one
+    log        stdout and stderr
+
+The wrapper is not in the job's process group: `cancel` signals the group,
+and the wrapper survives to write the exit status even after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from ..probes import GPU_QUERY
+from ..shell import quote_path, script, section, split_sections
+from .model import GpuUse, Job, JobSpec, state_of
+
+BASE = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/jobs"'
+START_WAIT_S = 10  # how long the start script waits for the wrapper to record the job's pid
+
+# /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
+PROC_FUNCTIONS = [
+    # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
+    # and a host only ever looks at (or signals) its own.
+    'machine=$(printf \'%s/%s\' "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid 2>/dev/null)")',
+    'mine() { [ "$(cat "$1/machine" 2>/dev/null)" = "$machine" ]; }',
+    "stat_of() { _s=$(cat \"/proc/$1/stat\" 2>/dev/null) || return 1; printf '%s\\n' \"${_s##*) }\"; }",
+    # alive PID START: that very process (same start time) exists and is not a zombie
+    "alive() { _w=$2; _f=$(stat_of \"$1\") || return 1; set -- $_f; [ \"$1\" != Z ] || return 1; shift 19; "
+    "[ -n \"$_w\" ] && [ \"$1\" = \"$_w\" ]; }",
+    # started PID: its start time (zombies too)
+    "started() { _f=$(stat_of \"$1\") || return 1; set -- $_f; shift 19; printf '%s\\n' \"$1\"; }",
+]
+
+
+def job_dir(job_id: str) -> str:
+    return f'{BASE}/{shlex.quote(job_id)}'
+
+
+def wrapper_text(spec: JobSpec) -> str:
+    """The detached wrapper: start the command in its own session, record it, wait, write the status.
+
+    Traps: Ctrl-C in an attached tmux pane is passed on to the job's group;
+    HUP (the tmux session closed) is ignored, so the status is still written.
+    """
+    env = "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in spec.env)
+    return script([
+        'd=${0%/*}',
+        'pid=',
+        "trap '[ -n \"$pid\" ] && kill -INT \"-$pid\" 2>/dev/null' INT",
+        "trap ':' HUP",
+        *PROC_FUNCTIONS,
+        'printf \'%s %s\\n\' "$$" "$(started $$)" > "$d/wrapper"',
+        f"cd {quote_path(spec.cwd)} || {{ printf '126 %s\\n' \"$(date +%s)\" > \"$d/exit\"; exit 0; }}",
+        f'setsid env{env} "${{SHELL:-/bin/sh}}" -c "$(cat "$d/command")" </dev/null >>"$d/log" 2>&1 &',
+        'pid=$!',
+        # setsid() runs in the child just after the fork: wait until it is its own process group
+        'n=0; while :; do f=$(stat_of "$pid") || break; set -- $f; [ "$3" = "$pid" ] && break; '
+        'n=$((n + 1)); [ "$n" -gt 500 ] && break; sleep 0.01; done',
+        'f=$(stat_of "$pid") && { set -- $f; pg=$3; shift 19; st=$1; } || { pg=$pid; st=; }',
+        'printf \'%s %s %s\\n\' "$pid" "$pg" "$st" > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"',
+        'tpid=',
+        'if [ -n "${TMUX:-}" ]; then tail -n +1 -f "$d/log" & tpid=$!; fi',
+        # `wait` returns early when a trapped signal arrives: wait again while the job is still there
+        'rc=',
+        'while :; do wait "$pid"; r=$?; [ "$r" = 127 ] && [ -n "$rc" ] && break; rc=$r; '
+        'kill -0 "$pid" 2>/dev/null || break; done',
+        'printf \'%s %s\\n\' "$rc" "$(date +%s)" > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"',
+        '[ -n "$tpid" ] && kill "$tpid" 2>/dev/null',
+        'exit 0',
+    ])
+
+
+def _running_with_name(name: str) -> list[str]:
+    """Lines that print `duplicate <id>` and stop when a job of this name is still running."""
+    return [
+        f'for j in {BASE}/*/; do',
+        '  [ -f "$j/name" ] && [ ! -f "$j/exit" ] && mine "$j" || continue',
+        f'  [ "$(cat "$j/name")" = {shlex.quote(name)} ] || continue',
+        '  read p g s < "$j/pid" 2>/dev/null || { read p s < "$j/wrapper" 2>/dev/null || continue; }',
+        '  if alive "$p" "$s"; then id=${j%/}; printf \'duplicate\\t%s\\n\' "${id##*/}"; exit 0; fi',
+        'done',
+    ]
+
+
+def _gpu_check() -> list[str]:
+    """Refuse when compute processes hold more than half of the GPUs' memory; print who they are."""
+    return [
+        'if command -v nvidia-smi >/dev/null 2>&1; then',
+        "  apps=$(nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader,nounits "
+        "2>/dev/null)",
+        f"  gpus=$(nvidia-smi --query-gpu={GPU_QUERY} --format=csv,noheader,nounits 2>/dev/null)",
+        "  total=$(printf '%s\\n' \"$gpus\" | awk -F', *' 'NF >= 3 { t += $3 } END { print t + 0 }')",
+        "  used=$(printf '%s\\n' \"$apps\" | awk -F', *' 'NF >= 2 { u += $NF } END { print u + 0 }')",
+        "  if awk -v u=\"$used\" -v t=\"$total\" 'BEGIN { exit !(t > 0 && u * 2 > t) }'; then",
+        "    printf 'busy\\t%s\\n' \"$total\"; printf '%s\\n' \"$apps\" | sed 's/^/app\\t/'; exit 0",
+        "  fi",
+        'fi',
+    ]
+
+
+def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = True) -> str:
+    """Check, then start the job detached, and wait (briefly) until it has recorded its pid."""
+    d = job_dir(spec.id)
+    record = json.dumps(spec.record(), separators=(",", ":"))  # ASCII: one line whatever the command holds
+    launch_tmux = [  # tmux >= 3.0 passes the arguments on as they are (no shell in between)
+        f"  s={shlex.quote(spec.name)}",
+        f'  tmux has-session -t "=$s" 2>/dev/null && s="$s-{spec.id}"',
+        '  if tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1; then',
+        '    printf \'%s\\n\' "$s" > "$d/tmux"',
+        '  else',
+        '    setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 &',
+        '  fi',
+    ]
+    return script([
+        "umask 077",
+        *PROC_FUNCTIONS,
+        f"cd {quote_path(spec.cwd)} 2>/dev/null || {{ printf 'nocwd\\t%s\\n' {shlex.quote(spec.cwd)}; exit 0; }}",
+        "command -v setsid >/dev/null 2>&1 || { printf 'nosetsid\\t\\n'; exit 0; }",
+        *_running_with_name(spec.name),
+        *(_gpu_check() if check_gpu else []),
+        f"mkdir -p {BASE} && mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
+        f"d=$(cd {d} && pwd)",
+        'printf \'%s\\n\' "$machine" > "$d/machine"',
+        f"printf '%s' {shlex.quote(spec.command)} > \"$d/command\"",
+        f"printf '%s\\n' {shlex.quote(spec.name)} > \"$d/name\"",
+        f"printf '%s\\n' {shlex.quote(record)} > \"$d/job.json\"",
+        f"printf '%s' {shlex.quote(wrapper_text(spec))} > \"$d/wrapper.sh\"",
+        f"head=$(git -C {quote_path(repo)} rev-parse HEAD 2>/dev/null) || head=-",
+        f"dirty=-; if [ \"$head\" != - ]; then dirty=$(git -C {quote_path(repo)} status --porcelain 2>/dev/null | "
+        "head -n 1); [ -n \"$dirty\" ] && dirty=1 || dirty=0; fi",
+        'printf \'%s %s %s\\n\' "$(date +%s)" "$head" "$dirty" > "$d/facts"',
+        ": > \"$d/log\"",
+        f"if {'command -v tmux >/dev/null 2>&1' if use_tmux else 'false'}; then",
+        *launch_tmux,
+        "else",
+        '  setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 &',
+        "fi",
+        f"n=0; while [ ! -f \"$d/pid\" ] && [ ! -f \"$d/exit\" ] && [ \"$n\" -lt {START_WAIT_S * 50} ]; do "
+        "sleep 0.02; n=$((n + 1)); done",
+        section("job"),
+        *_emit_job('"$d"'),
+    ])
+
+
+def _emit_job(d: str) -> list[str]:
+    """Print one job's record as `key<TAB>value` lines (liveness checked before the exit status is read)."""
+    return [
+        f'jd={d}',
+        'for f in job.json facts pid wrapper cancel tmux; do',
+        '  [ -f "$jd/$f" ] && printf \'%s\\t%s\\n\' "$f" "$(cat "$jd/$f")"',
+        'done',
+        'if read p g s < "$jd/pid" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\tprocess\\n\'; fi',
+        'if read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
+        '[ -f "$jd/exit" ] && printf \'exit\\t%s\\n\' "$(cat "$jd/exit")"',
+        # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
+        'printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | od -An -v -tx1 | '
+        'tr -d \' \\n\')"',
+    ]
+
+
+def list_script(gpu: bool, job_id: str | None = None) -> str:
+    """Every job on the host (or one), with the host's clock and, on GPU hosts, the compute processes."""
+    jobs = [f"for jd in {job_dir(job_id)}; do"] if job_id else [f"for jd in {BASE}/*/; do"]
+    lines = [
+        *PROC_FUNCTIONS,
+        section("now"), "date +%s",
+        *jobs,
+        '  jd=${jd%/}; [ -f "$jd/job.json" ] && mine "$jd" || continue',
+        f"  echo {shlex.quote('@@agentsync@@ ')}\"job ${{jd##*/}}\"",
+        *("  " + line for line in _emit_job('"$jd"')),
+        "done",
+    ]
+    if gpu:
+        lines += [
+            section("gpu"),
+            "command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-compute-apps=pid,process_name,used_memory "
+            "--format=csv,noheader,nounits 2>/dev/null | awk -F', *' 'NF >= 2 { print $1, $NF, $2 }' | "
+            "while read p m n; do f=$(stat_of \"$p\") && set -- $f || set -- - - - 0; "
+            "printf 'app\\t%s %s %s %s\\n' \"$p\" \"$m\" \"$4\" \"$n\"; done",
+        ]
+    lines.append(section("end"))
+    return script(lines)
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def _fields(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Job:
+    """One job's `key<TAB>value` lines → Job."""
+    f = _fields(text)
+    try:
+        meta = json.loads(f.get("job.json", ["{}"])[0])
+    except ValueError:
+        meta = {}
+    facts = (f.get("facts", [""])[0].split() + ["", "", ""])[:3]
+    pid = (f.get("pid", [""])[0].split() + ["", "", ""])[:3]
+    ended_raw = (f.get("exit", [""])[0].split() + ["", ""])[:2]
+    exit_code = _int(ended_raw[0])
+    started, ended = _float(facts[0]), _float(ended_raw[1])
+    alive = set(f.get("alive", []))
+    state, sig = state_of(exit_code, "process" in alive, "wrapper" in alive)
+    end = ended if ended is not None else (now if state == "running" else None)
+    last = _last_line(f.get("last", [""])[-1])
+    return Job(
+        id=job_id, host=host, name=str(meta.get("name", "")), command=str(meta.get("command", "")),
+        cwd=str(meta.get("cwd", "")), state=state, exit_code=exit_code, signal=sig, started=started, ended=ended,
+        runtime_s=round(end - started, 1) if end is not None and started is not None else None,
+        pid=_int(pid[0]), pgid=_int(pid[1]), process_start=pid[2], head="" if facts[1] == "-" else facts[1],
+        dirty={"1": True, "0": False}.get(facts[2]), who=str(meta.get("who", "")),
+        tmux=f.get("tmux", [""])[0], last_line=last[:300],
+        results=bool(meta.get("results")), preset=str(meta.get("preset", "")),
+        cancel=(f.get("cancel", [""])[0].split() or [""])[0], env=tuple(meta.get("env") or ()),
+    )
+
+
+def _last_line(hex_text: str) -> str:
+    """The log's last line, sent as hex: what a terminal would show of it (after the last carriage return)."""
+    try:
+        raw = bytes.fromhex(hex_text.strip())
+    except ValueError:
+        return ""
+    text = raw.decode(errors="replace").rstrip("\n").rsplit("\r", 1)[-1]
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
+def parse_gpu_apps(text: str) -> list[GpuUse]:
+    apps = []
+    for value in _fields(text).get("app", []):
+        parts = value.split(" ", 3) + ["", "", "", ""]
+        pid, used = _int(parts[0]), _float(parts[1])
+        if pid is not None and used is not None:
+            apps.append(GpuUse(pid, used, _int(parts[2]) or 0, parts[3].strip()))
+    return apps
+
+
+def parse_list(host: str, output: str, gpu: bool) -> tuple[float | None, list[Job], bool]:
+    """(the host's clock, its jobs with GPU memory filled in, whether the listing is complete)."""
+    parts = split_sections(output)
+    now = _float(parts.get("now", "").strip())
+    apps = parse_gpu_apps(parts.get("gpu", "")) if gpu else []
+    jobs = []
+    for key, text in parts.items():
+        if key.startswith("job "):
+            job = parse_job(host, key[4:], text, now)
+            if gpu and job.running:
+                mine = [a.used_mib for a in apps if job.pid and a.session == job.pid]
+                job = _with_gpu(job, sum(mine) if mine else 0.0)
+            jobs.append(job)
+    jobs.sort(key=lambda j: (j.started or 0.0, j.id))
+    return now, jobs, "end" in parts
+
+
+def _with_gpu(job: Job, mib: float) -> Job:
+    from dataclasses import replace
+
+    return replace(job, gpu_mib=mib)
+
+
+
+
+def parse_start(host: str, job_id: str, output: str) -> tuple[str, str, Job | None]:
+    """(outcome, detail, job): outcome is started | duplicate | busy | nocwd | nosetsid | nodir | failed."""
+    parts = split_sections(output)
+    head = _fields(output.split("@@agentsync@@ ", 1)[0])
+    for outcome in ("duplicate", "nocwd", "nosetsid", "nodir"):
+        if outcome in head:
+            return outcome, head[outcome][0], None
+    if "busy" in head:
+        return "busy", "\n".join([head["busy"][0], *head.get("app", [])]), None
+    if "job" not in parts:
+        return "failed", output.strip()[-500:], None
+    job = parse_job(host, job_id, parts["job"])
+    if job.pid is None and job.exit_code is None:
+        return "failed", "the job did not record its process in time", job
+    return "started", "", job
+
+
+def parse_busy(detail: str) -> tuple[float, list[GpuUse]]:
+    """`busy` detail (total MiB, then the compute apps as nvidia-smi printed them) → (total, apps)."""
+    lines = detail.splitlines()
+    total = _float(lines[0].strip()) if lines else None
+    apps = []
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) >= 3 and _int(cells[0]) is not None:
+            apps.append(GpuUse(_int(cells[0]) or 0, _float(cells[-1]) or 0.0, 0, ", ".join(cells[1:-1])))
+    return total or 0.0, apps
+
+
+SECTION_LOG = "@@agentsync@@ log\n"
+
+
+def log_script(job_id: str, tail: int | None) -> str:
+    """The job's log (its last `tail` lines) after a `log` marker: everything after it is the log, verbatim."""
+    log = f"{job_dir(job_id)}/log"
+    body = f"tail -n {int(tail)} {log}" if tail is not None else f"cat {log}"
+    return script([f"[ -f {log} ] || {{ {section('missing')}; exit 0; }}", section("log"), body])
+
+
+def follow_script(job_id: str, tail: int | None) -> str:
+    """Stream the log until the job has an exit status (or its process and wrapper are gone), then stop.
+
+    The output is the raw log (no framing): it is shown as it arrives. When
+    the reader goes away (Ctrl-C), `tail` dies of SIGPIPE on its next write
+    and the loop ends with it; the job itself is in another session and
+    never sees any of this.
+    """
+    d = job_dir(job_id)
+    start = f"-n {int(tail)}" if tail is not None else "-n +1"
+    return script([
+        *PROC_FUNCTIONS,
+        f"d={d}",
+        '[ -f "$d/log" ] || exit 3',
+        f'tail {start} -f "$d/log" & t=$!',
+        'gone() { [ -f "$d/exit" ] && return 0; read p g s < "$d/pid" 2>/dev/null && alive "$p" "$s" && return 1; '
+        'read p s < "$d/wrapper" 2>/dev/null && alive "$p" "$s" && return 1; return 0; }',
+        'while kill -0 "$t" 2>/dev/null && ! gone; do sleep 0.2; done',
+        'sleep 0.3; kill "$t" 2>/dev/null; wait "$t" 2>/dev/null; exit 0',
+    ])
+
+
+def cancel_script(job_id: str, grace: float) -> str:
+    """SIGTERM to the job's process group, SIGKILL after `grace` seconds — only if it is still the job's.
+
+    The group is signalled only while its leader is the recorded process
+    (same pid *and* start time), or, the leader gone, while the group still
+    exists: the kernel does not hand out a pid that still names a group, so
+    that group can only be the job's own.
+    """
+    d = job_dir(job_id)
+    steps = max(1, int(grace * 10))
+    return script([
+        *PROC_FUNCTIONS,
+        f"d={d}",
+        f'[ -f "$d/job.json" ] && mine "$d" || {{ {section("missing")}; exit 0; }}',
+        f'read pid pg st < "$d/pid" 2>/dev/null || {{ {section("nopid")}; exit 0; }}',
+        f'if [ -f "$d/exit" ]; then {section("ended")}; exit 0; fi',
+        f'alive "$pid" "$st" || {{ {section("gone")}; exit 0; }}',
+        '[ "$pg" = "$pid" ] || { ' + section("nogroup") + '; exit 0; }',
+        # a member of the group that is not a zombie (zombies wait for their parent, they run nothing)
+        "group_alive() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g=\"$pg\" '{ s = $0; sub(/.*\\) /, \"\", s); "
+        "split(s, a, \" \"); if (a[3] == g && a[1] != \"Z\") { f = 1; exit } } END { exit !f }'; }",
+        'ours() { _now=$(started "$pg") || { group_alive; return; }; [ "$_now" = "$st" ]; }',
+        'printf \'SIGTERM %s\\n\' "$(date +%s)" > "$d/cancel"',
+        'kill -TERM "-$pg" 2>/dev/null',
+        f'n=0; while group_alive && [ "$n" -lt {steps} ]; do sleep 0.1; n=$((n + 1)); done',
+        'if group_alive && ours; then',
+        '  printf \'SIGKILL %s\\n\' "$(date +%s)" > "$d/cancel"; kill -KILL "-$pg" 2>/dev/null',
+        'fi',
+        # the wrapper (not in the group) writes the exit status as soon as it has reaped the job
+        'n=0; while [ ! -f "$d/exit" ] && [ "$n" -lt 100 ]; do sleep 0.05; n=$((n + 1)); done',
+        section("done"), 'cat "$d/cancel"',
+    ])
+
+
+def parse_cancel(output: str) -> tuple[str, str]:
+    """(outcome, signal sent): outcome is done | ended | gone | missing | nopid | nogroup | failed."""
+    parts = split_sections(output)
+    for outcome in ("done", "ended", "gone", "missing", "nopid", "nogroup"):
+        if outcome in parts:
+            return outcome, parts[outcome].split()[0] if parts[outcome].split() else ""
+    return "failed", ""
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "", "-") else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "", "-") else None
+    except ValueError:
+        return None

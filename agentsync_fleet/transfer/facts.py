@@ -1,0 +1,103 @@
+"""What a transfer must know about the far end before rsync starts, asked in one ssh round trip per host:
+which rsync it has (checked once per run, `steps/rsync_tool.py`) and, for a push, which of the directories
+about to be sent are symlinks there (`transfer/dirlinks.py`). The laptop's own rsync is checked once too.
+And, before push-code sends a guarded file, whether the host's guard processes run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+
+from ..errors import FleetError
+from ..models import Host
+from ..probes import guard_probe, parse_guard
+from ..shell import split_sections
+from ..steps.rsync import ssh_argv
+from ..steps.rsync_tool import CANDIDATES, Found, RsyncTool, choose, parse_version, parse_versions
+from .proc import SshSettings, child_env
+
+LAPTOP = "this machine (the laptop)"
+
+
+def ask(ssh: SshSettings, host: Host, script: str) -> tuple[int, bytes, str]:
+    """Run a POSIX sh script on `host` (on stdin: no inventory value is on a command line); bounded by the
+    host's timeouts. (exit status, stdout, stderr)."""
+    target = ssh(host)
+    try:
+        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"],
+                              input=script.encode("utf-8", "surrogateescape"), capture_output=True,
+                              timeout=host.command_timeout + host.connect_timeout)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"{host.name} did not answer within {host.command_timeout + host.connect_timeout:g}s",
+                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong") from None
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+
+
+class RsyncTools:
+    """The rsync at each end, found once per run and shared by every route (hosts run in parallel)."""
+
+    def __init__(self) -> None:
+        self._remote: dict[str, RsyncTool | FleetError] = {}
+        self._local: RsyncTool | FleetError | None = None
+        self._lock = threading.Lock()
+
+    def known(self, host: Host) -> bool:
+        with self._lock:
+            return host.name in self._remote
+
+    def record(self, host: Host, probe_output: str) -> None:
+        """Keep what the version probe (`rsync_tool.version_script`) found on `host`, or why it will not do."""
+        found = parse_versions(probe_output)
+        with self._lock:
+            self._remote[host.name] = _choice(found, host.name)
+
+    def remote(self, host: Host) -> RsyncTool:
+        with self._lock:
+            tool = self._remote[host.name]
+        if isinstance(tool, FleetError):
+            raise tool
+        return tool
+
+    def local(self) -> RsyncTool:
+        with self._lock:
+            if self._local is None:
+                self._local = _choice([_local_version(path) for path in CANDIDATES], LAPTOP)
+            tool = self._local
+        if isinstance(tool, FleetError):
+            raise tool
+        return tool
+
+
+def _choice(found: list[Found], where: str) -> RsyncTool | FleetError:
+    try:
+        return choose(found, where)
+    except FleetError as exc:
+        return exc
+
+
+def _local_version(path: str) -> Found:
+    full = shutil.which(path)
+    if full is None:
+        return Found(path, "missing")
+    try:
+        proc = subprocess.run([full, "--version"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL, env=child_env(), errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return Found(path, "unknown")
+    return parse_version(full if path != "rsync" else path, proc.stdout + proc.stderr)
+
+
+def guard_processes(ssh: SshSettings, host: Host) -> tuple:
+    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
+    target = ssh(host)
+    script = "\n".join(guard_probe(host)) + "\n"
+    try:
+        proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
+                              text=True, timeout=host.command_timeout + host.connect_timeout)
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"checking guard processes on {host.name} timed out", host=host.name) from None
+    if proc.returncode != 0:
+        raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
+                         host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
+    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)

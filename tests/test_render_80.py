@@ -1,0 +1,95 @@
+"""Readable at 80 columns: golden text of history.show at 80 columns, no zero-width column, no split hash."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from agentsync_fleet.output.history import _args, render_run
+
+GOLDEN = Path(__file__).parent / "golden"
+HEAD_A, HEAD_B = "4943d729aa11bb22cc33dd44ee55ff6677889900", "452e7fb7aa11bb22cc33dd44ee55ff6677889900"
+ERROR = "uncommitted edits conflict with incoming commits; nothing was changed: strategies/momentum.py"
+
+
+def step(host: str, stage: str, status: str, error: str = "", **extra) -> dict:
+    return {"run_id": "20261121-110229-35c91f", "host": host, "stage": stage, "action": f"{stage} the checkout",
+            "status": status, "duration_s": 0.4, "exit_code": 1 if error else 0, "head_before": HEAD_A,
+            "head_after": HEAD_B if not error else "", "bytes": None, "files": None, "error": error,
+            "commands": [], **extra}
+
+
+RUN = {
+    "task": "sync-all", "id": "20261121-110229-35c91f", "status": "failed", "exit_code": 1, "who": "ann@laptop",
+    "pid": 4242, "controller": "laptop", "started": 1763722949.0, "ended": 1763722950.5, "duration_s": 1.5,
+    "inventory": "/home/ann/fleet.yaml", "inventory_sha256": "ab" * 32,
+    "args": {"from_": "cloud", "dry_run": False, "hosts": "cloud,gpu"}, "message": "",
+    "hosts": [{"host": "cloud", "status": "conflict", "head_before": HEAD_A, "head_after": HEAD_A, "pulled": 0,
+               "pushed": 0, "duration_s": 0.5, "message": ERROR, "warnings": []},
+              {"host": "gpu", "status": "ok", "head_before": HEAD_A, "head_after": HEAD_B, "pulled": 1,
+               "pushed": 0, "duration_s": 0.4, "message": "", "warnings": []}],
+    "steps": [step("gpu", "converge", "ok"), step("cloud", "converge", "conflict", ERROR)],
+}
+
+
+def render(monkeypatch, capsys, columns: int) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("TZ", "UTC")
+    render_run(RUN)
+    return capsys.readouterr().out
+
+
+def test_history_show_at_80_columns_matches_its_golden_text_with_the_error_readable(monkeypatch, capsys):
+    text = render(monkeypatch, capsys, 80)
+    assert text == (GOLDEN / "history_show_80.txt").read_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert f"cloud converge: {ERROR}" in " ".join(text.split())  # whole, below the table, never zero-width
+    assert "  cloud: uncommitted edits" in text  # the host's message too
+    assert "452e7fb7" in text and not re.search(r"\b452e7f\b|\b4943d7\b", text)  # hashes never split
+    assert "--from cloud" in text and "--from-" not in text  # arguments as typed
+
+
+def test_history_show_wide_keeps_the_error_column(monkeypatch, capsys):
+    text = render(monkeypatch, capsys, 200)
+    assert "error" in text and ERROR in text
+
+
+def test_recorded_arguments_read_as_typed():
+    assert _args({"from_": "cloud", "dry_run": True, "inventory": "x", "hosts": None}) == "--dry-run --from cloud"
+
+
+def health_report():
+    from agentsync_fleet.records import (
+        GpuInfo,
+        HealthReport,
+        HostHealth,
+        ProcessInfo,
+        RepoState,
+        SystemState,
+        ToolState,
+    )
+
+    repo = RepoState(present=True, branch="main", head=HEAD_B, upstream="origin/main", ahead=0, behind=0, fetched=True)
+    cloud = HostHealth("cloud", "root@178.156.136.185", True, latency_ms=12.0, repo=repo,
+                       processes=(ProcessInfo("v7_runtime", 4242, 7260, "python3 apps/runtime/v7_runtime.py"),
+                                  ProcessInfo("dashboard", 4243, 7200, "python3 apps/dashboard/app.py")),
+                       system=SystemState(disk_free_bytes=52_000_000_000, load=(0.42, 0.3, 0.2)))
+    gpu = HostHealth("gpu", "zerotier-remote", True, latency_ms=48.0,
+                     repo=RepoState(present=True, branch="main", head=HEAD_A, upstream="origin/main", ahead=0,
+                                    behind=2, dirty=3, fetched=True),
+                     system=SystemState(disk_free_bytes=1_200_000_000_000, load=(3.1, 2.0, 1.0)),
+                     gpu=ToolState("ok", gpus=(GpuInfo("NVIDIA GeForce RTX 4090", 20480, 24564, 97, 71),)),
+                     zerotier=ToolState("ok"), failures=("behind origin by 2 commits", "3 uncommitted files"))
+    return HealthReport((cloud, gpu), duration_s=0.61, inventory="/home/ann/fleet.yaml")
+
+
+def test_health_at_80_columns_matches_its_golden_text_and_breaks_no_word_or_hash(monkeypatch, capsys):
+    from agentsync_fleet.output.health import render_health
+
+    monkeypatch.setenv("COLUMNS", "80")
+    render_health(health_report())
+    text = capsys.readouterr().out
+    assert text == (GOLDEN / "health_80.txt").read_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for whole in ("v7_runtime", "452e7fb7", "4943d729", "up to date", "dashboard", "root@178.156.136.185"):
+        assert whole in text, whole
