@@ -5,20 +5,32 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 BIN     = $(VENV)/bin
-APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates tmux
+APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates tmux zsh fish tcsh busybox faketime
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ROOT ?= $(HOME)/.local/share/agentsync/sandbox
 DEMO_SUBNET ?= 77
 
+# One test host runs Debian 11's git 2.30, the oldest agentsync supports: its package, unpacked here only
+# (nothing is installed system-wide). tests/conftest.py finds it in $(OLD_GIT).
+OLD_GIT = .cache/git-2.30
+OLD_GIT_DEB = http://deb.debian.org/debian/pool/main/g/git/git_2.30.2-1+deb11u2_$(shell dpkg --print-architecture).deb
+
 .PHONY: setup system-deps venv venv-test test lint demo demo-down bench clean
 
 # setup: a development set-up (the package and the test tools). `make demo` installs only the package.
-setup: system-deps venv-test
+setup: system-deps venv-test $(OLD_GIT)/usr/bin/git
+
+# Debian 11's git package, unpacked for the old-git test host.
+$(OLD_GIT)/usr/bin/git:
+	@mkdir -p $(OLD_GIT)
+	@$(PYTHON) -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+	  '$(OLD_GIT_DEB)' $(OLD_GIT).deb
+	@dpkg -x $(OLD_GIT).deb $(OLD_GIT) && rm -f $(OLD_GIT).deb
 
 # Install the system tools the sandbox fleet and the tests use, only when something is missing.
 system-deps:
 	@missing=""; \
-	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare tmux; do \
+	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare tmux zsh fish tcsh busybox faketime; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \

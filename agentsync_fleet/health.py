@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from .errors import CommandTimeout, FleetError, HostUnreachable
+from .gitversion import refusal
 from .models import Host, Inventory
 from .pool import run_each
 from .probes import health_script, parse_health_output
-from .records import HealthReport, HostHealth, RepoState, ToolState
+from .records import GuardState, HealthReport, HostHealth, RepoState, ToolState
 from .remote import Connector
 
 
@@ -39,7 +40,7 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
         return ["not probed"]
     if not repo.present:
         return [f"repo {host.repo}: {repo.error}"]
-    failures = []
+    failures = [why] if (why := refusal(repo.git_version, not host.git_access)) else []
     if repo.in_progress:
         failures.append(f"{', '.join(repo.in_progress)} in progress")
     if repo.branch != host.branch:
@@ -57,6 +58,22 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool) -> list[str]:
         kind = "diverged from" if repo.ahead else "behind"
         failures.append(f"{kind} {repo.upstream} ({repo.ahead} ahead, {repo.behind} behind)")
     return failures
+
+
+def guard_failures(host: Host, guard: GuardState | None) -> list[str]:
+    """A guard that could not look fails the gate: "nothing runs" would be a guess."""
+    if host.guard.processes and (guard is None or guard.unknown):
+        return [f"cannot see processes: {guard.detail if guard else 'not probed'}"]
+    return []
+
+
+def noise_warnings(noise: str) -> list[str]:
+    """The host's login shell prints something before our commands: ignored (shell.Framing), but worth fixing."""
+    if not noise:
+        return []
+    return [f"noisy shell startup: {noise[:120]!r} (printed by the login shell's startup files before every "
+            "command; agentsync ignores it, but other tools (scp, rsync) may break: print only in interactive "
+            "shells)"]
 
 
 def tool_warnings(zerotier: ToolState | None, gpu: ToolState | None) -> list[str]:
@@ -85,14 +102,16 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True, extras: Seq
                           failures=(f"probe failed: {exc.message}",), duration_s=time.monotonic() - start)
     own, *extra_outputs = result.stdout.split("\n" + EXTRA_MARK)
     parts = parse_health_output(host, own)
-    failures = gate_failures(host, parts["repo"], fetch)
+    guard = parts["guard"] if host.guard.processes else None
+    failures = gate_failures(host, parts["repo"], fetch) + guard_failures(host, guard)
     if not parts["complete"]:
         failures.append(f"probe ended early (exit {result.exit_code}): {result.tail(2)}")
     latency = session.last_rtt * 1000 if session.last_rtt is not None and not host.local else None
     health = HostHealth(
         host=host.name, target=host.target, reachable=True, latency_ms=latency, repo=parts["repo"],
-        processes=parts["processes"], system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
-        failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])),
+        processes=guard.processes if guard else (), guard=guard, system=parts["system"], zerotier=parts["zerotier"], gpu=parts["gpu"],
+        failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])
+                                                  + noise_warnings(getattr(session, "startup_noise", ""))),
         duration_s=time.monotonic() - start,
     )
     return _with_extras(health, host, extras, extra_outputs)

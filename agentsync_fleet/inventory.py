@@ -21,6 +21,7 @@ from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
 from .models import Guard, Host, Inventory, JobPreset, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
+from .secrets import SECRET_PATTERNS, secret_patterns
 from .settings import TIMEOUTS
 
 DEFAULT_PATH = "inventory/fleet.yaml"
@@ -239,7 +240,8 @@ def _check_order(data: LineDict, hosts: dict, problems: _Problems) -> None:
 
 def _build(file: Path, data: dict, digest: str) -> Inventory:
     defaults = {**BUILTIN_DEFAULTS, **(data.get("defaults") or {})}
-    hosts = {name: _build_host(name, settings, defaults, data.get("s3") or {})
+    secrets = secret_patterns(data)
+    hosts = {name: _build_host(name, settings, defaults, data.get("s3") or {}, secrets)
              for name, settings in data["hosts"].items()}
     order = tuple(data.get("order") or hosts)
     ssh_config = data.get("ssh_config")
@@ -259,7 +261,8 @@ def _resolve_relative(file: Path, value: str) -> Path:
     return path if path.is_absolute() else (file.parent / path).resolve()
 
 
-def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = None) -> Host:
+def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = None,
+                secrets: tuple[str, ...] = SECRET_PATTERNS) -> Host:
     guard = s.get("guard") or {}
     return Host(
         name=name,
@@ -278,7 +281,7 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         worktrees=tuple(_build_worktree(w) for w in s.get("worktrees", ())),
         connect_timeout=float(s.get("connect_timeout", defaults["connect_timeout"])),
         command_timeout=float(s.get("command_timeout", defaults["command_timeout"])),
-        s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})})
+        s3=tuple(_build_s3_entry(e, {**(s3_defaults or {}), **(s.get("s3_settings") or {})}, secrets)
                  for e in s.get("s3", ())),
         rsync=build_rsync_entries(s.get("rsync", ())),
         results=build_results_entries(s.get("results", ())),
@@ -300,10 +303,10 @@ def _build_worktree(w: dict) -> WorktreeSpec:
 S3_SETTING_NAMES = ("profile", "region", "endpoint_url", "timeout")
 
 
-def _build_s3_entry(e: dict, settings: dict) -> S3Entry:
+def _build_s3_entry(e: dict, settings: dict, secrets: tuple[str, ...] = SECRET_PATTERNS) -> S3Entry:
     """An entry's own settings win over the host's `s3_settings`, which win over the top-level `s3:`."""
     merged = {k: e.get(k, settings.get(k)) for k in S3_SETTING_NAMES}
     return S3Entry(path=e["path"], url=e["url"].rstrip("/"), direction=e["direction"],
                    exclude=tuple(e.get("exclude", ())), delete=e.get("delete", False),
                    profile=merged["profile"], region=merged["region"], endpoint_url=merged["endpoint_url"],
-                   timeout=float(merged["timeout"] or TIMEOUTS.s3_entry))
+                   timeout=float(merged["timeout"] or TIMEOUTS.s3_entry), secrets=secrets)

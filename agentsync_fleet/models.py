@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .secrets import SECRET_PATTERNS
 from .settings import TIMEOUTS
 
 
@@ -50,6 +51,7 @@ class S3Entry:
     region: str | None = None
     endpoint_url: str | None = None
     timeout: float = TIMEOUTS.s3_entry
+    secrets: tuple[str, ...] = SECRET_PATTERNS  # never uploaded; the inventory's list (secrets.secret_patterns)
 
     @property
     def bucket(self) -> str:

@@ -55,6 +55,7 @@ class MoveFacts:
     pop_conflicts: tuple[str, ...] = ()  # the rehearsed stash pop at the new commit
     critical: tuple[str, ...] = ()  # touched paths that are guard-critical
     guard_running: tuple[Process, ...] = ()  # guard processes running now (read only when `critical`)
+    guard_blind: str = ""  # why the guard cannot see the host's processes: it refuses then (fail closed)
     allow_running: bool = False
     reachable: bool = True
     unreachable_reason: str = ""
@@ -65,6 +66,7 @@ class GuardVerdict:
     files: tuple[str, ...]
     process: Process
     allowed: bool
+    unknown: str = ""  # the processes could not be seen: refused unless allowed
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class MovePlan:
         """The outcome as one line: `ok`, `conflict in a, b`, `guarded by X on f`, `skipped: why`."""
         if self.outcome == "conflict":
             return f"conflict in {', '.join(self.files)}" if self.files else "conflict"
+        if self.outcome == "guarded" and self.guard is not None and self.guard.unknown:
+            return f"guarded: {self.guard.unknown}"
         if self.outcome == "guarded" and self.guard is not None:
             return f"guarded by {self.guard.process.pattern or self.guard.process.command} on " \
                    f"{', '.join(self.guard.files)}"
@@ -208,6 +212,11 @@ def _check_tree(facts: MoveFacts, action: str, new: str, base: dict) -> MovePlan
                         reason=f"{w.path} is open for writing by pid {w.process.pid} ({w.process.command}); "
                                "the move would rewrite it under that process. Nothing was changed", **base)
     verdict = _guard(facts)
+    if verdict is not None and verdict.unknown and not verdict.allowed:
+        return MovePlan("refuse", "guarded", files=verdict.files, guard=verdict, kept=kept,
+                        reason=f"refused: {verdict.unknown}, so {', '.join(verdict.files)} may be in use by a guard "
+                               "process; nothing was changed. Fix what the guard needs on that host (see `agentsync "
+                               "health`), or rerun with --allow-running", **base)
     if verdict is not None and not verdict.allowed:
         p = verdict.process
         return MovePlan("refuse", "guarded", files=verdict.files, guard=verdict, kept=kept,
@@ -221,6 +230,8 @@ def _check_tree(facts: MoveFacts, action: str, new: str, base: dict) -> MovePlan
 
 
 def _guard(facts: MoveFacts) -> GuardVerdict | None:
+    if facts.critical and facts.guard_blind:
+        return GuardVerdict(tuple(sorted(facts.critical)), Process(0, "?"), facts.allow_running, facts.guard_blind)
     if not facts.critical or not facts.guard_running:
         return None
     return GuardVerdict(tuple(sorted(facts.critical)), facts.guard_running[0], facts.allow_running)

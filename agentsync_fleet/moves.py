@@ -33,8 +33,8 @@ from .models import CommandResult, Host
 from .moveplan import MoveFacts, MovePlan, needs_replay, plan_move, stash_paths
 from .steps import git as G
 
-# touched paths -> (the critical ones, guard processes running now); None: no guard on this host
-GuardReader = Callable[[set[str]], tuple[tuple[str, ...], tuple[Process, ...]]]
+# touched paths -> (the critical ones, guard processes running now, why they cannot be seen); None: no guard
+GuardReader = Callable[[set[str]], tuple[tuple[str, ...], tuple[Process, ...], str]]
 INTENT_WRITE_FAILED = 90  # exit status of `G.with_intent` when the record could not be written
 
 
@@ -72,8 +72,8 @@ def read_move_facts(co: Checkout, facts: CheckoutFacts, branch: str | None, *, t
     if stash and overlap(stash, changed) and plan_move(mf).outcome == "ok":
         mf = _with(mf, pop_conflicts=co.pop_would_conflict(new))
     if guard is not None and plan_move(mf).outcome == "ok":
-        critical, running = guard(set(changed) | set(stash))
-        mf = _with(mf, critical=critical, guard_running=running)
+        critical, running, blind = guard(set(changed) | set(stash))
+        mf = _with(mf, critical=critical, guard_running=running, guard_blind=blind)
     return mf
 
 

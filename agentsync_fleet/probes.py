@@ -1,27 +1,28 @@
 """Health probes: one batched shell script per host, and pure parsers of its output.
 
 The script runs as `sh -c <script>`: the whole probe costs one remote round
-trip. Its text (guard patterns included) is then part of the probe shell's own
-command line, so `pgrep -f` would find the probe itself; every process whose
-command line carries `PROBE_TOKEN` is ours and is skipped.
+trip. The guard part (which processes run) lives in `guardprobe.py`.
 """
 
 from __future__ import annotations
 
 import re
 
+from .gitversion import parse_git_version
+from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
 from .models import Host
-from .records import GpuInfo, GpuProcess, ProcessInfo, RepoState, SystemState, ToolState
+from .records import GpuInfo, GpuProcess, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
 from .steps.git import ENV as GIT_ENV
 from .steps.git import INTENT, SCRATCH_PREFIX, origin_ref
+
+__all__ = ["GuardState", "ProcessInfo", "guard_probe", "parse_etime", "parse_guard"]  # their home: guardprobe.py
 
 IN_PROGRESS = {
     "rebase-merge": "rebase", "rebase-apply": "rebase (am)", "MERGE_HEAD": "merge",
     "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert", "BISECT_LOG": "bisect",
 }
 GPU_QUERY = "name,memory.used,memory.total,utilization.gpu,temperature.gpu"
-PROBE_TOKEN = "@@agentsync-probe@@"
 
 
 # ---------------------------------------------------------------- the script
@@ -44,6 +45,7 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     git_paths += " --git-common-dir"
     lines = [
         section("repo"),
+        "echo \"gitversion $(git --version 2>/dev/null)\"",
         f"if ! cd {path_arg(host.repo)} 2>/dev/null; then echo 'error missing'",
         # an unborn branch has no HEAD commit: ask again without it before calling it not a repo
         f"elif ! paths=$(git rev-parse {git_paths} HEAD -- 2>/dev/null) && "
@@ -72,17 +74,6 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "fi",
         "cd / 2>/dev/null",
     ]
-    return lines
-
-
-def guard_probe(host: Host) -> list[str]:
-    """pid, elapsed time and command line of every process matching a guard pattern (`pgrep -f`)."""
-    lines = [f": {PROBE_TOKEN}", section("guard")]
-    for index, pattern in enumerate(host.guard.processes):
-        lines.append(
-            f"for pid in $(pgrep -f -- {join([pattern])}); do a=$(ps -ww -o args= -p \"$pid\") || continue; "
-            f"case \"$a\" in *{PROBE_TOKEN}*) continue ;; esac; "
-            f"ps -ww -o pid=,etime=,args= -p \"$pid\" | sed 's/^/{index} /'; done")
     return lines
 
 
@@ -148,9 +139,10 @@ def parse_repo(text: str, status: str = "") -> RepoState:
             scratch.append(value)
         else:
             values[key] = value
+    version = parse_git_version(values.get("gitversion", ""))
     if "error" in values:
         reason = {"missing": "repo directory does not exist", "not-a-repo": "directory is not a git repository"}
-        return RepoState(present=False, error=reason.get(values["error"], values["error"]))
+        return RepoState(present=False, error=reason.get(values["error"], values["error"]), git_version=version)
     dirty = [line[3:] for line in status.splitlines() if len(line) > 3]
     ahead = behind = None
     counts = values.get("counts", "").split()
@@ -161,8 +153,8 @@ def parse_repo(text: str, status: str = "") -> RepoState:
         upstream=values.get("upstream", ""), ahead=ahead, behind=behind, dirty=len(dirty),
         dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes", "").strip()) or 0,
         in_progress=tuple(progress), fetched=values.get("fetch") == "0",
-        fetch_error=values.get("fetch_error", "").strip(), leftover_intent="leftover_intent" in values,
-        leftover_scratch=tuple(scratch),
+        fetch_error=values.get("fetch_error", "").strip(), git_version=version,
+        leftover_intent="leftover_intent" in values, leftover_scratch=tuple(scratch),
     )
 
 
@@ -187,31 +179,6 @@ def parse_cpus(text: str) -> int | None:
             return None
         total += int(high or low) - int(low) + 1
     return total or None
-
-
-def parse_etime(text: str) -> int | None:
-    """POSIX `ps -o etime`: [[dd-]hh:]mm:ss → seconds."""
-    days, _, rest = text.rpartition("-")
-    fields = rest.split(":")
-    if not 2 <= len(fields) <= 3 or not all(f.isdigit() for f in fields) or (days and not days.isdigit()):
-        return None
-    seconds = 0
-    for part in fields:
-        seconds = seconds * 60 + int(part)
-    return seconds + int(days or 0) * 86400
-
-
-def parse_guard(text: str, patterns: tuple[str, ...]) -> tuple[ProcessInfo, ...]:
-    found = []
-    for line in text.splitlines():
-        parts = line.split(None, 3)
-        if len(parts) < 4 or not parts[0].isdigit() or not parts[1].isdigit():
-            continue
-        uptime = parse_etime(parts[2])
-        index = int(parts[0])
-        if uptime is not None and index < len(patterns):
-            found.append(ProcessInfo(patterns[index], int(parts[1]), uptime, parts[3]))
-    return tuple(found)
 
 
 def parse_system(text: str, df: str = "") -> SystemState:
@@ -281,7 +248,7 @@ def parse_health_output(host: Host, output: str) -> dict:
         "complete": "end" in parts,
         "repo": parse_repo(parts["repo"], parts.get("status", "")) if "repo" in parts
         else RepoState(False, "probe did not run"),
-        "processes": parse_guard(parts.get("guard", ""), host.guard.processes),
+        "guard": parse_guard(parts.get("guard", ""), host.guard.processes),
         "system": parse_system(parts.get("system", ""), parts.get("df", "")),
         "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
         "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,

@@ -124,6 +124,7 @@ class RepoState:
     in_progress: tuple[str, ...] = ()
     fetched: bool = False
     fetch_error: str = ""
+    git_version: tuple[int, int] | None = None  # gitversion.parse_git_version of the host's `git --version`
     leftover_intent: bool = False  # an agentsync move was cut off here: the next sync-all heals it (`heal.py`)
     leftover_scratch: tuple[str, ...] = ()
 
@@ -139,8 +140,23 @@ class RepoState:
 class ProcessInfo:
     pattern: str
     pid: int
-    uptime_s: int
+    uptime_s: int | None  # None: the host's tools cannot tell (busybox ps)
     command: str
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """What the guard saw (guardprobe.py): `ok` (processes is the whole truth) or `unknown` (it could not
+    look: detail says why)."""
+
+    status: str  # ok | unknown
+    method: str = ""  # proc | ps | busybox-ps
+    detail: str = ""
+    processes: tuple[ProcessInfo, ...] = ()
+
+    @property
+    def unknown(self) -> bool:
+        return self.status != "ok"
 
 
 @dataclass(frozen=True)
@@ -192,6 +208,7 @@ class HostHealth:
     latency_ms: float | None = None
     repo: RepoState | None = None
     processes: tuple[ProcessInfo, ...] = ()
+    guard: GuardState | None = None  # None: no guard processes configured
     system: SystemState | None = None
     zerotier: ToolState | None = None
     gpu: ToolState | None = None

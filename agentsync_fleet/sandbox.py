@@ -47,6 +47,15 @@ class SandboxHost:
     own_ssh_dir: bool = False  # the host's user sees <dir>/dot-ssh as ~/.ssh (its own ssh client keys/config)
     sshd_extra: list[str] = field(default_factory=list)  # sshd_config lines put first (first value wins there)
     sftp: bool = True  # False: no `Subsystem sftp` line (a host without an SFTP server)
+    hide_tools: list[str] = field(default_factory=list)  # commands left off PATH (a slim image without procps)
+    proc_hidden: bool = False  # an empty filesystem over /proc: no process can be listed by any tool
+    login_shell: str = ""  # the user's login shell on this host (default: the controller's passwd entry)
+    bashrc: str = ""  # ~/.bashrc's text on this host (default: empty; e.g. a banner `echo`)
+
+    @property
+    def path_dir(self) -> Path:
+        """With hide_tools: a directory of links to every command on the usual PATH but those."""
+        return Path(self.dir) / "path"
 
     @property
     def bin_dir(self) -> Path:
@@ -139,8 +148,11 @@ class Sandbox:
 
     def add_host(self, name: str, env: dict[str, str] | None = None, etc_hosts: dict[str, str] | None = None,
                  port: int | None = None, own_ssh_dir: bool = False, sshd_extra: list[str] | None = None,
-                 sftp: bool = True) -> SandboxHost:
-        """Create a host's disk, host key and sshd_config (does not start it)."""
+                 sftp: bool = True, **options) -> SandboxHost:
+        """Create a host's disk, host key and sshd_config (does not start it).
+
+        `options` are SandboxHost's ways to make a host like real ones: hide_tools, proc_hidden,
+        login_shell, bashrc."""
         require_tools()
         self._ensure_client_key()
         address = f"127.{self.subnet}.0.{len(self.hosts) + 2}"
@@ -152,7 +164,9 @@ class Sandbox:
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}-host", "-f", str(key)])
         host = SandboxHost(name, address, port or free_port(address), str(host_dir), dict(env or {}),
                            dict(etc_hosts or {}), own_ssh_dir=own_ssh_dir, sshd_extra=list(sshd_extra or []),
-                           sftp=sftp)
+                           sftp=sftp, **options)
+        if host.hide_tools:
+            _link_commands(host.path_dir, set(host.hide_tools))
         if own_ssh_dir:
             (host_dir / "dot-ssh").mkdir(mode=0o700, exist_ok=True)
         self.hosts[name] = host
@@ -167,7 +181,7 @@ class Sandbox:
                   str(self.client_key)])
 
     def _write_sshd_config(self, host: SandboxHost) -> None:
-        env = {"PATH": f"{host.bin_dir}:{BASE_PATH}", **host.env}
+        env = {"PATH": f"{host.bin_dir}:{host.path_dir if host.hide_tools else BASE_PATH}", **host.env}
         etc = Path(host.dir) / "etc"
         lines = [
             *host.sshd_extra,
@@ -203,9 +217,7 @@ class Sandbox:
         Path(MOUNT_POINT).mkdir(parents=True, exist_ok=True)
         etc = Path(host.dir) / "etc"
         binds = [f"mount --bind {Path(host.dir) / 'disk'} {MOUNT_POINT}"]
-        bashrc = Path.home() / ".bashrc"
-        if bashrc.exists():
-            binds.append(f"mount --bind /dev/null {bashrc}")
+        binds += self._startup_binds(host)
         if (etc / "hosts").exists():
             binds.append(f"mount --bind {etc / 'hosts'} /etc/hosts")
         if host.own_ssh_dir:  # ssh finds ~/.ssh through passwd, not $HOME: bind one over it in this host only
@@ -221,6 +233,25 @@ class Sandbox:
         self._wait_listening(host, wait)
         self.save()
         return host
+
+    def _startup_binds(self, host: SandboxHost) -> list[str]:
+        """~/.bashrc (empty, or the host's own text), the login shell (a passwd of its own), /proc hidden."""
+        binds = []
+        bashrc = Path.home() / ".bashrc"
+        if host.bashrc:
+            own = Path(host.dir) / "etc" / "bashrc"
+            own.write_text(host.bashrc)
+            bashrc.touch(exist_ok=True)  # the mount point
+            binds.append(f"mount --bind {own} {bashrc}")
+        elif bashrc.exists():
+            binds.append(f"mount --bind /dev/null {bashrc}")
+        if host.login_shell:
+            passwd = Path(host.dir) / "etc" / "passwd"
+            passwd.write_text(_with_login_shell(Path("/etc/passwd").read_text(), os.getuid(), host.login_shell))
+            binds.append(f"mount --bind {passwd} /etc/passwd")
+        if host.proc_hidden:
+            binds.append("mount -t tmpfs -o size=16k agentsync-no-proc /proc")
+        return binds
 
     def _wait_listening(self, host: SandboxHost, wait: float) -> None:
         deadline = time.monotonic() + wait
@@ -338,6 +369,28 @@ def _namespace_init(wrapper_pid: int, wait: float) -> int:
             return int(children[0])
         time.sleep(0.005)
     raise FleetError("sandbox: unshare did not start its child")
+
+
+def _with_login_shell(passwd: str, uid: int, shell: str) -> str:
+    """/etc/passwd's text with the login shell of the user `uid` replaced."""
+    lines = []
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[2] == str(uid):
+            fields[6] = shell
+        lines.append(":".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def _link_commands(target: Path, hidden: set[str]) -> None:
+    """A PATH directory: links to the first command of each name on BASE_PATH, leaving out `hidden`."""
+    target.mkdir(parents=True, exist_ok=True)
+    for directory in BASE_PATH.split(":"):
+        for entry in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
+            link = target / entry.name
+            if entry.name in hidden or link.is_symlink() or not os.access(entry, os.X_OK):
+                continue
+            link.symlink_to(entry)
 
 
 def _run(argv: list[str]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .secrets import SECRET_PATTERNS
 from .settings import command_problem, duration_problem, persist_problem
 
 Check = Callable[[Any], "str | None"]
@@ -72,8 +73,20 @@ BRANCH = text("a git branch name", check=git_ref_problem)
 PATH = text("a path (absolute, ~/…, or relative to the repo)")
 STRINGS = Field((list,), "a list of strings", items=text())
 
+def pattern_problem(value: str) -> str | None:
+    """Guard patterns are extended regular expressions; one `awk` cannot compile would blind the guard."""
+    if not value:
+        return "must not be empty"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc})"
+    return None
+
+
 GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
-    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)", items=text()),
+    "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)",
+                       items=text("an extended regular expression", check=pattern_problem)),
     "critical_files": Field((list,), "a list of paths relative to the repo", items=PATH),
 })
 
@@ -150,6 +163,12 @@ def rsync_pattern_problem(value: str) -> str | None:
     if value.startswith(("!", "+ ", "- ", "+,", "-,", "+_", "-_")) or value in ("+", "-"):
         return "starts with an rsync filter prefix; give a plain pattern like '*.tmp' or 'cache/'"
     return None
+
+
+def builtin_secret_problem(value: str) -> str | None:
+    if value in SECRET_PATTERNS:
+        return None
+    return "not a built-in secret pattern; not_secret can only release one of: " + ", ".join(SECRET_PATTERNS)
 
 
 def backup_dir_problem(value: str) -> str | None:
@@ -248,9 +267,11 @@ TOP_KEYS: dict[str, Field] = {
     "hosts": Field((dict,), "a mapping of host name to host settings"),  # checked host by host
     "s3": Field((dict,), "a mapping with profile, region, endpoint_url, timeout (defaults for S3 syncs)",
                 keys=S3_SETTINGS_KEYS),
-    "transfers": Field((dict,), "a mapping with secrets, bwlimit, backup_dir", keys={
-        "secrets": Field((list,), "a list of extra secret patterns (the built-in ones always apply)",
+    "transfers": Field((dict,), "a mapping with secrets, not_secret, bwlimit, backup_dir", keys={
+        "secrets": Field((list,), "a list of extra secret patterns (added to the built-in ones)",
                          items=text("an rsync pattern, e.g. '*.p12'", check=rsync_pattern_problem)),
+        "not_secret": Field((list,), "a list of built-in secret patterns this fleet may send (e.g. '.npmrc')",
+                            items=text("a built-in secret pattern, written exactly", check=builtin_secret_problem)),
         "bwlimit": Field((int,), "a whole number of KiB per second", check=positive),
         "backup_dir": text("a path (absolute, ~/…, or relative to the home)", check=backup_dir_problem),
     }),

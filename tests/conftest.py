@@ -52,6 +52,10 @@ fi
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
+LOGIN_SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish",
+                "tcsh": "/usr/bin/tcsh", "ash": ""}  # ash: busybox, linked in the host's bin
+NOISY_BASHRC = "echo 'Welcome to vm! 4 updates can be applied.'\necho 'stty: standard input: not a tty' >&2\n"
+PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
 # Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
 # on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
 HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
@@ -75,6 +79,16 @@ def pytest_unconfigure(config) -> None:
     state = getattr(config, "_agentsync_state", None)
     if state:
         shutil.rmtree(state, ignore_errors=True)
+
+
+OLD_GIT = Path(__file__).resolve().parent.parent / ".cache" / "git-2.30"
+
+
+def old_git_wrapper(extra: str = "") -> str:
+    """The `git` of the old-git host: Debian 11's 2.30, run from where `make setup` unpacked it."""
+    if not (OLD_GIT / "usr" / "bin" / "git").exists():
+        raise RuntimeError(f"{OLD_GIT} is missing: run `make setup` (it unpacks Debian 11's git 2.30 there)")
+    return (f"#!/bin/sh\n{extra}GIT_EXEC_PATH={OLD_GIT}/usr/lib/git-core exec {OLD_GIT}/usr/bin/git \"$@\"\n")
 
 
 class SilentListener:
@@ -138,10 +152,22 @@ def sandbox(tmp_path_factory, aws_env):
     # no optional tools (aws, nvidia-smi, zerotier-cli), no rsync, no tmux
     box.add_host("nocli", env={"PATH": commands_without(root / "nocli-path", "rsync", "tmux"), **HOST_ENV})
     box.add_host("edge", own_ssh_dir=True)  # has its own ~/.ssh: runs rsync straight to gpu (direct: true)
+    # Hosts as real ones are (tests/test_real_hosts.py): a slim image without procps, busybox's ps in its place,
+    # a /proc no tool can list.
+    box.add_host("slim", hide_tools=PROCPS)
+    box.add_host("bbox", hide_tools=PROCPS)
+    box.add_host("blind", proc_hidden=True)
+    for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
+        box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell))
+    box.add_host("noisy", bashrc=NOISY_BASHRC)  # a cloud image's ~/.bashrc that greets every session
+    box.add_host("oldgit")  # Debian 11's git 2.30 (`make setup` unpacks it into .cache/)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
     install_tool(box, "gpu", "zerotier-cli", ZEROTIER_CLI % ZEROTIER_NETWORK)
     install_tool(box, "gpu", "git", SLOW_GIT)
+    install_tool(box, "bbox", "ps", "#!/bin/sh\nexec busybox ps \"$@\"\n")
+    install_tool(box, "oldgit", "git", old_git_wrapper())
+    (box.hosts["sh-ash"].bin_dir / "ash").symlink_to(shutil.which("busybox"))  # busybox runs the applet it is named
     from s3_support import install_aws_cli
 
     install_aws_cli(box, ("cloud", "gpu"), aws_env)  # nocli gets the credentials but no CLI on its PATH
@@ -191,6 +217,13 @@ class Fleet:
                          f"  UserKnownHostsFile {self.known_hosts}\n")
         with self.known_hosts.open("a") as handle:
             handle.write(f"[inner.fleet]:{inner.port} {self.sandbox.host_public_key('inner')}\n")
+
+    def prepare(self, name: str) -> None:
+        """A fresh clone of this test's origin on one of the hosts the constructor leaves alone."""
+        disk = self.sandbox.hosts[name].path()
+        for child in disk.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        clone(self.origin, self.sandbox.hosts[name].path("crpbot"), name)
 
     def repo(self, host: str) -> Path:
         """A host's checkout, seen from the controller (its disk is a directory here)."""

@@ -88,6 +88,10 @@ def test_a_lock_is_stale_when_its_process_is_gone_here_or_it_is_older_than_lock_
     assert stale_reason(holder(pid=7), now=1010, ttl=60, here="here", alive=alive) is None
     assert "older than lock_ttl (1m)" in stale_reason(holder(pid=7), now=1061, ttl=60, here="here", alive=alive)
     assert stale_reason(None, now=0, ttl=60, here="here", alive=alive) == "its holder record is unreadable"
+    # The lock's age as its host's clock tells it wins over this controller's clock, both ways.
+    ahead = 1000 + 3 * 3600  # this controller's clock runs 3 h fast; the host says the lock is 30 s old
+    assert stale_reason(holder(pid=7), now=ahead, ttl=60, here="here", alive=alive, age=30) is None
+    assert "older than lock_ttl" in stale_reason(holder(pid=7), now=1000, ttl=60, here="here", alive=alive, age=61)
 
 
 def test_holder_records_round_trip_and_garbage_is_not_a_holder():
@@ -169,6 +173,7 @@ def test_stale_locks_are_taken_over_with_a_warning(fleet):
                                 since=time.time() - 30).to_json() + "\n")
     old = holder(controller="laptop-2", since=time.time() - 3 * 3600)  # older than the default lock_ttl (2h)
     remote_lock(fleet, "cloud").write_text(old.to_json() + "\n")
+    os.utime(remote_lock(fleet, "cloud"), (old.since, old.since))  # its age counts by the host's clock
 
     result = fleet.agentsync("sync-all", "--json", inventory=inv)
 

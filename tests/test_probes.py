@@ -28,8 +28,8 @@ def test_repo_section_reports_a_missing_repo_and_a_failed_fetch():
 
 
 def test_guard_lines_map_back_to_their_pattern():
-    found = parse_guard("0     9     02:05 python3 apps/runtime/v7_runtime.py --live\n1 12 1-02:03:04 dash\nnoise\n",
-                        ("v7_runtime", "dashboard"))
+    found = parse_guard("method ps\n0     9     02:05 python3 apps/runtime/v7_runtime.py --live\n"
+                        "1 12 1-02:03:04 dash\nnoise\ndone\n", ("v7_runtime", "dashboard")).processes
     assert found[0].pattern == "v7_runtime" and found[0].pid == 9 and found[0].uptime_s == 125
     assert found[0].command == "python3 apps/runtime/v7_runtime.py --live"
     assert found[1].pattern == "dashboard" and found[1].uptime_s == 86400 + 2 * 3600 + 3 * 60 + 4

@@ -117,8 +117,9 @@ def test_size_listings_from_gnu_and_bsd_find():
 
 
 def test_sync_argv_uses_name_value_options_and_the_prefix_as_a_directory():
+    secret_rules = [f"--exclude={rule}" for rule in S.secret_excludes(UP.secrets)]  # uploads only
     assert S.sync_argv(UP, dry_run=False) == [
-        "aws", "s3", "sync", ".", URL + "/", "--exclude=*.tmp", "--profile=fleet",
+        "aws", "s3", "sync", ".", URL + "/", "--exclude=*.tmp", *secret_rules, "--profile=fleet",
         "--endpoint-url=http://127.0.0.1:9000"]
     assert S.sync_argv(DOWN, dry_run=True) == [
         "aws", "s3", "sync", URL + "/", ".", "--delete", "--dryrun", "--region=eu-central-1"]
@@ -136,7 +137,8 @@ def test_script_quotes_every_inventory_value():
     assert "'/root/crpbot/models; rm -rf /'" in text
     sync_line = next(line for line in text.splitlines() if " s3 sync " in line)
     assert shlex.split(sync_line)[:2] == ["AWS_PAGER=", "$limit"]  # `timeout -k 5 3600` where the host has it
-    assert shlex.split(sync_line)[2:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x"]
+    assert shlex.split(sync_line)[2:] == ["aws", "s3", "sync", ".", URL + "/$(reboot)/", "--exclude=*.tmp' ; x",
+                                          *[f"--exclude={rule}" for rule in S.secret_excludes(nasty.secrets)]]
     assert text.startswith("command -v aws")
 
 

@@ -52,6 +52,7 @@ class EntryResult:
     deleted: int = 0
     paths: tuple[str, ...] = ()  # moved (or would-move) files, the first LISTED_PATHS
     deleted_paths: tuple[str, ...] = ()
+    held_back: tuple[str, ...] = ()  # secret files in an upload's directory, never sent (steps.s3.secret_excludes)
     started_at: float = 0.0  # wall clock, for ordering across hosts
     finished_at: float = 0.0
     duration_s: float = 0.0
@@ -70,7 +71,8 @@ class EntryResult:
         """The figures a sync-all StepRecord keeps (the run journal stores them)."""
         keys = ("path", "local_dir", "url", "direction", "dry_run", "delete", "files", "bytes", "deleted",
                 "started_at", "finished_at", "duration_s", "exit_code", "aws_code", "message")
-        return {k: getattr(self, k) for k in keys} | {"paths": list(self.paths[:20])}
+        return {k: getattr(self, k) for k in keys} | {"paths": list(self.paths[:20]),
+                                                      "held_back": list(self.held_back[:20])}
 
 
 def entries(host: Host, direction: str | None = None) -> list[tuple[int, S3Entry]]:
@@ -146,6 +148,7 @@ def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: 
     sizes = parse_sizes(sections.get(S.SIZES, "")) if measured else {}
     figures = {"files": len(moved), "deleted": len(out.deleted), "paths": tuple(moved[:LISTED_PATHS]),
                "deleted_paths": tuple(t.path for t in out.deleted[:LISTED_PATHS]),
+               "held_back": tuple(S.held_back(entry, list(sizes))[:LISTED_PATHS]),
                "bytes": sum(sizes.get(p, 0) for p in moved) if measured else None,
                "warnings": tuple(scrub(w) for w in out.warnings[:20])}
     if S.TIMED_OUT in sections:

@@ -106,6 +106,8 @@ def step_record(stage: str, outcome: EntryResult) -> StepRecord:
         size = human_bytes(outcome.bytes) if outcome.bytes is not None else "? bytes"
         record.detail = f"{outcome.files} file(s), {size}" + (f", {outcome.deleted} deleted"
                                                               if outcome.deleted else "")
+        if outcome.held_back:
+            record.detail += f"; held back (secrets, never uploaded): {', '.join(outcome.held_back[:10])}"
     else:
         record.status = "unreachable" if outcome.status == "unreachable" else "failed"
         record.detail = outcome.message

@@ -38,8 +38,8 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
                           workers=args.worker_limit(inv), only_stages=only_stages, resume=resume)
     connector = Connector(inv)
     try:
-        with _lock(args, dry_run, inv, hosts, connector, task, options.workers):
-            report = _engine(args, inv, hosts, connector, options)
+        with _lock(args, dry_run, inv, hosts, connector, task, options.workers) as lock:
+            report = _engine(args, inv, hosts, connector, options, lock.not_locked if lock else {})
     finally:
         connector.close_all()
     args.recorder.annotate(origin_head=report.origin_head, aborted=report.aborted)
@@ -50,14 +50,14 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
     return 0 if report.ok else 1
 
 
-def _engine(args: FleetArgs, inv, hosts, connector, options):
+def _engine(args: FleetArgs, inv, hosts, connector, options, not_locked: dict[str, str]):
     from ..engine.context import RunContext
     from ..output.sync import LiveView, render_interrupted
     from ..pipeline import run_sync
 
     with LiveView([h.name for h in hosts], enabled=not options.dry_run and not args.json) as view:
         ctx = RunContext(inv, hosts, connector, options, listener=view.update, run_id=args.recorder.run_id,
-                         observer=args.recorder)
+                         observer=args.recorder, not_locked=not_locked)
         try:
             return run_sync(ctx)
         except KeyboardInterrupt:  # moves under way were finished first (`interrupts.held`): say where things are

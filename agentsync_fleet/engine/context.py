@@ -64,6 +64,7 @@ class RunContext:
     rsync_tools: Any = None  # transfer/facts.RsyncTools: both transfer stages share it (rsync checked once a run)
     lock: threading.Lock = field(default_factory=threading.Lock)
     observer: Any = field(default_factory=NullObserver)  # told about every step as it ends: the run's recorder
+    not_locked: dict[str, str] = field(default_factory=dict)  # host -> why the fleet lock was not taken there
 
     def result(self, host: Host) -> HostSync:
         return self.results.setdefault(host.name, HostSync(host.name))

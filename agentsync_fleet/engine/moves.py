@@ -41,7 +41,10 @@ def carry_out(ctx: RunContext, host: Host, co: Checkout, plan: MovePlan, record:
     record.data.update(head_before=plan.head, head_after=outcome.head)
     result.stash_used |= outcome.stash_used
     for note in record.data["guard"]:
-        if note["allowed"]:
+        if note["allowed"] and "unknown" in note:
+            result.warnings.append(f"--allow-running: changed {', '.join(note['files'])} though processes "
+                                   f"cannot be seen ({note['unknown']})")
+        elif note["allowed"]:
             result.warnings.append(f"--allow-running: changed {', '.join(note['files'])} while pid "
                                    f"{note['pid']} ({note['command']}) runs")
     if outcome.status != "ok":

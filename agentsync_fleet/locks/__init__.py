@@ -10,8 +10,9 @@ dir, keyed by the inventory's path), then as `.git/agentsync.lock` in each
 reachable host's repo, so two controllers with inventories sharing a host
 are kept apart too. A second run is refused with `LockHeld`, naming the
 holder and since when. A stale lock — its process gone on this controller,
-or, held from another controller, older than `lock_ttl` — is taken over with
-a warning. Locks are released
+or, held from another controller, older than `lock_ttl` by the clock of the
+host that keeps it (never the controller's: see `model.stale_reason`) — is
+taken over with a warning. Locks are released
 when the block ends, normally or by an error; a killed run leaves stale
 locks the next run takes over.
 """
@@ -53,9 +54,9 @@ def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
                   os.path.abspath(inv.path))
 
 
-def _judge(holder: Holder | None, text: str, ttl: float, where: str) -> str:
-    """A takeover reason for a stale lock; raises LockHeld for a live one."""
-    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running)
+def _judge(holder: Holder | None, text: str, ttl: float, where: str, age: float | None = None) -> str:
+    """A takeover reason for a stale lock; raises LockHeld for a live one. `age`: by the lock host's clock."""
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running, age=age)
     if reason is None:
         raise LockHeld(f"the fleet is locked {where} by {holder.describe()}; not starting", hint=UNLOCK_HINT)
     return f"took over a stale lock {where} held by {holder.describe() if holder else repr(text[:80])}: {reason}"
@@ -118,14 +119,14 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.Remot
     for _ in range(2):
         if state.status != "held":
             break
-        reason = _judge(state.holder, state.text, ttl, where)  # raises LockHeld while the holder may live
+        reason = _judge(state.holder, state.text, ttl, where, state.age_s)  # raises LockHeld while it may live
         state = remote.run_script(session, host, remote.takeover_script(host.repo, holder, state.text))
         if state.status == "acquired":
             return remote.RemoteState("acquired", detail=reason)
         if state.status == "changed":  # someone else took it over first: judge their lock instead
-            state = remote.RemoteState("held", state.text)
+            state = remote.RemoteState("held", state.text, age_s=state.age_s)
     if state.status == "held":
-        _judge(state.holder, state.text, ttl, where)
+        _judge(state.holder, state.text, ttl, where, state.age_s)
         raise LockHeld(f"the lock {where} keeps changing hands; not starting", hint=UNLOCK_HINT)
     if state.status == "norepo":
         return remote.RemoteState("norepo", detail=f"no git repo at {host.repo}: {state.detail}")
@@ -171,8 +172,8 @@ def unlock(inv: Inventory, hosts: list[Host], connector, *, force: bool = False,
     return rows
 
 
-def _verdict(holder: Holder | None, ttl: float, force: bool) -> tuple[bool, str]:
-    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running)
+def _verdict(holder: Holder | None, ttl: float, force: bool, age: float | None = None) -> tuple[bool, str]:
+    reason = stale_reason(holder, now=time.time(), ttl=ttl, here=controller(), alive=process_running, age=age)
     if reason:
         return True, reason
     return force, "--force" if force else "its holder may still be running"
@@ -197,7 +198,7 @@ def _unlock_host(connector, host: Host, ttl: float, force: bool) -> UnlockRow:
     if state.status != "held":
         return UnlockRow(host.name, "error", reason=state.detail or state.status)
     shown = state.holder.describe() if state.holder else state.text[:80]
-    remove, reason = _verdict(state.holder, ttl, force)
+    remove, reason = _verdict(state.holder, ttl, force, state.age_s)
     if not remove:
         return UnlockRow(host.name, "kept", shown, reason)
     done = remote.run_script(session, host, remote.release_script(host.repo, state.text))

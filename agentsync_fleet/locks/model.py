@@ -64,13 +64,18 @@ def utc(epoch: float) -> str:
 Alive = Callable[[int, str], bool | None]  # (pid, pid_start) -> running here? None: cannot be checked here
 
 
-def stale_reason(holder: Holder | None, *, now: float, ttl: float, here: str, alive: Alive) -> str | None:
+def stale_reason(holder: Holder | None, *, now: float, ttl: float, here: str, alive: Alive,
+                 age: float | None = None) -> str | None:
     """Why a lock may be taken over, or None while its holder may still be at work.
 
     The holder's process can only be checked on its own controller: there a
     lock is stale exactly when its process is gone, however long it has run
     (a long upload keeps its lock). From anywhere else a lock goes stale
-    after `lock_ttl`.
+    after `lock_ttl`, measured by the clock of the machine that keeps the lock:
+    `age` is the lock file's age read on its host (the file's mtime and "now",
+    both by that host's clock). Controllers' clocks may differ by hours; a
+    controller whose clock runs ahead must not see a live run's lock as old.
+    Only without `age` (a lock on this controller) does `now - since` count.
     """
     if holder is None:
         return "its holder record is unreadable"
@@ -80,6 +85,6 @@ def stale_reason(holder: Holder | None, *, now: float, ttl: float, here: str, al
             return f"its process {holder.pid} on {here} is gone"
         if running:
             return None
-    if now - holder.since > ttl:
+    if (age if age is not None else now - holder.since) > ttl:
         return f"it is older than lock_ttl ({human_duration(ttl)})"
     return None

@@ -9,6 +9,10 @@ derived from the stale record (`ln` again: one taker per stale record), and
 removes the lock only if that link is the stale record itself. Moving the
 lock aside to look at it would leave the name free for a moment, and a run
 that just took the lock over could then find a third run holding it too.
+
+Whenever a script shows a lock held, it also prints the lock's age by the
+host's own clock (`date +%s` minus the file's mtime, both read there): how
+stale a lock is never depends on the controllers' clocks (locks/model.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class RemoteState:
     status: str  # acquired | held | changed | released | removed | absent | kept | norepo
     text: str = ""  # the lock file's content when it matters (held, changed, present)
     detail: str = ""
+    age_s: float | None = None  # how old the lock file is by the host's own clock (None: not known)
 
     @property
     def holder(self) -> Holder | None:
@@ -42,12 +47,18 @@ def _prelude(repo: str) -> list[str]:
     ]
 
 
+def _show_lock() -> str:
+    """The lock's content, then its age by the host's clock (GNU/busybox `stat -c`, BSD `stat -f`)."""
+    return ('cat "$lock" 2>/dev/null; m=$(stat -c %Y "$lock" 2>/dev/null || stat -f %m "$lock" 2>/dev/null) && '
+            + section("age") + ' && echo $(( $(date +%s) - m ))')
+
+
 def _create(holder: Holder) -> list[str]:
     return [
         'tmp="$lock.$$.tmp"',
         f"printf '%s\\n' {shlex.quote(holder.to_json())} > \"$tmp\" || exit 3",
         f'if ln "$tmp" "$lock" 2>/dev/null; then rm -f "$tmp"; {section("acquired")}; '
-        f'else rm -f "$tmp"; {section("held")}; cat "$lock" 2>/dev/null; fi',
+        f'else rm -f "$tmp"; {section("held")}; {_show_lock()}; fi',
     ]
 
 
@@ -66,8 +77,8 @@ def takeover_script(repo: str, holder: Holder, stale_text: str) -> str:
         f'if ln "$lock" {claim} 2>/dev/null; then',
         # The link is the inode that was the lock: if it is the stale record, only we may remove it.
         f'  if [ "$(cat {claim})" = {shlex.quote(stale_text)} ] && [ "$lock" -ef {claim} ]; then '
-        f'rm -f "$lock" {claim}; else rm -f {claim}; {section("changed")}; cat "$lock" 2>/dev/null; exit 0; fi',
-        f'elif [ -e "$lock" ]; then {section("changed")}; cat "$lock"; exit 0',
+        f'rm -f "$lock" {claim}; else rm -f {claim}; {section("changed")}; {_show_lock()}; exit 0; fi',
+        f'elif [ -e "$lock" ]; then {section("changed")}; {_show_lock()}; exit 0',
         "fi",
     ] + _create(holder))
 
@@ -83,7 +94,7 @@ def release_script(repo: str, expected_text: str) -> str:
 
 def read_script(repo: str) -> str:
     return script(_prelude(repo) + [
-        f'if [ -e "$lock" ]; then {section("held")}; cat "$lock"; else {section("absent")}; fi',
+        f'if [ -e "$lock" ]; then {section("held")}; {_show_lock()}; else {section("absent")}; fi',
     ])
 
 
@@ -94,7 +105,9 @@ def parse(output: str) -> RemoteState:
         if line.startswith(SECTION_MARK):
             name = line[len(SECTION_MARK):].strip()
             text = parts.get(name, "").strip()
-            return RemoteState(name, text if name != "norepo" else "", text if name == "norepo" else "")
+            age = parts.get("age", "").strip()
+            return RemoteState(name, text if name != "norepo" else "", text if name == "norepo" else "",
+                               float(age) if age.lstrip("-").isdigit() else None)
     return RemoteState("error", detail=output.strip()[-400:])
 
 

@@ -135,6 +135,11 @@ def _details(out, e, dry_run: bool) -> None:
             out.print(f"      [red]delete[/] {escape(path)}", soft_wrap=True)
         if e.files > SHOWN_PATHS:
             out.print(f"      … and {e.files - SHOWN_PATHS} more (--json lists up to 200)")
+    if e.held_back:
+        out.print(f"  [yellow]held back[/] [bold]{escape(e.host)}[/] {_arrow(e.direction)} {escape(e.path)} "
+                  f"(secrets, never uploaded): {escape(', '.join(e.held_back[:SHOWN_PATHS]))}"
+                  + (f" … and {len(e.held_back) - SHOWN_PATHS} more" if len(e.held_back) > SHOWN_PATHS else ""),
+                  soft_wrap=True)
     for warning in e.warnings:
         out.print(f"  [yellow]![/] [bold]{escape(e.host)}[/]: {escape(warning)}", soft_wrap=True)
     if e.ok:

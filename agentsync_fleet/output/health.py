@@ -53,7 +53,10 @@ def _local(h: HostHealth) -> str:
 
 
 def _running(h: HostHealth) -> str:
-    lines = [f"[magenta]{escape(p.pattern)}[/] pid {p.pid} up {human_duration(p.uptime_s)}" for p in h.processes]
+    if h.guard is not None and h.guard.unknown and h.reachable:
+        return "[red]unknown[/] (cannot see processes)"
+    lines = [f"[magenta]{escape(p.pattern)}[/] pid {p.pid}"
+             + (f" up {human_duration(p.uptime_s)}" if p.uptime_s is not None else "") for p in h.processes]
     for job in h.jobs:  # the jobs feature's rows: running jobs, and jobs that died (also among the warnings)
         gpu = f", {job.gpu_mib:.0f} MiB GPU" if job.gpu_mib else ""
         style = "cyan" if job.running else "red"

@@ -120,7 +120,9 @@ def _held_back(out, t: TransferResult) -> None:
         out.print(f"    [yellow]held back[/] (secrets, never sent): {escape(names)}", soft_wrap=True)
     if guarded:
         first = guarded[0]
-        out.print(f"    [yellow]held back[/] (guarded: pid {first['pid']} {escape(first['command'])} runs): "
+        why = (f"guarded: pid {first['pid']} {escape(first['command'])} runs" if first["pid"] is not None
+               else f"guarded: cannot see processes: {escape(first['command'].removeprefix('unknown: '))}")
+        out.print(f"    [yellow]held back[/] ({why}): "
                   f"{escape(', '.join(h['path'] for h in guarded))} — rerun with --allow-running to send them",
                   soft_wrap=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..errors import FleetError, HostUnreachable, StepFailed
 from ..gitops import Checkout, StepLog
+from ..gitversion import MIN_GIT, PATCH_RELAY, too_old
 from ..models import Host
 from ..probes import parse_repo_probe, repo_probe
 from ..shell import script
@@ -24,7 +25,9 @@ def repo_problem(co: Checkout, host: Host, checked_out: bool) -> str | None:
         return f"{host.name}: {', '.join(repo.in_progress)} in progress; finish or abort it first"
     if checked_out and repo.branch != host.branch:
         return f"{host.name}: checked out on '{repo.branch}', inventory expects '{host.branch}'; left alone"
-    return None
+    old_git = too_old(repo.git_version, "agentsync", MIN_GIT) or (too_old(repo.git_version, *PATCH_RELAY)
+                                                                   if checked_out else None)
+    return f"{host.name}: {old_git}" if old_git else None
 
 
 def run_relay(connector, src: Host, dst: Host, opts: RelayOptions) -> RelayResult:

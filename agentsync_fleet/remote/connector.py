@@ -148,10 +148,12 @@ class Connector:
                   "-o", f"ControlPath={sock}", "-T"]
         if via is not None:
             prefix += ["-o", "ProxyCommand=" + proxy_through(via)]
-        return OpenSSHSession(name, prefix, [*target.argv(), "--", target.host],
-                              via_proxy=bool(via is not None or res.proxy_command),
-                              hint=f"`ssh{' -F ' + self.config if self.config else ''} {target} true` "
-                                   "shows what ssh says")
+        session = OpenSSHSession(name, prefix, [*target.argv(), "--", target.host],
+                                 via_proxy=bool(via is not None or res.proxy_command),
+                                 hint=f"`ssh{' -F ' + self.config if self.config else ''} {target} true` "
+                                      "shows what ssh says")
+        session.answer_timeout = timeout  # a host gets connect_timeout to show it is still there
+        return session
 
     def _ensure_master(self, session: OpenSSHSession, res: Resolution, timeout: float) -> None:
         sock = _control_path(session.prefix)

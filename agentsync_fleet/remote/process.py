@@ -67,8 +67,10 @@ def run_process(argv: list[str], *, timeout: float, stdin: bytes | BinaryIO | No
         kill_group(proc)
         raise
     for thread in threads:
-        # a grandchild that escaped the group (a daemonised ssh master) may hold a pipe: do not wait on it
-        thread.join(timeout=max(0.5, timeout - (time.monotonic() - start)) if code is not None else 2)
+        # a grandchild that escaped the group (a daemonised ssh master) may hold a pipe: do not wait on it. After
+        # a timeout the ssh client is dead; its master (which holds the pipes a multiplexed client handed it) may
+        # talk to a frozen host: what it still forwards belongs to a command already given up on.
+        thread.join(timeout=max(0.5, timeout - (time.monotonic() - start)) if code is not None else 0.2)
     return Finished(code, bytes(out), bytes(err), time.monotonic() - start, first[0] if first else None)
 
 

@@ -1,27 +1,37 @@
 """Sessions: run a command, move bytes and files, on a host (OpenSSH) or on the controller (local).
 
 Both kinds share one interface: `run`, `run_script`, `put`/`get` (bytes),
-`upload`/`download` (files), each with a deadline. Commands are opaque shell
-text: the remote side receives exactly the string given (the exec request ssh
-sends), how it is wrapped is the caller's business. Files travel over plain
+`upload`/`download` (files), each with a deadline. Files travel over plain
 commands (`cat > file`, `cat file`), so no SFTP subsystem is needed.
+
+On a host, sshd hands each command to the user's login shell, whichever it
+is, and that shell's startup files may print a banner first: every command
+goes out as one `shell.Framing` argument (any login shell passes it to `sh`
+unchanged) and its output comes back with everything outside the framing
+markers dropped (`startup_noise` keeps the first line for `health`). A host
+that times out or drops the link, and then does not run `true` within
+`answer_timeout`, is gone for the rest of the run: later commands fail at
+once instead of each waiting out a timeout of its own.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import CommandTimeout, FleetError, HostUnreachable
 from ..models import CommandResult
 from ..settings import TIMEOUTS
+from ..shell import Framing
 from .diagnose import SSH_FAILED, classify
-from .process import Finished, OutputFn, run_process
+from .process import Finished, OutputFn, kill_group, run_process
 
-ARG_SCRIPT_LIMIT = 100_000  # bytes; Linux refuses a single argument over 128 KiB
+ARG_SCRIPT_LIMIT = 85_000  # bytes; Linux refuses one argument over 128 KiB, and base64 (shell.Framing) adds 1/3
 SSH_ENV = {"SSH_ASKPASS_REQUIRE": "never"}  # with BatchMode and no tty: never any prompt, not even askpass
 
 
@@ -48,7 +58,8 @@ class Session:
                              done.stderr.decode(errors="replace"), done.duration_s)
 
     def run_script(self, text: str, *, timeout: float = TIMEOUTS.command, on_output: OutputFn | None = None) -> CommandResult:
-        """Run a POSIX sh script as `sh -c <script>`: one round trip, the script travels with the exec.
+        """Run a POSIX sh script: one round trip, the script travels with the exec (every command runs
+        under `sh`: `sh -c` here, `shell.Framing` on a host).
 
         Sending it on stdin to `sh -s` instead costs one more round trip (the
         exec must be accepted before stdin flows); only a script too large for
@@ -56,7 +67,7 @@ class Session:
         """
         if len(text.encode()) > ARG_SCRIPT_LIMIT:
             return self.run("sh -s", stdin=text, timeout=timeout, on_output=on_output)
-        return self.run(shlex.join(["sh", "-c", text]), timeout=timeout, on_output=on_output)
+        return self.run(text, timeout=timeout, on_output=on_output)
 
     def put(self, path: str, data: bytes, *, timeout: float, mode: int = 0o600) -> None:
         """Create or replace a file with `data` (created with `mode`; patches may hold private code)."""
@@ -110,6 +121,7 @@ class LocalSession(Session):
     """The controller itself (`local: true`): same interface, `sh -c` here instead of ssh."""
 
     last_rtt: float | None = 0.0
+    startup_noise = ""  # no login shell runs here: commands go straight to `sh -c`
 
     def __init__(self, name: str):
         self.name = name
@@ -137,6 +149,10 @@ class OpenSSHSession(Session):
         self.via_proxy = via_proxy
         self.hint = hint
         self.last_rtt: float | None = None
+        self.framing = Framing.new()  # how commands are wrapped for the login shell and their output framed
+        self.startup_noise = ""  # the first line the host's shell startup printed around our commands, if any
+        self.gone = ""  # why the host is gone for the rest of the run ("" while it answers)
+        self.answer_timeout = TIMEOUTS.connect  # how long a host may take to show it is still there
 
     def argv(self, *extra: str) -> list[str]:
         """ssh argv for a command: `extra` options go before the target (`-W`, `-O check`...)."""
@@ -147,6 +163,38 @@ class OpenSSHSession(Session):
         return [*self.prefix, "-o", "ControlMaster=no", *self.target[:-2]]
 
     def _exec(self, command: str, *, timeout: float, stdin=None, on_output=None, stdout_to=None) -> Finished:
+        if self.gone:
+            raise HostUnreachable(f"gone for the rest of this run: {self.gone}", reason="lost", host=self.name,
+                                  hint=self.hint)
+        sink = self.framing.sink(stdout_to) if stdout_to is not None else None
+        live = self.framing.stream(on_output) if on_output is not None else None  # stdout has no end marker
+        try:
+            done = self._ssh(self.framing.argument(command), timeout, stdin, live, sink)
+        except HostUnreachable as exc:
+            self._gone_unless_it_answers(exc.message)
+            raise
+        if done.timed_out:
+            self._gone_unless_it_answers(f"a command timed out after {timeout:g}s")
+        out, err, noise = self.framing.unframe_bytes(done.stdout, done.stderr)
+        if sink is not None:
+            noise = sink.finish() or noise
+        self.startup_noise = self.startup_noise or noise
+        return replace(done, stdout=out, stderr=err)
+
+    def _gone_unless_it_answers(self, why: str) -> None:
+        """A host that does not run `true` within answer_timeout (frozen, link down) is gone for the run.
+        No pipes: a multiplexed ssh hands them to its master, which would hold them open past the deadline."""
+        proc = subprocess.Popen([*self.argv(), "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **SSH_ENV})
+        try:
+            answered = proc.wait(timeout=self.answer_timeout) == 0
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            answered = False
+        if not answered:
+            self.gone = why
+
+    def _ssh(self, command: str, timeout: float, stdin, on_output, stdout_to) -> Finished:
         done = run_process([*self.argv(), command], timeout=timeout, stdin=stdin, on_output=on_output,
                            stdout_to=stdout_to, env={**os.environ, **SSH_ENV})
         if self.last_rtt is None and done.first_byte_s is not None:
@@ -157,6 +205,13 @@ class OpenSSHSession(Session):
                 raise HostUnreachable(f"connection lost: {failure.message}", reason="lost", host=self.name,
                                       hint=self.hint) from None
         return done
+
+
+class _Calls:
+    """A writer that hands each chunk to a callback (a progress display fed as output arrives)."""
+
+    def __init__(self, callback: OutputFn):
+        self.write = callback
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.01) -> bool:

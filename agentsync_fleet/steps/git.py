@@ -221,7 +221,9 @@ def worktree_add(path: str, worktree: str, branch: str, start: str | None, track
 
 
 def common_dir(path: str) -> str:
-    return git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    """The repo's common git dir as an absolute, symlink-free path. Not `rev-parse --path-format=absolute`:
+    git before 2.31 prints that option back as a line of output (Debian 11 has 2.30)."""
+    return f"{{ cd {path_arg(path)} && d=$({ENV} git rev-parse --git-common-dir) && cd \"$d\" && pwd -P; }}"
 
 
 INTENT = "agentsync-move.json"  # in a checkout's git dir while a move is under way (see `gitops`)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from ..secrets import SECRET_PATTERNS
 from ..settings import TIMEOUTS
-from ..shell import Raw, join, quote_path
+from ..shell import Raw, join, quote_path, sh_argument
 
 PARTIAL_DIR = ".agentsync-partial"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
@@ -205,5 +205,6 @@ def remote_spec(target: str, path: str, *, sender: bool = False) -> str:
 
 
 def remote_command(argv: list[str]) -> str:
-    """argv for a command run on a host through ssh, as that host's shell will read it."""
-    return join(argv)
+    """argv for a command run on a host through ssh: one argument its login shell, whichever it is, hands to
+    `sh` unchanged (shell.sh_argument)."""
+    return sh_argument(join(argv))

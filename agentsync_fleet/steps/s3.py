@@ -16,14 +16,18 @@ host and S3 directly. One remote round trip per entry does everything:
    is on the host's disk for the files the CLI says it moved.
 
 Credentials never appear here: the CLI on the host finds its own (profile,
-environment, instance role). We only name a profile.
+environment, instance role). We only name a profile. Secret files never
+leave: an upload excludes every secret pattern (`secret_excludes`) after the
+entry's own patterns, so nothing an entry says can let one through.
 """
 
 from __future__ import annotations
 
 from ..models import Host, S3Entry
+from ..secrets import protected_paths
 from ..settings import TIMEOUTS
 from ..shell import Raw, join, path_arg, script, section
+from .rsync import nocase
 
 AWS_ENV = "AWS_PAGER=''"  # CLI v2 would page some output through `less`; never wait for a key press
 NO_CLI = "no-aws-cli"
@@ -56,6 +60,8 @@ def sync_argv(entry: S3Entry, dry_run: bool, local: str = ".") -> list[str]:
     source, dest = (local, s3_dir(entry)) if entry.direction == "up" else (s3_dir(entry), local)
     argv = ["aws", "s3", "sync", source, dest]
     argv += [f"--exclude={pattern}" for pattern in entry.exclude]
+    if entry.direction == "up":  # after the entry's own: in the CLI the later filter wins
+        argv += [f"--exclude={rule}" for rule in secret_excludes(entry.secrets)]
     if entry.delete:
         argv.append("--delete")
     if dry_run:
@@ -65,6 +71,27 @@ def sync_argv(entry: S3Entry, dry_run: bool, local: str = ".") -> list[str]:
         if value:
             argv.append(f"--{option}={value}")
     return argv
+
+
+def secret_excludes(patterns: tuple[str, ...]) -> list[str]:
+    """`aws s3 sync --exclude` rules that hold back each secret pattern at any depth, in any letter case.
+
+    The CLI matches a rule against the whole path under the synced directory
+    with Python's `fnmatch` (case-sensitive; `*` crosses `/`), so a name
+    pattern P becomes four rules: P itself and anywhere below (`*/P`), and
+    everything inside a directory of that name at the top or below
+    (`P/*`, `*/P/*`) — what `secrets.is_protected` calls protected.
+    """
+    rules: list[str] = []
+    for pattern in patterns:
+        name = nocase(pattern.strip("/"))
+        rules += [name, f"*/{name}", f"{name}/*", f"*/{name}/*"]
+    return list(dict.fromkeys(rules))
+
+
+def held_back(entry: S3Entry, files: list[str]) -> list[str]:
+    """The files of an upload's directory that the secret rules keep out of S3 (for the report)."""
+    return protected_paths(files, entry.secrets) if entry.direction == "up" else []
 
 
 def sync_command(host: Host, entry: S3Entry, dry_run: bool = False) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..engine.context import RunContext
 from ..engine.moves import checkout, plan_summary, read_plan
 from ..engine.stage import step
+from ..gitversion import refusal
 from ..heal import heal
 from ..models import Host
 from ..moveplan import MovePlan
@@ -38,9 +39,20 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
                                "it by hand)")
     elif repo.branch != host.branch:
         result.fail("skipped", f"checked out on '{repo.branch}', inventory expects '{host.branch}'; left alone")
+    elif why := refusal(repo.git_version, not host.git_access):
+        result.fail("skipped", f"{why}; left alone")
     elif not host.git_access:
         result.warnings.append("git_access: false: this host cannot reach origin; it is relayed through the local "
                                "host (patches in, a git bundle back)")
+    if facts.guard is not None and facts.guard.unknown:
+        result.warnings.append(f"cannot see processes ({facts.guard.detail}): guard.critical_files are not changed "
+                               "here unless --allow-running")
+
+
+def refuse_unlocked(host: Host, why: str | None, result: HostSync) -> None:
+    """A host whose fleet lock was not taken is never synced: another run could be changing it right now."""
+    if why is not None and result.active:
+        result.fail("skipped", f"the fleet lock could not be taken on {host.name} ({why}); not synced")
 
 
 def preflight(ctx: RunContext, probe_host: Callable[..., HostHealth]) -> None:
@@ -54,6 +66,7 @@ def preflight(ctx: RunContext, probe_host: Callable[..., HostHealth]) -> None:
             facts = HostHealth(host.name, host.target, False, "internal error", repr(facts))
         ctx.facts[host.name] = facts
         preflight_verdict(host, facts, ctx.result(host))
+        refuse_unlocked(host, ctx.not_locked.get(host.name), ctx.result(host))
         ctx.listener(host.name, "preflight", ctx.result(host).status)
         _journal_preflight(ctx, host, facts, fetch)
     if ctx.options.dry_run:

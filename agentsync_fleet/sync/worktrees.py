@@ -102,7 +102,7 @@ class WorktreeStage(Stage):
 
     @staticmethod
     def _exists(repo, path: str) -> bool:
-        probe = repo.try_run(G.git(path, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+        probe = repo.try_run(G.common_dir(path))
         if not probe.ok:
             return False
         return probe.stdout.strip() == repo.run(G.common_dir(repo.path)).stdout.strip()

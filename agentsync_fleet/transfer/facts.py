@@ -12,6 +12,7 @@ import threading
 from ..errors import FleetError
 from ..models import Host
 from ..probes import guard_probe, parse_guard
+from ..records import GuardState
 from ..shell import split_sections
 from ..steps.rsync import ssh_argv
 from ..steps.rsync_tool import CANDIDATES, Found, RsyncTool, choose, parse_version, parse_versions
@@ -88,7 +89,7 @@ def _local_version(path: str) -> Found:
     return parse_version(full if path != "rsync" else path, proc.stdout + proc.stderr)
 
 
-def guard_processes(ssh: SshSettings, host: Host) -> tuple:
+def guard_processes(ssh: SshSettings, host: Host) -> GuardState:
     """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
     target = ssh(host)
     script = "\n".join(guard_probe(host)) + "\n"

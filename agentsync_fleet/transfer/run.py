@@ -293,10 +293,20 @@ class Runner:
 
     def _guarded(self, host: Host, files: list[str], result: TransferResult) -> list[str]:
         critical = [f for f in files if is_critical(f, host.guard.critical_files)]
-        running = guard_processes(self.ssh, host) if critical else ()
-        if not running:
+        if not critical:
             return files
-        proc = running[0]
+        state = guard_processes(self.ssh, host)
+        if state.unknown and self.allow_running:
+            result.warnings.append(f"--allow-running: sent {', '.join(critical)} though processes on {host.name} "
+                                   f"cannot be seen ({state.detail})")
+            return files
+        if state.unknown:
+            result.held_back += [{"path": f, "reason": "guard", "pid": None, "command": f"unknown: {state.detail}"}
+                                 for f in critical]
+            return [f for f in files if f not in set(critical)]
+        if not state.processes:
+            return files
+        proc = state.processes[0]
         if self.allow_running:
             result.warnings.append(f"--allow-running: sent {', '.join(critical)} while pid {proc.pid} "
                                    f"({proc.command}) runs")
