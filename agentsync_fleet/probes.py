@@ -42,7 +42,7 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     """
     ref = origin_ref(host)
     git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD", INTENT])
-    git_paths += " --git-common-dir"
+    git_paths += f" --git-path {SCRATCH_PREFIX}"  # where scratch worktrees go (the common dir of a main checkout)
     lines = [
         section("repo"),
         "echo \"gitversion $(git --version 2>/dev/null)\"",
@@ -64,7 +64,7 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "  n=0; if [ -f \"$1\" ]; then while read -r _; do n=$((n + 1)); done < \"$1\"; fi; echo \"stashes $n\"",
         "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${5:-}\"",
         # what a cut-off agentsync move left (see `heal.py`): its intent record, scratch worktrees
-        f"  [ -f \"$3\" ] && echo leftover_intent; for d in \"$4\"/{SCRATCH_PREFIX}*; do [ -e \"$d\" ] && "
+        "  [ -f \"$3\" ] && echo leftover_intent; for d in \"$4\"*; do [ -e \"$d\" ] && "
         "echo \"leftover_scratch $d\"; done",
         f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
         f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",

@@ -104,7 +104,7 @@ def test_a_commit_made_while_the_move_is_decided_stays_on_the_branch(tmp_path, d
         (mine / "agent.txt").write_text("agent work\n")
         git(mine, "add", "agent.txt")
         git(mine, "commit", "-qm", "Agent commit")
-        return (), ()
+        return (), (), ""
 
     outcome = move(co, facts.head, facts.target, "run", agent_commits)
 
@@ -127,7 +127,7 @@ def test_when_nothing_is_left_to_stash_the_users_own_stash_is_never_popped(tmp_p
 
     def user_discards_the_edit(paths):
         git(mine, "checkout", "--", "README.md")
-        return (), ()
+        return (), (), ""
 
     outcome = move(co, facts.head, facts.target, "run", user_discards_the_edit)
 
