@@ -80,12 +80,20 @@ def fleet_task(help: dict[str, str] | None = None, journal: bool = True, **kwarg
     return decorate
 
 
-@fleet_task(help={"no_fetch": "skip `git fetch` (faster; ahead/behind then use the last fetched state)"})
-def health(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=False):
-    """Deploy gate: reachability, repo state, guard processes, disk, load, GPU and ZeroTier per host."""
+HEALTH_HELP = {
+    "no_fetch": "skip `git fetch` (faster; ahead/behind then use the last fetched state)",
+    "no_checks": "skip the inventory's checks: (run, metric, http)",
+    "check": "run only this check (repeat the flag, or comma-separate names)",
+}
+
+
+@fleet_task(help=HEALTH_HELP, iterable=["check"])
+def health(c, inventory=None, hosts=None, json=False, workers=None, no_fetch=False, no_checks=False, check=None):
+    """Deploy gate: reachability, repo state, guard processes, your checks, disk, load, GPU and ZeroTier per host."""
     from .commands import health as command
 
-    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch)
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), fetch=not no_fetch,
+                       checks=None if no_checks else command.check_names(check))
 
 
 @fleet_task(help={"no_fetch": "skip `git fetch`"})
@@ -101,17 +109,18 @@ SYNC_HELP = {
     "dry_run": "print the plan (stages, hosts, exact commands) and change nothing",
     "strict": "abort everything if any host is unreachable (default: skip it and go on)",
     "allow_running": "change guard.critical_files even while a guard process runs",
+    "gate": "run the health gate (checks included) first; if it fails, change nothing on any host",
 }
 
 
 @fleet_task(help=SYNC_HELP, name="sync-all")
 def sync_all(c, inventory=None, hosts=None, json=False, workers=None, dry_run=False, strict=False,
-             allow_running=False, resume=False):
+             allow_running=False, resume=False, gate=False):
     """Bring every checkout to the same commit, then move code, artifacts and results; never loses work."""
     from .commands import sync as command
 
     return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), dry_run=dry_run, strict=strict,
-                       allow_running=allow_running, resume=resume)
+                       allow_running=allow_running, resume=resume, gate=gate)
 
 
 @fleet_task(help=SYNC_HELP)

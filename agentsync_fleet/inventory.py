@@ -19,6 +19,7 @@ import yaml
 
 from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
+from .gate.model import build_checks
 from .models import Guard, Host, Inventory, JobPreset, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .secrets import SECRET_PATTERNS, secret_patterns
@@ -271,7 +272,8 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         remote=s.get("remote", defaults["remote"]),
         local=s.get("local", False),
         ssh=None if s.get("local") else s.get("ssh", name),
-        guard=Guard(tuple(guard.get("processes", ())), tuple(guard.get("critical_files", ()))),
+        guard=Guard(tuple(guard.get("processes", ())), tuple(guard.get("critical_files", ())),
+                    guard.get("expect_running", False)),
         zerotier=s.get("zerotier"),
         gpu=s.get("gpu", False),
         push=s.get("push", True),
@@ -286,6 +288,8 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
         rsync=build_rsync_entries(s.get("rsync", ())),
         results=build_results_entries(s.get("results", ())),
         push_code=s.get("push_code", False),
+        checks=build_checks(defaults.get("checks"), s.get("checks")),
+        allow_untracked=tuple(dict.fromkeys([*defaults.get("allow_untracked", ()), *s.get("allow_untracked", ())])),
         jobs=tuple(_build_job_preset(n, p) for n, p in (s.get("jobs") or {}).items()),
     )
 

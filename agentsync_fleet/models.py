@@ -21,6 +21,7 @@ class Guard:
 
     processes: tuple[str, ...] = ()
     critical_files: tuple[str, ...] = ()
+    expect_running: bool = False  # a guard process that is not running fails the health gate
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,37 @@ class RsyncEntry:
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """A number read from a file on the host (JSON, YAML or key=value text), compared to bounds."""
+
+    file: str
+    key: str
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    url: str
+    expect: int = 200
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of a host's gate: exactly one of `run`, `metric`, `http` is set."""
+
+    name: str
+    run: str | None = None
+    metric: MetricSpec | None = None
+    http: HttpSpec | None = None
+    timeout: float = TIMEOUTS.check_run
+
+    @property
+    def kind(self) -> str:
+        return "run" if self.run is not None else "metric" if self.metric is not None else "http"
+
+
+@dataclass(frozen=True)
 class JobPreset:
     """A named job in the inventory (`hosts.<h>.jobs.<name>`), so `agentsync run HOST NAME` runs it."""
 
@@ -111,6 +143,8 @@ class Host:
     rsync: tuple[RsyncEntry, ...] = ()
     results: tuple[RsyncEntry, ...] = ()  # `results: [{remote, local}]`, as pull entries
     push_code: bool = False
+    checks: tuple[CheckSpec, ...] = ()  # the team's own deploy gate (gate/)
+    allow_untracked: tuple[str, ...] = ()  # untracked files that do not fail the gate
     jobs: tuple[JobPreset, ...] = ()  # named job presets
 
     @property

@@ -7,6 +7,7 @@ trip. The guard part (which processes run) lives in `guardprobe.py`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from .gitversion import parse_git_version
 from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
@@ -70,7 +71,9 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
         "  fi",
         f"  {section('status')}",  # raw porcelain lines: each starts with its two-letter code, never a marker
-        "  git -c core.quotepath=off status --porcelain=v1 2>/dev/null",
+        # allowed untracked files (allow_untracked) are matched one by one, so list them, not their directory
+        "  git -c core.quotepath=off status --porcelain=v1" + (" -uall" if host.allow_untracked else "")
+        + " 2>/dev/null",
         "fi",
         "cd / 2>/dev/null",
     ]
@@ -109,9 +112,9 @@ def tools_probe(host: Host) -> list[str]:
     return lines
 
 
-def health_script(host: Host, fetch: bool = True) -> str:
-    """The whole health probe for one host, as one POSIX sh script."""
-    lines = repo_probe(host, fetch) + guard_probe(host) + system_probe(host) + tools_probe(host)
+def health_script(host: Host, fetch: bool = True, extra: Sequence[str] = ()) -> str:
+    """The whole health probe for one host, as one POSIX sh script (`extra`: more sections, e.g. metric files)."""
+    lines = repo_probe(host, fetch) + guard_probe(host) + system_probe(host) + tools_probe(host) + list(extra)
     lines.append(section("end"))
     return "\n".join(lines) + "\n"
 
@@ -252,6 +255,7 @@ def parse_health_output(host: Host, output: str) -> dict:
         "system": parse_system(parts.get("system", ""), parts.get("df", "")),
         "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
         "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,
+        "sections": parts,  # the raw sections, for parsers that live elsewhere (gate/)
     }
     return result
 

@@ -195,6 +195,26 @@ class SystemState:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """What one check found. `status`: pass | fail | timeout | error | unavailable (only pass passes)."""
+
+    name: str
+    kind: str
+    status: str
+    reason: str = ""  # why it did not pass, in words (`accuracy 0.652 < min 0.68`)
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output_tail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
 class HostHealth:
     """Everything `health` learned about one host, and whether it passes the gate."""
 
@@ -215,6 +235,9 @@ class HostHealth:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
+    checks: tuple[CheckResult, ...] = ()  # the team's own checks (gate/), in inventory order
+    allowed_untracked: tuple[str, ...] = ()  # untracked files allow_untracked lets pass
+    not_running: tuple[str, ...] = ()  # guard patterns no process matched
     jobs: tuple[Any, ...] = ()  # the host's running and recently died jobs, from the jobs feature's probe
 
     @property

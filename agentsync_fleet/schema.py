@@ -88,6 +88,8 @@ GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
     "processes": Field((list,), "a list of process patterns (matched like `pgrep -f`)",
                        items=text("an extended regular expression", check=pattern_problem)),
     "critical_files": Field((list,), "a list of paths relative to the repo", items=PATH),
+    "expect_running": Field((bool,), "true or false",
+                            hint="expect_running: true fails the health gate when a guard process is not running"),
 })
 
 WORKTREE = Field((dict,), "a mapping with path, branch, merge, strategy, push", keys={
@@ -200,6 +202,78 @@ RESULTS_ENTRY = Field((dict,), "a mapping with remote and local", keys={
     "exclude": PATTERNS,
 })
 
+# ---------------------------------------------------------------- the deploy gate (gate/)
+
+CHECK_KINDS = ("run", "metric", "http")
+
+
+def check_kind_problem(value: dict) -> str | None:
+    """A check is exactly one of run / metric / http (a switched-off one may be just its name)."""
+    kinds = [k for k in CHECK_KINDS if k in value]
+    if value.get("enabled") is False and not kinds:
+        return None
+    if len(kinds) == 1:
+        return None
+    found = "none of them" if not kinds else " and ".join(kinds)
+    return f"a check needs exactly one of run, metric, http; found {found}"
+
+
+def bounds_problem(value: dict) -> str | None:
+    if "min" not in value and "max" not in value:
+        return "a metric check needs min, max or both"
+    low, high = value.get("min"), value.get("max")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    return "min is greater than max" if numbers and low > high else None
+
+
+def number_problem(value: float) -> str | None:
+    return None if value == value and value not in (float("inf"), float("-inf")) else "must be a finite number"
+
+
+def http_url_problem(value: str) -> str | None:
+    match = re.fullmatch(r"https?://([^/\s?#]+)([/?#]\S*)?", value)
+    if not match:
+        return "is not an http:// or https:// URL (no spaces)"
+    if "@" in match.group(1):
+        return "contains credentials (user:password@); the gate never sends secrets"
+    return None
+
+
+def unique_names_problem(value: list) -> str | None:
+    names = [item.get("name") for item in value if isinstance(item, dict)]
+    twice = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+    return f"names check {', '.join(repr(n) for n in twice)} more than once" if twice else None
+
+
+NUMBER = Field((int, float), "a number, e.g. 0.68", check=number_problem)
+CHECK = Field((dict,), "a mapping with name and one of run, metric, http", check=check_kind_problem,
+              hint="e.g. {name: tests, run: make test} or {name: accuracy, metric: {file: results/metrics.json, "
+                   "key: accuracy, min: 0.68}}",
+              keys={
+    "name": Field((str,), "a check name (letters, digits, '._-')", required=True, check=entry_name_problem),
+    "run": text("a shell command, run in the repo with sh -c; passes on exit 0"),
+    "metric": Field((dict,), "a mapping with file, key, min and/or max", check=bounds_problem, keys={
+        "file": Field((str,), "a JSON, YAML or key=value file (relative to the repo)", required=True,
+                      check=nonempty, hint="e.g. file: results/metrics.json"),
+        "key": Field((str,), "a key; dots reach nested values (eval.accuracy)", required=True, check=nonempty),
+        "min": NUMBER,
+        "max": NUMBER,
+    }),
+    "http": Field((dict,), "a mapping with url and expect", keys={
+        "url": Field((str,), "an http(s) URL, fetched on the host", required=True, check=http_url_problem,
+                     hint="e.g. url: http://127.0.0.1:8050/health"),
+        "expect": Field((int,), "an HTTP status code, e.g. 200",
+                        check=lambda v: None if 100 <= v <= 599 else "is not an HTTP status (100-599)"),
+    }),
+    "timeout": SECONDS,
+    "enabled": Field((bool,), "true or false", hint="enabled: false switches a default check off on this host"),
+})
+CHECKS = Field((list,), "a list of checks ({name, run | metric | http, timeout})", items=CHECK,
+               check=unique_names_problem)
+ALLOW_UNTRACKED = Field((list,), "a list of paths or globs relative to the repo (nohup.out, 'models/*.bin', logs/)",
+                        items=PATH)
+
+
 JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results)", keys={
@@ -248,6 +322,10 @@ HOST_KEYS: dict[str, Field] = {
     "results": Field((list,), "a list of {remote, local} results to bring back to the laptop", items=RESULTS_ENTRY),
     "push_code": Field((bool,), "true or false", hint="push_code: true makes sync-all push the laptop's working "
                                                       "tree to this host after converge"),
+    "checks": CHECKS,
+    "allow_untracked": ALLOW_UNTRACKED,
+
+
     "jobs": Field((dict,), "a mapping of job preset names to {run, cwd, env, results}",
                   names=job_name_problem, values=JOB_PRESET, hint="e.g. jobs: {tirex: {run: 'python -m sage.tirex_validation'}}"),
 }
@@ -258,6 +336,8 @@ DEFAULT_KEYS: dict[str, Field] = {
     "connect_timeout": SECONDS,
     "command_timeout": SECONDS,
     "workers": Field((int,), "a whole number of parallel hosts", check=positive),
+    "checks": CHECKS,
+    "allow_untracked": ALLOW_UNTRACKED,
 }
 
 TOP_KEYS: dict[str, Field] = {

@@ -31,6 +31,9 @@ class Timeouts:
     journal_busy: float = 15.0  # waiting for another agentsync process that is writing the journal
     lock_ttl: float = 2 * 3600.0  # a sync or transfer that holds the fleet longer than this is presumed dead
     claim_ttl: float = 4 * 3600.0  # a claim not checked in for this long shows as stale
+    check_run: float = 60.0  # a deploy-gate `run:` check (`checks[].timeout`)
+    check_http: float = 10.0  # a deploy-gate `http:` check (`checks[].timeout`)
+    check_kill_after: int = 5  # after a `run:` check's deadline (TERM), KILL this much later
     control_persist: float = 300.0  # an ssh master stays this long after its last use: the next run is warm
 
 

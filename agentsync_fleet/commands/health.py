@@ -2,35 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ..errors import UsageError
 from . import FleetArgs
 from .journaling import journal_health
 
 
-def run(args: FleetArgs, fetch: bool = True) -> int:
+def check_names(values: Sequence[str] | str | None) -> tuple[str, ...]:
+    """`--check a --check b,c` → ("a", "b", "c"); nothing given → () (every check)."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    return tuple(dict.fromkeys(n.strip() for item in items for n in item.split(",") if n.strip()))
+
+
+def unknown_checks(names: Sequence[str], hosts) -> None:
+    """`--check` may only name checks some selected host has (a typo must not pass the gate silently)."""
+    defined = sorted({c.name for h in hosts for c in h.checks})
+    missing = [n for n in names if n not in defined]
+    if missing:
+        raise UsageError(f"--check names {', '.join(repr(n) for n in missing)}, which no selected host defines",
+                         hint=f"checks defined: {', '.join(defined)}" if defined else "add checks: to the inventory")
+
+
+def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()) -> int:
     from ..health import check_fleet
     from ..jobs.runner import HealthProbe
-    from ..models import to_jsonable
     from ..remote import Connector
 
     inv = args.load()
     hosts = args.selected(inv)
+    unknown_checks(checks or (), hosts)
     connector = Connector(inv)
     try:
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
-                             extras=(HealthProbe(),))
+                             extras=(HealthProbe(),), checks=checks)
     finally:
         connector.close_all()
     journal_health(args.recorder, report)
     if args.json:
         from ..output import emit_json
 
-        data = to_jsonable(report)
-        data["passed"] = report.passed
-        for host, row in zip(report.hosts, data["hosts"], strict=True):
-            row["passed"] = host.passed
-        emit_json(data)
+        emit_json(report_json(report))
     else:
         from ..output.health import render_health
 
         render_health(report)
     return 0 if report.passed else 1
+
+
+def report_json(report) -> dict:
+    """The health report as JSON, with each host's and each check's verdict spelled out."""
+    from ..models import to_jsonable
+
+    data = to_jsonable(report)
+    data["passed"] = report.passed
+    for host, row in zip(report.hosts, data["hosts"], strict=True):
+        row["passed"] = host.passed
+        for check, item in zip(host.checks, row["checks"], strict=True):
+            item["passed"] = check.passed
+    return data

@@ -17,7 +17,7 @@ from . import FleetArgs, fleet_locked
 
 
 def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_running: bool = False,
-        only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all") -> int:
+        only_stages: tuple[str, ...] = (), resume: bool = False, task: str = "sync-all", gate: bool = False) -> int:
     from ..engine.context import SyncOptions
     from ..remote import Connector
 
@@ -38,6 +38,8 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
                           workers=args.worker_limit(inv), only_stages=only_stages, resume=resume)
     connector = Connector(inv)
     try:
+        if gate and _gate_refuses(args, inv, hosts, connector, fetch=not dry_run):
+            return 1
         with _lock(args, dry_run, inv, hosts, connector, task, options.workers) as lock:
             report = _engine(args, inv, hosts, connector, options, lock.not_locked if lock else {})
     finally:
@@ -48,6 +50,33 @@ def run(args: FleetArgs, *, dry_run: bool = False, strict: bool = False, allow_r
         extra.update(_notify(args, inv, report))
     _show(args, report, extra, task)
     return 0 if report.ok else 1
+
+
+def _gate_refuses(args: FleetArgs, inv, hosts, connector, fetch: bool) -> bool:
+    """`--gate`: the health gate, checks included, before anything changes (before even the fleet lock).
+
+    Being behind or diverged from origin does not count: that is what sync-all is for.
+    """
+    from ..health import check_fleet, position_failure
+
+    report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv), checks=())
+    blockers = {h.host: [f for f in h.failures if f != position_failure(h.repo)] for h in report.hosts}
+    blockers = {host: reasons for host, reasons in blockers.items() if reasons}
+    if not blockers:
+        return False
+    args.recorder.annotate(gate_refused=blockers)
+    if args.json:
+        from ..output import emit_json
+        from .health import report_json
+
+        emit_json({"ok": False, "refused": "deploy gate", "blockers": blockers, "gate": report_json(report)})
+    else:
+        from ..output.gate import render_gate_refusal
+        from ..output.health import render_health
+
+        render_health(report)
+        render_gate_refusal(blockers)
+    return True
 
 
 def _engine(args: FleetArgs, inv, hosts, connector, options, not_locked: dict[str, str]):

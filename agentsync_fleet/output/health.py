@@ -7,6 +7,7 @@ from rich.table import Table
 
 from ..records import HealthReport, HostHealth
 from . import console, human_bytes, human_duration
+from .gate import checks_cell, print_why
 
 
 def _reach(h: HostHealth) -> str:
@@ -116,13 +117,19 @@ def _host_blocks(out, report: HealthReport) -> None:
 
 def _host_table(out, report: HealthReport) -> None:
     table = Table(title=f"Fleet health — {escape(report.inventory)}", title_justify="left", show_lines=True)
-    for column in ("host", "reach", "repo", "origin", "local", "running", "machine", "gate"):
+    columns = ["host", "reach", "repo", "origin", "local", "running", "machine", "gate"]
+    with_checks = any(h.checks for h in report.hosts)
+    if with_checks:
+        columns.insert(-1, "checks")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for h in report.hosts:
         gate = _gate(h)
         name = f"[bold]{escape(h.host)}[/]" + (f"\n[dim]{escape(h.target)}[/]" if h.target != h.host else "")
-        table.add_row(name, _reach(h), _repo(h), _sync(h),
-                      _local(h), _running(h), _machine(h), gate)
+        cells = [name, _reach(h), _repo(h), _sync(h), _local(h), _running(h), _machine(h), gate]
+        if with_checks:
+            cells.insert(-1, checks_cell(h))
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -132,6 +139,7 @@ def _reasons_and_verdict(out, report: HealthReport) -> None:
             out.print(f"  [red]✗[/] [bold]{escape(h.host)}[/]: {escape(failure)}")
         if h.hint and not h.passed:
             out.print(f"      [dim]hint: {escape(h.hint)}[/]")
+        print_why(out, h)
         for warning in h.warnings:
             out.print(f"  [yellow]![/] [bold]{escape(h.host)}[/]: {escape(warning)}")
     passed = sum(h.passed for h in report.hosts)
