@@ -219,6 +219,14 @@ def unlock(c, inventory=None, hosts=None, json=False, workers=None, force=False)
     return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder), force=force)
 
 
+@fleet_task()
+def recover(c, inventory=None, hosts=None, json=False, workers=None):
+    """Heal what cut-off moves left (restore their stash, remove scratch worktrees); list agentsync stashes."""
+    from .commands import recover as command
+
+    return command.run(FleetArgs(inventory, hosts, json, workers, recorder=c.recorder))
+
+
 CLAIM_HELP = {
     "area": "a path in the repo: a file, a directory (strategies/) or a glob ('apps/*/config.yaml')",
     "note": "what you are doing there, for the others",
@@ -412,7 +420,7 @@ def cancel(c, job, grace=None, host=None, inventory=None, json=False):
 def build_collection() -> Collection:
     ns = Collection()
     for item in (health, status, sync_all, plan, pull, push, trust, push_code, results, artifacts, patch_relay,
-                 unlock, disconnect, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
+                 unlock, disconnect, recover, claim, checkin, release, claims, run, jobs, logs, wait, cancel):
         ns.add_task(item)
     ns.add_collection(Collection("history", history_list, history_show, history_stats, history_export))
     ns.add_collection(Collection("sandbox", sandbox_up, sandbox_down))

@@ -18,6 +18,7 @@ class Dirty:
     tracked: tuple[str, ...] = ()
     untracked: tuple[str, ...] = ()
     staged: tuple[str, ...] = ()  # of `tracked`, those whose index entry differs from HEAD (or `add -N`)
+    renames: tuple[tuple[str, str], ...] = ()  # (new path, source path) of each staged rename
 
     @property
     def any(self) -> bool:
@@ -26,6 +27,32 @@ class Dirty:
     @property
     def paths(self) -> set[str]:
         return set(self.tracked) | set(self.untracked)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One incoming commit, as `plan` shows it."""
+
+    id: str
+    author: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Process:
+    """A running process, as a guard or an open file names it."""
+
+    pid: int
+    command: str
+    pattern: str = ""  # the guard pattern that matched, for guard processes
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A process holding a file of the checkout open for writing."""
+
+    path: str  # relative to the checkout
+    process: Process
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,14 @@ class CheckoutFacts:
     dirty: Dirty = Dirty()
     fetch_rc: int | None = None
     fetch_error: str = ""
+    git_dir: str = ""  # absolute: where this checkout's intent record lives
+    in_progress: tuple[str, ...] = ()
+    index_lock_age: float | None = None
+    incoming: tuple[Commit, ...] = ()
+    diffstat: str = ""
+    writers: tuple[Writer, ...] = ()
+    intent: str = ""  # a leftover intent record (JSON text) of a move that did not finish
+    scratch: tuple[str, ...] = ()  # leftover scratch worktrees (paths)
 
 
 def parse_status_z(text: str) -> Dirty:
@@ -53,12 +88,13 @@ def parse_status_z(text: str) -> Dirty:
     A rename is followed by its source path, which is changed too (the stash brings it back for a
     moment); a copy's source is not.
     """
-    tracked, untracked, staged = [], [], []
+    tracked, untracked, staged, renames = [], [], [], []
     source_of = ""
     for entry in text.rstrip("\n").split("\0"):
         if source_of:
             if source_of == "R":
                 tracked.append(entry)
+                renames.append((tracked[-2], entry))
             source_of = ""
             continue
         if len(entry) < 4:
@@ -71,7 +107,7 @@ def parse_status_z(text: str) -> Dirty:
         if code[0] != " " or code[1] == "A":
             staged.append(name)
         source_of = code[0] if code[0] in "RC" else ""
-    return Dirty(tuple(tracked), tuple(untracked), tuple(staged))
+    return Dirty(tuple(tracked), tuple(untracked), tuple(staged), tuple(renames))
 
 
 def parse_facts(output: str) -> CheckoutFacts:
@@ -93,8 +129,63 @@ def parse_facts(output: str) -> CheckoutFacts:
         changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
         in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
         dirty=parse_status_z(status), fetch_rc=fetch_rc,
-        fetch_error=" ".join(fetch[1:]).strip(),
+        fetch_error=" ".join(fetch[1:]).strip(), git_dir=parts.get("git_dir", "").strip(),
+        in_progress=tuple(IN_PROGRESS.get(n, n) for n in _lines(parts.get("in_progress", ""))),
+        index_lock_age=_number(parts.get("index_lock", "")),
+        incoming=tuple(parse_commits(parts.get("incoming", ""))), diffstat=parts.get("diffstat", "").strip("\n"),
+        writers=tuple(parse_writers(parts.get("writers", ""), parts.get("git_dir", "").strip())),
+        intent=parts.get("intent", "").strip(), scratch=tuple(sorted(set(_lines(parts.get("scratch", ""))))),
     )
+
+
+IN_PROGRESS = {"rebase-merge": "rebase", "rebase-apply": "rebase (am)", "MERGE_HEAD": "merge",
+               "CHERRY_PICK_HEAD": "cherry-pick", "REVERT_HEAD": "revert"}
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip()) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def parse_commits(text: str) -> list[Commit]:
+    """`git log --format=%h%x09%an%x09%s` lines."""
+    commits = []
+    for line in _lines(text):
+        short, _, rest = line.partition("\t")
+        author, _, subject = rest.partition("\t")
+        commits.append(Commit(short, author, subject))
+    return commits
+
+
+def parse_writers(text: str, git_dir: str) -> list[Writer]:
+    """`w <pid> <octal flags> <top>\t<path>` and `c <pid> <command line>` lines: the files of the checkout held
+    open for writing (O_WRONLY or O_RDWR), by whom. Files inside .git (git's own locks) are not the user's."""
+    commands: dict[int, str] = {}
+    opened: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        pid_text, _, rest = rest.partition(" ")
+        if not pid_text.isdigit():
+            continue
+        if kind == "c":
+            commands[int(pid_text)] = rest.strip()
+            continue
+        flags, _, paths = rest.partition(" ")
+        top, _, path = paths.partition("\t")
+        try:
+            writable = int(flags, 8) & 3 in (1, 2)
+        except ValueError:
+            continue
+        inside = path.startswith(top.rstrip("/") + "/")
+        if kind == "w" and writable and inside and not (git_dir and path.startswith(git_dir.rstrip("/") + "/")):
+            opened.append((int(pid_text), path[len(top.rstrip("/")) + 1:]))
+    return [Writer(path, Process(pid, commands.get(pid, "?"))) for pid, path in opened]
 
 
 

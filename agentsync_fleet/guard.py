@@ -1,18 +1,21 @@
 """Guards: never change a critical file under a running production process.
 
-`critical_paths` is pure (which changed paths are critical); `make_guard`
-returns the callback `gitops.move` consults, which looks at the host's
-processes *at that moment* (one round trip, `guardprobe.py`) before refusing.
-A guard that cannot see the host's processes refuses too: fail closed.
+`critical_paths` is pure (which changed paths are critical); `guard_reader`
+returns what a move's facts read from the guard (`moves.read_move_facts`): the
+host's processes *at that moment* (one round trip, `guardprobe.py`), or that
+they cannot be seen; `moveplan.plan_move` decides. A guard that cannot see
+the host's processes refuses too: fail closed.
 """
 
 from __future__ import annotations
 
 import fnmatch
 
-from .gitops import Guard
+from .gitfacts import Process
 from .guardprobe import GuardState, guard_probe, parse_guard
 from .models import Host
+from .moveplan import MovePlan
+from .moves import GuardReader
 from .shell import split_sections
 
 
@@ -37,35 +40,31 @@ def running_guard_processes(session, host: Host) -> GuardState:
     return parse_guard(split_sections(result.stdout).get("guard", ""), host.guard.processes)
 
 
-def blind_refusal(host: Host, critical: list[str], state: GuardState) -> str:
-    return (f"refused: cannot see processes on {host.name} ({state.detail}), so {', '.join(critical)} may be in use "
-            "by a guard process; nothing was changed. Fix what the guard needs on that host (see "
-            "`agentsync health`), or rerun with --allow-running")
+def guard_reader(session, host: Host) -> GuardReader | None:
+    """What the move's facts need from the guard: of the paths a move touches, the critical ones, the guard
+    processes running *now*, and why they cannot be seen (empty when they can). One round trip, only when a
+    critical path is touched."""
+    if not host.guard.processes or not host.guard.critical_files:
+        return None
 
-
-def make_guard(session, host: Host, allow_running: bool, refusals: list[dict]) -> Guard:
-    """The callback for `gitops.move`: a refusal message when a critical file would change under a process."""
-
-    def check(paths: set[str]) -> str | None:
-        if not host.guard.processes or not host.guard.critical_files:
-            return None
-        critical = critical_paths(paths, host)
+    def read(paths: set[str]) -> tuple[tuple[str, ...], tuple[Process, ...], str]:
+        critical = tuple(critical_paths(paths, host))
         if not critical:
-            return None
+            return (), (), ""
         state = running_guard_processes(session, host)
         if state.unknown:
-            refusals.append({"allowed": allow_running, "files": critical, "unknown": state.detail})
-            return None if allow_running else blind_refusal(host, critical, state)
-        if not state.processes:
-            return None
-        proc = state.processes[0]
-        if allow_running:
-            refusals.append({"allowed": True, "files": critical, "pid": proc.pid, "command": proc.command})
-            return None
-        refusals.append({"allowed": False, "files": critical, "pid": proc.pid, "command": proc.command,
-                         "pattern": proc.pattern})
-        return (f"refused: {', '.join(critical)} would change while '{proc.pattern}' runs "
-                f"(pid {proc.pid}: {proc.command}); nothing was changed. Stop it yourself first, or rerun "
-                "with --allow-running")
+            return critical, (), f"cannot see processes on {host.name} ({state.detail})"
+        return critical, tuple(Process(p.pid, p.command, p.pattern) for p in state.processes), ""
 
-    return check
+    return read
+
+
+def guard_notes(plan: MovePlan | None) -> list[dict]:
+    """The guard verdict as the step records it (and `--allow-running` warns about)."""
+    if plan is None or plan.guard is None:
+        return []
+    g = plan.guard
+    if g.unknown:
+        return [{"allowed": g.allowed, "files": list(g.files), "unknown": g.unknown}]
+    return [{"allowed": g.allowed, "files": list(g.files), "pid": g.process.pid, "command": g.process.command,
+             "pattern": g.process.pattern}]

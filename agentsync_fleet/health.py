@@ -50,6 +50,9 @@ def gate_failures(host: Host, repo: RepoState | None, fetch: bool, allowed: int 
         failures.append(f"on branch '{repo.branch}', inventory expects '{host.branch}'")
     if repo.dirty - allowed > 0:
         failures.append(f"{repo.dirty - allowed} uncommitted/untracked file(s)")
+    if repo.leftover:
+        failures.append(f"an agentsync move was cut off here and left {repo.leftover}: the next sync-all, pull or "
+                        "push heals it first, or run `agentsync recover`")
     if fetch and host.git_access and not repo.fetched:
         failures.append(f"git fetch failed: {repo.fetch_error or 'unknown error'}")
     if not repo.upstream:

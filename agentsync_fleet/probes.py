@@ -15,7 +15,7 @@ from .models import Host
 from .records import GpuInfo, GpuProcess, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
 from .steps.git import ENV as GIT_ENV
-from .steps.git import origin_ref
+from .steps.git import INTENT, SCRATCH_PREFIX, origin_ref
 
 __all__ = ["GuardState", "ProcessInfo", "guard_probe", "parse_etime", "parse_guard"]  # their home: guardprobe.py
 
@@ -42,7 +42,8 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
     itself. `rev-list` counts ahead/behind; `status` lists dirty files.
     """
     ref = origin_ref(host)
-    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD"])
+    git_paths = " ".join(f"--git-path {name}" for name in [*IN_PROGRESS, "logs/refs/stash", "HEAD", INTENT])
+    git_paths += f" --git-path {SCRATCH_PREFIX}"  # where scratch worktrees go (the common dir of a main checkout)
     lines = [
         section("repo"),
         "echo \"gitversion $(git --version 2>/dev/null)\"",
@@ -62,7 +63,10 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "  set -f; old_ifs=$IFS; IFS='\n'; set -- $paths; IFS=$old_ifs; set +f",
         "  for name in " + " ".join(IN_PROGRESS) + "; do [ -e \"$1\" ] && echo \"progress $name\"; shift; done",
         "  n=0; if [ -f \"$1\" ]; then while read -r _; do n=$((n + 1)); done < \"$1\"; fi; echo \"stashes $n\"",
-        "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${3:-}\"",
+        "  read -r headref < \"$2\" && echo \"headref $headref\"; echo \"head ${5:-}\"",
+        # what a cut-off agentsync move left (see `heal.py`): its intent record, scratch worktrees
+        "  [ -f \"$3\" ] && echo leftover_intent; for d in \"$4\"*; do [ -e \"$d\" ] && "
+        "echo \"leftover_scratch $d\"; done",
         f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
         f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
         "  fi",
@@ -130,9 +134,12 @@ def parse_repo(text: str, status: str = "") -> RepoState:
     """The `repo` section (key value lines) and the raw `git status --porcelain` lines of the `status` one."""
     values: dict[str, str] = {}
     progress: list[str] = []
+    scratch: list[str] = []
     for key, value in _pairs(text):
         if key == "progress":
             progress.append(IN_PROGRESS.get(value, value))
+        elif key == "leftover_scratch":
+            scratch.append(value)
         else:
             values[key] = value
     version = parse_git_version(values.get("gitversion", ""))
@@ -150,6 +157,7 @@ def parse_repo(text: str, status: str = "") -> RepoState:
         dirty_files=tuple(dirty[:20]), stashes=_int(values.get("stashes", "").strip()) or 0,
         in_progress=tuple(progress), fetched=values.get("fetch") == "0",
         fetch_error=values.get("fetch_error", "").strip(), git_version=version,
+        leftover_intent="leftover_intent" in values, leftover_scratch=tuple(scratch),
     )
 
 

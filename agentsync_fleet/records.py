@@ -51,6 +51,8 @@ class HostSync:
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     worktrees: list[dict] = field(default_factory=list)
+    plan: dict | None = None  # the dry run's predicted move (`sync.stages.plan_summary`)
+    healed: list[str] = field(default_factory=list)  # what was put right from an earlier, cut-off move
     steps: list[StepRecord] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -123,6 +125,15 @@ class RepoState:
     fetched: bool = False
     fetch_error: str = ""
     git_version: tuple[int, int] | None = None  # gitversion.parse_git_version of the host's `git --version`
+    leftover_intent: bool = False  # an agentsync move was cut off here: the next sync-all heals it (`heal.py`)
+    leftover_scratch: tuple[str, ...] = ()
+
+    @property
+    def leftover(self) -> str:
+        """What a cut-off move left, in words; empty when nothing."""
+        parts = (["an unfinished move's intent record"] if self.leftover_intent else []) + \
+            ([f"{len(self.leftover_scratch)} scratch worktree(s)"] if self.leftover_scratch else [])
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from .errors import FleetError, InventoryError, UsageError
+from .interrupts import Terminated
 from .output import emit_error_json, error
 
 
@@ -32,14 +33,6 @@ def arguments(body: Callable[..., int], c, args: tuple, kwargs: dict) -> dict:
 
 
 INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)  # exit statuses
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the main thread is, so everything unwinds as for Ctrl-C."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _terminate(signum: int, frame) -> None:

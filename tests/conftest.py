@@ -34,8 +34,21 @@ from agentsync_fleet.sandbox_fleet import (
 REPO = f"{MOUNT_POINT}/crpbot"
 # gpu's git hangs while this file exists on its disk: a host that accepts commands and never finishes them.
 SLOW_GIT_MARKER = f"{MOUNT_POINT}/.agentsync-test-slow-git"
+# gpu's git stops before running a command whose arguments contain the text in this file, touches
+# BLOCKED_GIT_REACHED and waits (at most 60 s) until the file is gone: a known point to interrupt a move at.
+BLOCK_GIT_AT = f"{MOUNT_POINT}/.agentsync-test-block-git-at"
+BLOCKED_GIT_REACHED = f"{MOUNT_POINT}/.agentsync-test-blocked-git"
+BLOCKED_GIT_FAILS = f"{MOUNT_POINT}/.agentsync-test-blocked-git-fails"  # present when unblocked: exit 99, no git
 SLOW_GIT = f"""#!/bin/sh
 [ -e {SLOW_GIT_MARKER} ] && sleep 60
+if [ -e {BLOCK_GIT_AT} ]; then
+  case " $* " in *"$(cat {BLOCK_GIT_AT})"*)
+    touch {BLOCKED_GIT_REACHED}; i=0
+    while [ -e {BLOCK_GIT_AT} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e {BLOCKED_GIT_FAILS} ] && {{ rm -f {BLOCKED_GIT_REACHED}; exit 99; }}
+    rm -f {BLOCKED_GIT_REACHED} ;;
+  esac
+fi
 exec /usr/bin/git "$@"
 """
 AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]

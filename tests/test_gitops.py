@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agentsync_fleet.gitfacts import parse_facts, parse_status_z
-from agentsync_fleet.gitops import Checkout, StepLog, move
+from agentsync_fleet.gitops import Checkout, StepLog
+from agentsync_fleet.moves import move
 from agentsync_fleet.remote import LocalSession
 from agentsync_fleet.sandbox_fleet import clone, git, make_origin
 
@@ -81,7 +82,7 @@ def test_move_without_facts_keeps_an_ignored_file_where_an_incoming_directory_go
     (mine / ".git" / "info" / "exclude").write_text("/build\n")
     head, new = git(mine, "rev-parse", "HEAD"), git(mine, "rev-parse", "origin/main")
 
-    outcome = move(co, head, new, lambda paths: None, "run")
+    outcome = move(co, head, new, "run")
 
     assert outcome.status == "conflict" and outcome.files == ("build",)
     assert (mine / "build").read_text() == "local, ignored\n" and git(mine, "rev-parse", "HEAD") == head
@@ -99,12 +100,13 @@ def test_a_commit_made_while_the_move_is_decided_stays_on_the_branch(tmp_path, d
         (mine / "README.md").write_text("uncommitted edit\n")
     facts = co.facts("origin", "main", fetch=False)
 
-    def agent_commits(paths):  # runs after the facts were read, right before the checkout moves
+    def agent_commits(paths):  # the guard is read last, right before the checkout moves
         (mine / "agent.txt").write_text("agent work\n")
         git(mine, "add", "agent.txt")
         git(mine, "commit", "-qm", "Agent commit")
+        return (), (), ""
 
-    outcome = move(co, facts.head, facts.target, agent_commits, "run", facts)
+    outcome = move(co, facts.head, facts.target, "run", agent_commits)
 
     assert outcome.status == "failed" and "moved" in outcome.message
     assert git(mine, "log", "-1", "--format=%s") == "Agent commit" == git(mine, "log", "-1", "--format=%s", "main")
@@ -125,8 +127,9 @@ def test_when_nothing_is_left_to_stash_the_users_own_stash_is_never_popped(tmp_p
 
     def user_discards_the_edit(paths):
         git(mine, "checkout", "--", "README.md")
+        return (), (), ""
 
-    outcome = move(co, facts.head, facts.target, user_discards_the_edit, "run", facts)
+    outcome = move(co, facts.head, facts.target, "run", user_discards_the_edit)
 
     assert outcome.status == "ok" and git(mine, "rev-parse", "HEAD") == facts.target
     assert git(mine, "stash", "list", "--format=%gs") == "On main: users own"
@@ -144,7 +147,7 @@ def test_a_staged_new_file_where_an_incoming_directory_goes_is_found_by_the_rehe
     git(mine, "add", "data")
     facts = co.facts("origin", "main", fetch=False)
 
-    outcome = move(co, facts.head, facts.target, lambda paths: None, "run", facts)
+    outcome = move(co, facts.head, facts.target, "run")
 
     assert outcome.status == "conflict" and "nothing was changed" in outcome.message
     assert not outcome.stash_used and not any("stash push" in r.command for r in log.records)
@@ -162,7 +165,8 @@ def test_a_file_name_in_the_status_section_cannot_pose_as_another_section():
 
 
 def test_put_back_after_a_conflicting_pop_restores_head_index_and_files_exactly(tmp_path):
-    from agentsync_fleet.gitops import _put_back
+    from agentsync_fleet.moveplan import MovePlan
+    from agentsync_fleet.moves import _put_back
 
     mine, co, _ = _behind_origin(tmp_path, lambda r: ((r / "README.md").write_text("upstream README\n"),
                                                       git(r, "add", "README.md")))
@@ -179,7 +183,8 @@ def test_put_back_after_a_conflicting_pop_restores_head_index_and_files_exactly(
     popped = co.try_run(f"git -C {mine} stash pop --index")
     assert not popped.ok and "UU README.md" in git(mine, "status", "--porcelain")
 
-    outcome = _put_back(co, head, new, stash, ("README.md",), popped)
+    plan = MovePlan("fast-forward", "ok", head=head, new=new, stash_paths=("README.md",))
+    outcome = _put_back(co, plan, str(mine / ".git"), stash, ("README.md",), popped)
 
     assert outcome.status == "conflict" and outcome.head == head == git(mine, "rev-parse", "HEAD")
     assert (git(mine, "status", "--porcelain"), git(mine, "diff"), git(mine, "diff", "--cached")) == state

@@ -142,7 +142,7 @@ def test_dry_run_changes_nothing_anywhere_and_shows_the_commands(fleet):
     result = fleet.agentsync("sync-all", "--dry-run", inventory=inv)
     assert result.returncode == 0, result.stderr
     assert "stage 2 · publish" in result.stdout and "git -C" in result.stdout
-    assert "push --porcelain origin" in result.stdout and "stash push --message" in result.stdout
+    assert "push --porcelain origin" in result.stdout and "reset --quiet --keep" in result.stdout
     plan = fleet.agentsync("plan", "--json", inventory=inv)
     steps = json.loads(plan.stdout)["plan"]
     assert [s["host"] for s in steps if s["stage"] == "publish"] == ["laptop", "cloud"]

@@ -20,6 +20,7 @@ def rows(report) -> list[dict]:
             "ahead": repo.ahead if repo else None, "behind": repo.behind if repo else None,
             "uncommitted": repo.dirty if repo else None, "stashes": repo.stashes if repo else None,
             "in_progress": list(repo.in_progress) if repo else [],
+            "leftover": repo.leftover if repo else "",  # what a cut-off agentsync move left (`heal.py`)
         })
     return out
 

@@ -81,16 +81,18 @@ def _gate_refuses(args: FleetArgs, inv, hosts, connector, fetch: bool) -> bool:
 
 def _engine(args: FleetArgs, inv, hosts, connector, options, not_locked: dict[str, str]):
     from ..engine.context import RunContext
+    from ..output.sync import LiveView, render_interrupted
     from ..pipeline import run_sync
 
-    if args.json:
-        return run_sync(RunContext(inv, hosts, connector, options, run_id=args.recorder.run_id,
-                                   observer=args.recorder, not_locked=not_locked))
-    from ..output.sync import LiveView
-
-    with LiveView([h.name for h in hosts], enabled=not options.dry_run) as view:
-        return run_sync(RunContext(inv, hosts, connector, options, listener=view.update, run_id=args.recorder.run_id,
-                                   observer=args.recorder, not_locked=not_locked))
+    with LiveView([h.name for h in hosts], enabled=not options.dry_run and not args.json) as view:
+        ctx = RunContext(inv, hosts, connector, options, listener=view.update, run_id=args.recorder.run_id,
+                         observer=args.recorder, not_locked=not_locked)
+        try:
+            return run_sync(ctx)
+        except KeyboardInterrupt:  # moves under way were finished first (`interrupts.held`): say where things are
+            view.__exit__(None, None, None)
+            render_interrupted(list(ctx.results.values()))
+            raise
 
 
 def _lock(args: FleetArgs, dry_run: bool, inv, hosts, connector, task: str, workers):

@@ -59,6 +59,8 @@ class RunContext:
     relay_hub_ahead: dict[str, int] = field(default_factory=dict)  # hub -> its own local commits, before relays
     relayed: dict[str, int] = field(default_factory=dict)  # relayed host -> commits relay-in applied on the hub
     artifacts_failed: set[str] = field(default_factory=set)  # hosts whose only trouble is a failed S3 entry
+    move_plans: dict[str, Any] = field(default_factory=dict)  # dry run: each host's MovePlan, read after preflight
+    stopping: threading.Event = field(default_factory=threading.Event)  # set on an interrupt: no new move starts
     rsync_tools: Any = None  # transfer/facts.RsyncTools: both transfer stages share it (rsync checked once a run)
     lock: threading.Lock = field(default_factory=threading.Lock)
     observer: Any = field(default_factory=NullObserver)  # told about every step as it ends: the run's recorder

@@ -69,7 +69,7 @@ def step(ctx: RunContext, host: Host, stage: str, action: str):
 def run_stage(ctx: RunContext, stage: Stage) -> None:
     hosts = stage.hosts(ctx)
     if stage.parallel:
-        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers)
+        outcomes = run_each(hosts, lambda h: stage.run(ctx, h), ctx.options.workers, stop=ctx.stopping)
     else:
         outcomes = {h: _serial(stage, ctx, h) for h in hosts}
     for host, outcome in outcomes.items():

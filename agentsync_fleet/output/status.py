@@ -23,6 +23,11 @@ def render_status(rows: list[dict]) -> None:
                       _n(r["ahead"], "cyan"), _n(r["behind"], "red"), _n(r["uncommitted"], "yellow"),
                       str(r["stashes"] or ""))
     console().print(table)
+    for r in rows:
+        if r.get("leftover"):
+            console().print(f"  [yellow]![/] [bold]{escape(r['host'])}[/]: an agentsync move was cut off there and left "
+                            f"{escape(r['leftover'])}; the next sync-all, pull or push heals it, or `agentsync recover`",
+                            soft_wrap=True)
 
 
 def _n(value, color: str) -> str:

@@ -40,6 +40,34 @@ def render_plan(report: SyncReport) -> None:
             out.print(f"      [dim]$[/] {escape(command.replace(GIT_ENV + ' ', ''))}", soft_wrap=True)
     if not report.plan:
         out.print("  nothing to do: every reachable host is already in step")
+    render_incoming(report)
+
+
+def render_incoming(report: SyncReport) -> None:
+    """Per host: what it would receive (commits, diffstat) and the predicted outcome, as one table."""
+    plans = [h for h in report.hosts if h.plan]
+    if not plans:
+        return
+    out = console()
+    table = Table(title="what each host would receive (decided as the run decides, on the last fetched origin)",
+                  title_justify="left")
+    for column in ("host", "move", "predicted", "incoming commits", "stash"):
+        table.add_column(column, overflow="fold")
+    for h in plans:
+        plan = h.plan or {}
+        commits = plan.get("incoming", [])
+        shown = "\n".join(f"{c['id']} {c['subject']} ({c['author']})" for c in commits[:10])
+        if len(commits) > 10:
+            shown += f"\n… {len(commits) - 10} more"
+        style = "green" if plan["outcome"] == "ok" else STATUS_STYLE.get(plan["outcome"], "yellow")
+        table.add_row(f"[bold]{escape(h.host)}[/]", escape(plan["action"]), f"[{style}]{escape(plan['predicted'])}[/]",
+                      escape(shown or "—"), escape(", ".join(plan.get("stash_paths", [])) or ""))
+    out.print(table)
+    for h in plans:
+        diffstat = (h.plan or {}).get("diffstat", "")
+        if diffstat:
+            out.print(f"[cyan]{escape(h.host)}[/] diffstat:")
+            out.print(escape(diffstat), soft_wrap=True)
 
 
 class LiveView:
@@ -61,8 +89,9 @@ class LiveView:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
+        if self.live is not None:  # may be called early (an interrupt), then again by `with`
+            live, self.live = self.live, None
+            live.__exit__(*exc)
 
     def update(self, host: str, stage: str, text: str) -> None:
         if not self.enabled:
@@ -84,6 +113,16 @@ class LiveView:
             table.add_row(f"[cyan]{escape(host)}[/]", f"[bold]{escape(stage)}[/]", escape(text),
                           f"[dim]{time.monotonic() - self.started[host]:.1f}s[/]")
         return table
+
+
+def render_interrupted(results: list) -> None:
+    """On stderr, after an interrupt: each host that did not end ok, with its message (a kept stash is named in
+    it, with the command that restores it)."""
+    out = console(stderr=True)
+    for h in results:
+        if h.status != "ok":
+            out.print(f"[red]✗[/] [bold]{escape(h.host)}[/] {h.status}: {escape(h.message)}", soft_wrap=True)
+    out.print("interrupted: every move already under way was finished or put back before stopping")
 
 
 NEXT_STEP = {

@@ -8,7 +8,7 @@ Order matters for safety:
    checked again (the patch text itself), and written under the target's .git.
 3. On the target a backup branch marks HEAD; the patches are applied in a
    scratch worktree (`apply.py`). Only a finished commit moves the checkout,
-   through `gitops.move` (guards, stash, `reset --keep`, pop): uncommitted
+   through `moves.move` (guards, stash, `reset --keep`, pop): uncommitted
    work is kept, and a patch that does not apply changes nothing.
 4. `validate:` runs in the checkout; if it fails, the checkout moves back to
    the backup commit the same safe way.
@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import CommandTimeout, FleetError
-from ..gitops import Checkout, move, move_commands
-from ..guard import make_guard
+from ..gitops import Checkout
+from ..guard import guard_reader
 from ..models import Host
+from ..moves import move, move_commands
 from ..secrets import SECRET_PATTERNS, protected_paths
 from ..shell import path_arg
 from ..steps import git as G
@@ -219,9 +220,7 @@ def _apply_and_keep(dst: End, opts: RelayOptions, result: RelayResult, head: str
 
 
 def _move(dst: End, old: str, new: str, opts: RelayOptions, result: RelayResult, why: str) -> bool:
-    refusals: list[dict] = []
-    outcome = move(dst.co, old, new, make_guard(dst.co.session, dst.host, opts.allow_running, refusals),
-                   opts.relay_id)
+    outcome = move(dst.co, old, new, opts.relay_id, guard_reader(dst.co.session, dst.host), opts.allow_running)
     result.stash_used |= outcome.stash_used
     if outcome.status == "ok":
         return True
@@ -273,7 +272,6 @@ def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions)
     s, d = src.host, dst.host
     src_dir, dst_dir = R.relay_dir(f"<{s.name}:.git>", "<id>"), R.relay_dir(f"<{d.name}:.git>", "<id>")
     patches = [f"{dst_dir}/<{i:04d}-…>.patch" for i in range(1, len(rng.commits) + 1)]
-    dirty = bool(dst.co.dirty().tracked)
     return [
         f"# on {s.name}", R.format_patch(s.repo, src_dir, rng.base, rng.head),
         f"# sftp: {s.name} → controller → {d.name}: {len(rng.commits)} patch(es) + meta.json into {dst_dir}",
@@ -282,7 +280,7 @@ def plan_commands(src: End, dst: End, rng: Range, head: str, opts: RelayOptions)
         *(R.am("<scratch>", [p]) for p in patches),
         "# if git am fails: git am --abort; then per patch: git apply --3way + commit as the original author, "
         "date and message; if that fails too: git apply --reject (lists the .rej files) and stop, nothing changed",
-        *move_commands(d, dirty, False, "<new HEAD>"),
+        *move_commands(d, None, "<new HEAD>", replay=False),
         *([R.validate(path_arg(d.repo), d.validate), "# if it fails: move back to the backup branch (stash/reset "
                                                      "--keep/pop)"] if d.validate else []),
         *([G.push(d.repo, d.remote, "<new HEAD>", d.branch)] if opts.push else []),

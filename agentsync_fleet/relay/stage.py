@@ -18,8 +18,8 @@ from ..engine.context import RunContext
 from ..engine.moves import apply_move, checkout
 from ..engine.stage import Stage, step
 from ..errors import FleetError
-from ..gitops import move_commands
 from ..models import Host, to_jsonable
+from ..moves import move_commands
 from ..records import PlannedStep, StepLog, StepRecord
 from ..secrets import secret_patterns
 from ..steps import git as G
@@ -151,7 +151,7 @@ class RelayOutStage(Stage):
                     f"# sftp: {hub.name} → {host.name}: {there}", f"# on {host.name}",
                     R.bundle_verify(host.repo, there),
                     R.fetch_bundle(host.repo, there, origin_ref(hub), origin_ref(host)),
-                    *move_commands(host, bool(ctx.facts[host.name].repo.dirty), True, origin_ref(host)))
+                    *move_commands(host, None, origin_ref(host)))
         return [PlannedStep(self.name, host.name, f"receive {hub.branch} from {hub.name} as a git bundle", commands,
                             "its own relayed commits are already in it; the scratch rebase drops their originals")]
 
@@ -169,29 +169,18 @@ class RelayOutStage(Stage):
     def _converge(ctx: RunContext, host: Host, co, record: StepRecord) -> None:
         """Like the converge stage: fast-forward, or replay own commits in a scratch worktree, then move."""
         result = ctx.result(host)
-        branch = co.try_run(G.git(co.path, "symbolic-ref", "--quiet", "HEAD")).stdout.strip()
-        if branch != f"refs/heads/{host.branch}":  # switched since preflight: not ours to move
-            now = branch.removeprefix("refs/heads/") or "(detached)"
-            result.fail("skipped", f"checked out on '{now}' now, inventory expects '{host.branch}'; left alone")
+        facts = co.facts(host.remote, host.branch, fetch=False)
+        head, target = facts.head, facts.target
+        plan = apply_move(ctx, host, co, facts, record)
+        if plan is None:
             return
-        head, target = co.rev("HEAD"), co.rev(origin_ref(host))
-        if head == target or co.is_ancestor(target, head):
-            result.unpushed = co.count(f"{target}..{head}")
+        if plan.action == "nothing":
+            result.unpushed = facts.ahead
         else:
-            new = target
-            if not co.is_ancestor(head, target):
-                new, files, output = co.rebased(head, target)
-                if new is None:
-                    record.status = "conflict"
-                    result.fail("conflict", f"local commits conflict with the converged {host.branch}; nothing was "
-                                            f"changed\n{output}", files)
-                    return
             pulled = co.run(G.git(co.path, "rev-list", "--count", "--cherry-pick", "--right-only",
                                   f"{head}...{target}")).stdout.strip()
-            if not apply_move(ctx, host, co, head, new, record):
-                return
             result.pulled += int(pulled or 0)
-            result.unpushed = co.count(f"{target}..{new}")
+            result.unpushed = co.count(f"{target}..{plan.new}")
         relayed = ctx.relayed.get(host.name, 0)
         if relayed and not result.unpushed:
             result.pushed += relayed  # every commit it relayed is now in origin's branch

@@ -81,6 +81,54 @@ def stash_push(path: str, message: str) -> str:
     return join(["sh", "-c", f'b=$({top}); {push} >&2 || exit; a=$({top}); [ "$a" = "$b" ] || echo "$a"'])
 
 
+def stash_push_paths(path: str, message: str, paths: tuple[str, ...]) -> str:
+    """Like `stash_push`, but only these paths (literal pathspecs): every other change stays in place, unread
+    and unrewritten, so a file a process appends to is never swapped under it."""
+    top = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "refs/stash"])
+    push = join([Raw(ENV), "git", "--literal-pathspecs", "-C", path_arg(path), "stash", "push", "--message",
+                 message, "--", *paths])
+    return f'b=$({top}); {push} >&2 || exit; a=$({top}); [ "$a" = "$b" ] || echo "$a"'
+
+
+def with_intent(git_dir: str, record: str, command: str, clear_on_success: bool = False) -> str:
+    """`command` (shell text) preceded by writing the intent record (atomically: temp file + rename) into the
+    checkout's git dir; with `clear_on_success` the record goes once the command succeeded."""
+    intent = join([f"{git_dir}/{INTENT}"])
+    write = f"printf '%s\\n' {join([record])} > {intent}.tmp && mv -f {intent}.tmp {intent}"
+    tail = f"; rc=$?; [ $rc -ne 0 ] || rm -f {intent}; exit $rc" if clear_on_success else ""
+    return join(["sh", "-c", f"{write} || exit 90; {command}{tail}"])
+
+
+def clear_intent(git_dir: str, command: str | None = None) -> str:
+    """Remove the intent record (after `command`, shell text, succeeded)."""
+    intent = join([f"{git_dir}/{INTENT}"])
+    return join(["sh", "-c", f"{command} && rm -f {intent}" if command else f"rm -f {intent}"])
+
+
+def stash_pop_ours(path: str, stash: str) -> str:
+    """Pop the top stash with `--index`, only while it is still `stash` (ours): a stash the user pushed
+    meanwhile is never popped in its place."""
+    top = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "refs/stash"])
+    theirs = join(["echo", "the top stash is no longer agentsync's; nothing popped"])
+    return join(["sh", "-c", f'[ "$({top})" = {join([stash])} ] || {{ {theirs} >&2; exit 4; }}; '
+                             f'{stash_pop(path)}'])
+
+
+# After an update failed midway: check out from HEAD every path it changes that HEAD has, delete the files it
+# created (untracked now: nothing was there before, `in_the_way` made sure) and the directories left empty.
+_RESTORE = (
+    'git ls-tree -z -r --name-only HEAD -- "$@" | xargs -0 -r git --literal-pathspecs checkout -q HEAD -- && '
+    'git --literal-pathspecs ls-files -z --others --exclude-standard -- "$@" | xargs -0 -r rm -f -- && '
+    'git --literal-pathspecs ls-files -z --others --ignored --exclude-standard -- "$@" | xargs -0 -r rm -f -- && '
+    'for p; do d=$(dirname -- "$p"); while [ "$d" != . ] && rmdir -- "$d" 2>/dev/null; do d=$(dirname -- "$d"); '
+    'done; done; :'
+)
+
+
+def restore_paths(path: str, paths: tuple[str, ...] | list[str]) -> str:
+    return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && {_RESTORE}", "sh", *paths])
+
+
 def stash_create(path: str) -> str:
     """A stash commit of tracked changes, without touching the working tree (used to predict a pop)."""
     return git(path, "stash", "create")
@@ -122,8 +170,11 @@ def push(path: str, remote: str, commit: str, branch: str) -> str:
     return git(path, "push", "--porcelain", remote, f"{commit}:refs/heads/{branch}")
 
 
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")  # scratch worktrees run no hook (post-checkout, pre-rebase, ...)
+
+
 def scratch_add(path: str, scratch: str, commit: str) -> str:
-    return git(path, "worktree", "add", "--quiet", "--detach", scratch, commit)
+    return git(path, *NO_HOOKS, "worktree", "add", "--quiet", "--detach", scratch, commit)
 
 
 def scratch_remove(path: str, scratch: str) -> str:
@@ -134,7 +185,8 @@ def scratch_remove(path: str, scratch: str) -> str:
 
 
 def rebase(path: str, onto: str) -> str:
-    return git(path, "rebase", "--quiet", onto)
+    """Only ever run in a scratch worktree: hooks off."""
+    return git(path, *NO_HOOKS, "rebase", "--quiet", onto)
 
 
 def rebase_abort(path: str) -> str:
@@ -142,7 +194,8 @@ def rebase_abort(path: str) -> str:
 
 
 def merge(path: str, ref: str, message: str) -> str:
-    return git(path, "merge", "--no-edit", "-m", message, ref)
+    """Only ever run in a scratch worktree: hooks off."""
+    return git(path, *NO_HOOKS, "merge", "--no-edit", "-m", message, ref)
 
 
 def merge_abort(path: str) -> str:
@@ -173,7 +226,40 @@ def common_dir(path: str) -> str:
     return f"{{ cd {path_arg(path)} && d=$({ENV} git rev-parse --git-common-dir) && cd \"$d\" && pwd -P; }}"
 
 
-def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
+INTENT = "agentsync-move.json"  # in a checkout's git dir while a move is under way (see `gitops`)
+SCRATCH_PREFIX = "agentsync-scratch-"  # scratch worktrees live in the common git dir under this prefix
+INCOMING_SHOWN = 50
+
+# Files of the checkout some process holds open, with the open flags and who: `w <pid> <flags> <top>\t<path>`
+# and `c <pid> <command>` lines (parsed by `gitfacts.parse_writers`). Only fds whose target is in the tree.
+WRITERS = (
+    'top=$(pwd -P); find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$top/*" 2>/dev/null | '
+    'while IFS= read -r fd; do p=${fd#/proc/}; p=${p%%/*}; '
+    'f=$(sed -n "s/^flags:[[:space:]]*//p" "/proc/$p/fdinfo/${fd##*/}" 2>/dev/null); '
+    'printf "w %s %s %s\\t%s\\n" "$p" "${f:-0}" "$top" "$(readlink "$fd")"; '
+    'printf "c %s %s\\n" "$p" "$(tr "\\0" " " < "/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"; done'
+)
+
+
+def checkout_state_lines() -> list[str]:
+    """Shell lines, run in the checkout: its git dir, an operation in progress, a stale index.lock (age in
+    seconds), a leftover intent record and leftover scratch worktrees."""
+    return [
+        "x=$(git rev-parse --absolute-git-dir --path-format=absolute --git-common-dir 2>/dev/null); nl='\n'; "
+        'gd=${x%%"$nl"*}; common=${x#*"$nl"}',  # one per line: paths may hold spaces
+        section("git_dir"), 'echo "$gd"',
+        section("in_progress"),
+        'for n in rebase-merge rebase-apply MERGE_HEAD CHERRY_PICK_HEAD REVERT_HEAD; do '
+        '[ -e "$gd/$n" ] && echo "$n"; done',
+        section("index_lock"),
+        '[ -e "$gd/index.lock" ] && echo $(( $(date +%s) - $(stat -c %Y "$gd/index.lock") ))',
+        section("intent"), f'[ -f "$gd/{INTENT}" ] && {{ cat "$gd/{INTENT}"; echo; }}',
+        section("scratch"), f'for d in "$common"/{SCRATCH_PREFIX}*; do [ -e "$d" ] && echo "$d"; done',
+        ":",
+    ]
+
+
+def facts_script(path: str, remote: str, branch: str, fetch: bool, target: str | None = None) -> str:
     """One round trip: (fetch,) HEAD and its branch, origin's branch, how they relate, incoming files, what is
     in the way.
 
@@ -181,7 +267,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
     needs to decide is read here, so the common case (a fast-forward) costs
     this script plus one `reset --keep`.
     """
-    ref = f"refs/remotes/{remote}/{branch}^{{commit}}"
+    ref = f"{target}^{{commit}}" if target else f"refs/remotes/{remote}/{branch}^{{commit}}"
     lines = [
         f"cd {path_arg(path)} 2>/dev/null || {{ {section('missing')}; exit 0; }}",
         f"export {ENV}",
@@ -189,6 +275,7 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
     if fetch:
         lines += [section("fetch"), f"err=$(git fetch --quiet {join([remote, branch])} 2>&1); echo \"rc $?\"",
                   "printf '%s\\n' \"$err\" | tail -n 3"]
+    lines += checkout_state_lines()
     lines += [
         f"h=$(git rev-parse --verify --quiet HEAD); t=$(git rev-parse --verify --quiet {join([ref])})",
         section("refs"), "echo \"head $h\"", "echo \"target $t\"", "echo \"branch $(git symbolic-ref -q HEAD)\"",
@@ -201,7 +288,12 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool) -> str:
         "  [ -n \"$changed\" ] && printf '%s\\n' \"$changed\"",
         f"  {section('in_the_way')}",
         "  [ -n \"$changed\" ] && " + in_the_way('"$h"', '"$t"'),
+        f"  {section('incoming')}",
+        f"  git log --format=%h%x09%an%x09%s -n {INCOMING_SHOWN} \"$h..$t\"",
+        f"  {section('diffstat')}",
+        "  git diff --stat=100 \"$h...$t\" | tail -n 40",
         "fi",
+        section("writers"), WRITERS,
         section("status"), "git status --porcelain=v1 -z --untracked-files=all; echo",
         section("end"),
     ]

@@ -11,10 +11,14 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..engine.context import RunContext
+from ..engine.moves import checkout, plan_summary, read_plan
+from ..engine.stage import step
 from ..gitversion import refusal
+from ..heal import heal
 from ..models import Host
+from ..moveplan import MovePlan
 from ..pool import run_each
-from ..records import HostHealth, HostSync, StepRecord
+from ..records import HostHealth, HostSync, StepLog, StepRecord
 from ..steps import git as G
 from ..steps.git import origin_ref
 
@@ -67,6 +71,48 @@ def preflight(ctx: RunContext, probe_host: Callable[..., HostHealth]) -> None:
         _journal_preflight(ctx, host, facts, fetch)
     if ctx.options.dry_run:
         ctx.origin_moved = _origin_moved(ctx)
+        read_move_plans(ctx)
+    heal_leftovers(ctx)
+
+
+def heal_leftovers(ctx: RunContext) -> None:
+    """Before any stage: put right what an earlier, cut-off move left on a host (`heal.py`). A dry run says
+    what it would heal; a host that cannot be healed safely takes no part in this run."""
+    hosts = [h for h in ctx.active_hosts() if ctx.facts[h.name].repo and ctx.facts[h.name].repo.leftover]
+    if ctx.options.dry_run:
+        for host in hosts:
+            ctx.result(host).warnings.append(f"a cut-off move left {ctx.facts[host.name].repo.leftover}: a real "
+                                             "run heals it first (restores its stash, removes scratch worktrees)")
+        return
+
+    def heal_one(host: Host) -> None:
+        with step(ctx, host, "heal", "heal a cut-off move") as (record, log):
+            co = checkout(ctx, host, log)
+            healed = heal(co, co.facts(host.remote, host.branch, fetch=False))
+            ctx.result(host).healed = list(healed.actions)
+            record.detail = "; ".join(healed.actions)
+            if not healed.ok:
+                record.status = "failed"
+                ctx.result(host).fail("failed", f"heal: {healed.problem}")
+
+    run_each(hosts, heal_one, ctx.options.workers, stop=ctx.stopping)
+
+
+def read_move_plans(ctx: RunContext) -> None:
+    """Dry run: each host's move, decided by the very function the run uses (`moveplan.plan_move`), on the
+    facts as they are now (no fetch) with the rehearsals done in scratch worktrees."""
+    hosts = [h for h in ctx.active_hosts() if h.git_access]
+
+    def read(host: Host) -> MovePlan:
+        co = checkout(ctx, host, StepLog())
+        return read_plan(ctx, host, co, co.facts(host.remote, host.branch, fetch=False))
+
+    for host, plan in run_each(hosts, read, ctx.options.workers).items():
+        if isinstance(plan, Exception):
+            ctx.result(host).warnings.append(f"plan: could not read the move: {plan}")
+            continue
+        ctx.move_plans[host.name] = plan
+        ctx.result(host).plan = plan_summary(plan)
 
 
 def _journal_preflight(ctx: RunContext, host: Host, facts: HostHealth, fetch: bool) -> None:

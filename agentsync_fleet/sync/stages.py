@@ -1,7 +1,8 @@
 """The git stages of sync-all: publish (one host at a time, in order) and converge (all at once).
 
 Each is an `engine.stage.Stage`; a host's work is wrapped in `step()`, and
-the checkout moves through `engine.moves.apply_move` (guards on).
+the checkout moves through `engine.moves.apply_move`: one decision (`moveplan.plan_move`),
+which the dry run prints and the run carries out.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from ..engine.moves import apply_move, checkout
 from ..engine.stage import Stage, step
 from ..errors import StepFailed
 from ..gitfacts import CheckoutFacts
-from ..gitops import Checkout, move_commands
+from ..gitops import Checkout
 from ..models import Host
+from ..moves import move_commands
 from ..records import PlannedStep, StepRecord
 from ..steps import git as G
-from ..steps.git import origin_ref
 
 
 class PublishStage(Stage):
@@ -36,8 +37,12 @@ class PublishStage(Stage):
             return [PlannedStep(self.name, host.name, "report local commits", (),
                                 f"{repo.ahead} local commit(s) stay here (push: false)")]
         commands = [G.fetch(host.repo, host.remote, host.branch)]
-        if repo.behind or ctx.origin_moved:
-            commands += move_commands(host, bool(repo.dirty), True, origin_ref(host))
+        plan = ctx.move_plans.get(host.name)
+        if plan is not None and plan.moves:
+            commands += move_commands(host, plan)
+        elif ctx.origin_moved or _publishes_before(ctx, host):
+            commands += ["# if origin has moved on by then, own commits are replayed onto it first:",
+                         *move_commands(host, None)]
         commands.append(G.push(host.repo, host.remote, "HEAD", host.branch))
         return [PlannedStep(self.name, host.name, f"publish {repo.ahead} commit(s)", tuple(commands))]
 
@@ -65,14 +70,10 @@ class PublishStage(Stage):
             return "done"
         new = head
         if not facts.target_in_head:  # origin moved on: replay our commits on top of it first
-            new, files, output = co.rebased(head, onto)
-            if new is None:
-                record.status = "conflict"
-                result.fail("conflict", f"rebasing local commits onto {host.remote}/{host.branch} conflicts; "
-                                        f"nothing was changed\n{output}", files)
+            plan = apply_move(ctx, host, co, facts, record)
+            if plan is None:
                 return "done"
-            if not apply_move(ctx, host, co, head, new, record, facts):
-                return "done"
+            new = plan.new or head
             result.pulled += facts.behind
         result.head_after = new
         pushed = co.try_run(G.push(host.repo, host.remote, new, host.branch), f"push {facts.ahead} commit(s)")
@@ -85,6 +86,16 @@ class PublishStage(Stage):
             return "retry"
         raise StepFailed("push failed", command=G.push(host.repo, host.remote, new, host.branch),
                          exit_code=pushed.exit_code, output_tail=pushed.tail(), host=host.name)
+
+
+def _publishes_before(ctx: RunContext, host: Host) -> bool:
+    """Does another host publish earlier in this run (so origin moves before this host's turn)?"""
+    for other in ctx.active_hosts():
+        if other.name == host.name:
+            return False
+        if other.push and other.git_access and ctx.facts[other.name].repo.ahead:
+            return True
+    return False
 
 
 def fetched_facts(co: Checkout, host: Host, result) -> CheckoutFacts | None:
@@ -112,17 +123,19 @@ class ConvergeStage(Stage):
     name = "converge"
 
     def plan(self, ctx: RunContext, host: Host) -> list[PlannedStep]:
-        repo = ctx.facts[host.name].repo
         publishers = [h for h in ctx.active_hosts() if h.push and ctx.facts[h.name].repo.ahead]
         others_publish = any(h.name != host.name for h in publishers)
-        if not (repo.behind or others_publish or ctx.origin_moved):
-            return [PlannedStep(self.name, host.name, "already on origin", (G.fetch(host.repo, host.remote,
-                                                                                     host.branch),))]
-        keeps_commits = bool(repo.ahead) and not host.push
-        commands = (G.fetch(host.repo, host.remote, host.branch),
-                    *move_commands(host, bool(repo.dirty), keeps_commits, origin_ref(host)))
-        action = "rebase local commits onto origin" if keeps_commits else "fast-forward to origin"
-        return [PlannedStep(self.name, host.name, action, commands)]
+        fetch = G.fetch(host.repo, host.remote, host.branch)
+        plan = ctx.move_plans.get(host.name)
+        if plan is not None and plan.outcome != "ok":
+            return [PlannedStep(self.name, host.name, "no move", (fetch,), plan.predicted)]
+        if plan is not None and plan.moves:
+            return [PlannedStep(self.name, host.name, f"{plan.action} to origin", (fetch, *move_commands(host, plan)),
+                                plan.predicted)]
+        if others_publish or ctx.origin_moved:
+            return [PlannedStep(self.name, host.name, "move to what the others publish", (fetch, *move_commands(
+                host, None)), "origin moves during this run; decided then, by the same rules")]
+        return [PlannedStep(self.name, host.name, "already on origin", (fetch,))]
 
     def run(self, ctx: RunContext, host: Host) -> None:
         with step(ctx, host, self.name, "converge on origin") as (record, log):
@@ -133,20 +146,15 @@ class ConvergeStage(Stage):
                 return
             head, target = facts.head, facts.target
             result.origin_head = target
-            if head == target or facts.target_in_head:
+            plan = apply_move(ctx, host, co, facts, record)
+            if plan is None:
+                return
+            if plan.action == "nothing":
                 result.unpushed, result.head_after = facts.ahead, head
                 record.detail = "up to date" if not facts.ahead else f"{facts.ahead} local commit(s) kept"
                 return
-            new = target
-            if not facts.head_in_target:  # own commits that were not published: replay them
-                new, files, output = co.rebased(head, target)
-                if new is None:
-                    record.status = "conflict"
-                    result.fail("conflict", f"local commits conflict with {host.remote}/{host.branch}; nothing "
-                                            f"was changed\n{output}", files)
-                    return
-            if apply_move(ctx, host, co, head, new, record, facts):
-                result.pulled += facts.behind
-                result.unpushed = co.count(f"{target}..{new}") if new != target else 0
-                result.head_after = new
-                record.detail = f"pulled {facts.behind} commit(s)"
+            new = plan.new or head
+            result.pulled += facts.behind
+            result.unpushed = co.count(f"{target}..{new}") if new != target else 0
+            result.head_after = new
+            record.detail = f"pulled {facts.behind} commit(s)"

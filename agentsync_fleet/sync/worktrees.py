@@ -14,8 +14,9 @@ from ..engine.context import RunContext
 from ..engine.moves import checkout
 from ..engine.stage import Stage, step
 from ..errors import FleetError
-from ..gitops import move
 from ..models import Host, WorktreeSpec
+from ..moveplan import Replay
+from ..moves import move
 from ..probes import parse_repo_probe, repo_probe
 from ..records import PlannedStep
 from ..shell import join, script
@@ -131,18 +132,19 @@ class WorktreeStage(Stage):
             return True
         entry["merged"] = wt.count(f"{head}..{ref}")
         if wt.is_ancestor(head, ref):
-            new, files, output = ref, (), ""
+            replay = Replay(ref)
         elif spec.strategy == "rebase":
-            new, files, output = wt.rebased(head, ref)
+            replay = wt.rebased(head, ref)
         else:
-            new, files, output = wt.merged(head, ref, f"Merge {host.remote}/{spec.merge} into {spec.branch} "
-                                                      "(agentsync)")
-        if new is None:
-            entry["status"] = "conflict"
-            ctx.result(host).fail("conflict", f"worktree {wt.path}: {spec.merge} does not {spec.strategy} cleanly "
-                                              f"into {spec.branch}; nothing was changed\n{output}", files)
+            replay = wt.merged(head, ref, f"Merge {host.remote}/{spec.merge} into {spec.branch} (agentsync)")
+        if replay.new is None:
+            entry["status"] = "failed" if replay.refused else "conflict"
+            why = f"git could not commit: {replay.refused}" if replay.refused else \
+                f"{spec.merge} does not {spec.strategy} cleanly into {spec.branch}"
+            ctx.result(host).fail(entry["status"], f"worktree {wt.path}: {why}; nothing was changed\n{replay.output}",
+                                  replay.conflicts)
             return False
-        outcome = move(wt, head, new, lambda paths: None, ctx.run_id)
+        outcome = move(wt, head, replay.new, ctx.run_id)
         ctx.result(host).stash_used |= outcome.stash_used
         if outcome.status != "ok":
             entry["status"] = outcome.status

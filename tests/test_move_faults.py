@@ -1,0 +1,166 @@
+"""Faults mid-update put the checkout back exactly; reasons are true; a file a process writes to is never swapped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from test_move_interrupts import wait_for
+from test_plan import push_to_origin
+from test_sync import snapshot, sync
+
+from agentsync_fleet.sandbox_fleet import git
+
+
+def full_snapshot(fleet, host: str) -> dict:
+    """`snapshot` plus every file's mode and the untracked list."""
+    repo = fleet.repo(host)
+    modes = {str(p.relative_to(repo)): p.stat().st_mode for p in sorted(repo.rglob("*"))
+             if ".git" not in p.relative_to(repo).parts and p.is_file()}
+    return {**snapshot(fleet, host), "modes": modes, "status": fleet.git(host, "status", "--porcelain", "-uall"),
+            "diff": fleet.git(host, "diff"), "cached": fleet.git(host, "diff", "--cached")}
+
+
+@pytest.fixture
+def small_disk(fleet):
+    """A 1 MiB ext4 filesystem mounted at `big/` in the laptop's checkout (loop device; root in the sandbox)."""
+    image, mount = fleet.root / "small.img", fleet.repo("laptop") / "big"
+    subprocess.run(["truncate", "-s", "1M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        if os.path.ismount(mount):
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+        image.unlink(missing_ok=True)
+
+
+def test_disk_full_mid_update_puts_the_checkout_back_exactly_and_says_why(fleet, small_disk):
+    push_to_origin(fleet, {"README.md": "upstream README\n", "big/a.txt": "small\n",
+                           "big/blob.bin": os.urandom(3 * 1024 * 1024).hex()[:2_000_000],
+                           "src/zz.py": "late = 1\n"}, "Upstream with a big file")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")  # unrelated edit, stays in place
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")  # staged: stashed around the update, so the put-back pops it too
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    before = full_snapshot(fleet, "laptop")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 1 and hosts["laptop"]["status"] == "failed"
+    message = hosts["laptop"]["message"]
+    assert "put back as it was" in message and "unable to write file big/blob.bin" in message, message
+    assert full_snapshot(fleet, "laptop") == before
+    assert not (repo / ".git" / "agentsync-move.json").exists() and git(repo, "stash", "list") == ""
+    assert hosts["cloud"]["status"] == "ok" and fleet.head("cloud") == fleet.origin_head()
+
+
+def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet, small_disk):
+    push_to_origin(fleet, {"README.md": "upstream README\n", "big/new.txt": "cannot land\n"}, "Upstream")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")
+    subprocess.run(["chattr", "+i", str(small_disk)], check=True)  # even root cannot create files in it
+    try:
+        before = full_snapshot(fleet, "laptop")
+        code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
+        after = full_snapshot(fleet, "laptop")
+    finally:
+        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+
+    assert code == 1 and hosts["laptop"]["status"] == "failed"
+    assert "put back as it was" in hosts["laptop"]["message"] and "big/new.txt" in hosts["laptop"]["message"]
+    assert after == before and not (repo / ".git" / "agentsync-move.json").exists()
+
+
+def test_a_process_appending_to_a_tracked_file_keeps_its_file_while_a_staged_change_is_stashed(fleet):
+    push_to_origin(fleet, {"metrics.csv": "epoch,loss\n"}, "Add metrics")
+    fleet.git("cloud", "pull", "-q")
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    repo = fleet.repo("cloud")
+    (repo / "staged.txt").write_text("staged work\n")
+    git(repo, "add", "staged.txt")  # forces a stash
+    fleet.start_process("cloud", "sh -c 'cd crpbot && exec 3>>metrics.csv && while :; do echo 1,0.5 >&3; "
+                                 "sleep 0.1; done' agentsync-test-proc")
+    metrics = repo / "metrics.csv"
+    wait_for(lambda: metrics.stat().st_size > len("epoch,loss\n"), "the job to write")
+    inode = metrics.stat().st_ino
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 0 and hosts["cloud"]["status"] == "ok" and hosts["cloud"]["stash_used"]
+    assert metrics.stat().st_ino == inode  # never swapped under the job
+    size = metrics.stat().st_size
+    wait_for(lambda: metrics.stat().st_size > size, "the job to keep writing to the visible file")
+    assert git(repo, "diff", "--cached", "--name-only") == "staged.txt"
+
+
+def test_a_staged_file_a_process_writes_to_is_refused_with_the_process_named(fleet):
+    push_to_origin(fleet, {"metrics.csv": "epoch,loss\n"}, "Add metrics")
+    fleet.git("cloud", "pull", "-q")
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    repo = fleet.repo("cloud")
+    (repo / "metrics.csv").write_text("epoch,loss\n1,0.9\n")
+    git(repo, "add", "metrics.csv")  # staged: it would be stashed, i.e. rewritten
+    fleet.start_process("cloud", "sh -c 'cd crpbot && exec 3>>metrics.csv && while :; do sleep 0.2; done' "
+                                 "agentsync-test-proc")
+    wait_for(lambda: "metrics.csv" in fleet.sandbox.ssh("cloud", "ls -l /proc/*/fd 2>/dev/null || true"),
+             "the job to open the file")
+    before = full_snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "guarded"
+    assert "metrics.csv is open for writing by pid" in hosts["cloud"]["message"]
+    assert "agentsync-test-proc" in hosts["cloud"]["message"]
+    assert full_snapshot(fleet, "cloud") == before
+
+
+def test_a_commit_git_refuses_to_sign_is_not_called_a_conflict(fleet):
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    fleet.commit("cloud", "cloud.md", "mine\n", "Cloud work")
+    fleet.git("cloud", "config", "commit.gpgsign", "true")
+    fleet.git("cloud", "config", "gpg.program", "/bin/false")
+    before = full_snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "failed"
+    assert "not a conflict" in hosts["cloud"]["message"] and "gpg" in hosts["cloud"]["message"]
+    assert full_snapshot(fleet, "cloud") == before
+
+
+def test_no_identity_is_not_called_a_conflict(fleet):
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    fleet.commit("cloud", "cloud.md", "mine\n", "Cloud work")
+    fleet.git("cloud", "config", "user.name", "")  # over any global identity: git refuses an empty name
+    before = full_snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "failed", hosts["cloud"]
+    assert "not a conflict" in hosts["cloud"]["message"] and "ident" in hosts["cloud"]["message"]
+    assert full_snapshot(fleet, "cloud") == before
+
+
+def test_a_stale_index_lock_is_named_with_its_age_and_nothing_changes(fleet):
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    lock = fleet.repo("cloud") / ".git" / "index.lock"
+    lock.write_text("")
+    old = time.time() - 2 * 3600 - 60
+    os.utime(lock, (old, old))
+    before = full_snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "failed"
+    assert "index.lock (2h old)" in hosts["cloud"]["message"] and "stash" not in hosts["cloud"]["message"]
+    assert full_snapshot(fleet, "cloud") == before and lock.exists()
