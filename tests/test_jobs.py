@@ -3,6 +3,7 @@ report their state honestly, end when cancelled — with every child, and nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -165,6 +166,18 @@ def test_a_second_job_of_the_same_name_is_refused_while_the_first_runs(jobs_flee
     assert fleet.agentsync("run", "cloud", "true", "--name", "train", inventory=inv).returncode == 0
 
 
+@contextlib.contextmanager
+def gpu_reports(fleet, script: str):
+    """gpu's test nvidia-smi answers with `script` for the block, then as before."""
+    smi = fleet.sandbox.hosts["gpu"].bin_dir / "nvidia-smi"
+    original = smi.read_text()
+    smi.write_text(script)
+    try:
+        yield
+    finally:
+        smi.write_text(original)
+
+
 BUSY_SMI = """#!/bin/sh
 case "$*" in
   *--query-gpu=*) echo "NVIDIA GeForce RTX 4090, 23500, 24564, 99, 71" ;;
@@ -177,10 +190,7 @@ esac
 def test_a_busy_gpu_refuses_a_job_naming_who_holds_it_unless_allowed(jobs_fleet):
     fleet = jobs_fleet
     inv = inventory(fleet)
-    smi = fleet.sandbox.hosts["gpu"].bin_dir / "nvidia-smi"
-    original = smi.read_text()
-    smi.write_text(BUSY_SMI)
-    try:
+    with gpu_reports(fleet, BUSY_SMI):
         refused = fleet.agentsync("run", "gpu", "python train.py", inventory=inv)
         assert refused.returncode == 1
         assert "the GPU on gpu is busy: 22000 of 24564 MiB held by pid 4242 python3 (22000 MiB)" in refused.stderr
@@ -188,8 +198,6 @@ def test_a_busy_gpu_refuses_a_job_naming_who_holds_it_unless_allowed(jobs_fleet)
         assert not jobs_by_id(fleet, inv)
         allowed = fleet.agentsync("run", "gpu", "true", "--allow-busy", inventory=inv)
         assert allowed.returncode == 0, allowed.stderr
-    finally:
-        smi.write_text(original)
     assert fleet.agentsync("run", "gpu", "true", inventory=inv).returncode == 0  # 2980 of 24564 MiB: not busy
 
 
@@ -306,10 +314,7 @@ esac
 def test_health_and_jobs_show_running_jobs_with_their_gpu_memory_and_jobs_that_died(jobs_fleet):
     fleet = jobs_fleet
     inv = inventory(fleet)
-    smi = fleet.sandbox.hosts["gpu"].bin_dir / "nvidia-smi"
-    original = smi.read_text()
-    smi.write_text(PID_SMI)
-    try:
+    with gpu_reports(fleet, PID_SMI):
         trainer = start(fleet, inv, "gpu", f"echo $$ > {MOUNT_POINT}/gpu-pid; sleep 300", "--name", "trainer")
         wait_until(lambda: fleet.sandbox.hosts["gpu"].path("gpu-pid").exists(), what="the job's pid file")
         failed = start(fleet, inv, "cloud", "echo boom; exit 3", "--name", "broken")
@@ -323,8 +328,6 @@ def test_health_and_jobs_show_running_jobs_with_their_gpu_memory_and_jobs_that_d
         assert hosts["cloud"]["passed"] is True  # a job that died is shown; it does not fail the deploy gate
         people = fleet.agentsync("health", "--no-fetch", inventory=inv).stdout
         assert "job trainer" in people and "5000 MiB GPU" in people and "exited 3: boom" in people
-    finally:
-        smi.write_text(original)
 
 
 def test_hosts_sharing_one_home_each_see_and_signal_only_their_own_jobs(jobs_fleet):

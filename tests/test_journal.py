@@ -10,8 +10,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from test_locks import wait_for  # one wait-for-a-condition helper for the lock and journal tests
 
 from agentsync_fleet.identity import who
 
@@ -57,16 +58,6 @@ def journal_rows(fleet, sql: str, params: tuple = ()) -> list[tuple]:
             if "no such table" in str(exc):
                 return []
             raise
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_history_records_a_successful_sync_with_every_host_and_step(fleet):
