@@ -148,3 +148,22 @@ def test_every_value_reaches_the_host_quoted_once():
     assert json.dumps(spec.record(), separators=(",", ":")) in text.replace("'\"'\"'", "'")
     assert '"$HOME"/\'r w\'' in text
     assert "a'b $c" not in json.dumps(spec.record())  # env values stay out of the record
+
+
+def test_a_one_word_command_near_a_preset_name_is_a_typo_and_any_other_word_must_be_a_program():
+    host = Host("gpu", "~/eon/nt", jobs=(JobPreset("tirex", "python -m sage.tirex"),
+                                         JobPreset("validate", "python -m sage.validate")))
+    for typo, meant in (("tirx", "tirex"), ("Tirex", "tirex"), ("tierx", "tirex"), ("tirexx", "tirex"),
+                        ("valdate", "validate"), ("vlaidte", "validate")):
+        with pytest.raises(UsageError, match=rf"unknown preset '{typo}' \(did you mean {meant}\?\)"):
+            model.plan(host, typo)
+    for word in ("true", "nvidia-smi", "tir", "python3"):  # not near a preset: the host must have the program
+        spec = model.plan(host, word)
+        assert (spec.command, spec.program, spec.preset) == (word, word, "")
+    for typed in ("tirx --fast", "./tirx", "  tirex  "):  # two words, a path: as typed; a preset's name: the preset
+        assert model.plan(host, typed).program == ""
+    literal = model.plan(host, "tirx", literal=True)
+    assert (literal.command, literal.program) == ("tirx", "")
+    assert model.plan(host, "tirex", literal=True).preset == ""
+    assert model.plan(Host("cloud", "~/r"), "tirx").program == ""  # no presets: nothing to mistype
+    assert "--literal" in (model.unknown_program(host, "foo").hint or "")

@@ -16,7 +16,7 @@ from ..models import Host
 from ..pool import run_each
 from ..shell import split_sections
 from . import scripts
-from .model import RECENT_S, Job, JobRefused, JobSpec, busy_message
+from .model import RECENT_S, Job, JobRefused, JobSpec, busy_message, unknown_program
 
 FOLLOW_TIMEOUT_S = 30 * 24 * 3600.0  # `logs --follow` streams as long as the job runs
 POLL_S = (0.2, 2.0)  # `wait`: first poll after 0.2 s, then slower, at most every 2 s
@@ -54,6 +54,14 @@ def _refusal(host: Host, spec: JobSpec, outcome: str, detail: str, result) -> Fl
     if outcome == "nocwd":
         return JobRefused(f"working directory {detail} does not exist on {host.name}", host=host.name,
                           hint="check --cwd (relative paths are relative to the host's repo)")
+    if outcome == "noprogram":
+        return unknown_program(host, spec.program)
+    if outcome == "noflock":
+        return JobRefused(f"{host.name} has no `flock` (util-linux), needed to start one job per name at a time",
+                          host=host.name)
+    if outcome == "claimed":
+        return JobRefused(f"another `run` kept {host.name}'s job start lock for {scripts.CLAIM_WAIT_S}s",
+                          host=host.name, hint="try again; `agentsync jobs` shows what runs there")
     if outcome == "nosetsid":
         return JobRefused(f"{host.name} has no `setsid` (util-linux), needed to detach the job", host=host.name)
     if outcome == "nodir":
