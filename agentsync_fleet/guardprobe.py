@@ -21,8 +21,29 @@ session, the login shell, on the laptop the controller itself). Patterns reach
 from __future__ import annotations
 
 from .models import Host
-from .records import GuardState, ProcessInfo
+from .records import GuardState, ProcessInfo, RunningJob
 from .shell import join, section
+
+# /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
+PROC_FUNCTIONS = [
+    # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
+    # and a host only ever looks at (or signals) its own.
+    'machine=$(printf \'%s/%s\' "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid 2>/dev/null)")',
+    'mine() { [ "$(cat "$1/machine" 2>/dev/null)" = "$machine" ]; }',
+    "stat_of() { _s=$(cat \"/proc/$1/stat\" 2>/dev/null) || return 1; printf '%s\\n' \"${_s##*) }\"; }",
+    # alive PID START: that very process (same start time) exists and is not a zombie
+    "alive() { _w=$2; _f=$(stat_of \"$1\") || return 1; set -- $_f; [ \"$1\" != Z ] || return 1; shift 19; "
+    "[ -n \"$_w\" ] && [ \"$1\" = \"$_w\" ]; }",
+    # started PID: its start time (zombies too)
+    "started() { _f=$(stat_of \"$1\") || return 1; set -- $_f; shift 19; printf '%s\\n' \"$1\"; }",
+]
+
+# Jobs running on a host (`agentsync run`) declare themselves here, one file per job, for the guard to see:
+# line 1 the machine (PROC_FUNCTIONS' `machine`), line 2 "<job pid> <start> <wrapper pid> <start>", line 3
+# "<job id> <job name>", then the paths relative to the repo it protects (`protect:`), one a line. The job's
+# wrapper (jobs/scripts.py) writes it before the job's pid (so it is there when `run` returns) and removes it
+# when the job ends; one whose processes are both gone is ignored. Beside the jobs' own directories.
+RUNNING_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/running"'
 
 PATTERN_VAR = "AGENTSYNC_GUARD_"
 CMDLINES = "@@cmdlines"
@@ -156,3 +177,40 @@ def parse_etime(text: str) -> int | None:
     for part in fields:
         seconds = seconds * 60 + int(part)
     return seconds + int(days or 0) * 86400
+
+
+def running_probe() -> list[str]:
+    """Shell lines printing the `running` section: `job <pid> <id> <name>` then its `path <path>` lines, for
+    every job running on this machine, and `done` at the end (a listing without it is not to be trusted)."""
+    return [
+        section("running"),
+        *PROC_FUNCTIONS,
+        f"for f in {RUNNING_DIR}/*; do",
+        '  [ -f "$f" ] || continue',
+        '  { read -r m; read -r jp js wp ws; read -r id name; } < "$f" || continue',
+        '  [ "$m" = "$machine" ] || continue',
+        '  alive "$jp" "$js" || alive "$wp" "$ws" || continue',
+        "  printf 'job %s %s %s\\n' \"$jp\" \"$id\" \"$name\"",
+        "  tail -n +4 \"$f\" | sed 's/^/path /'",
+        "done",
+        "echo done",
+    ]
+
+
+def parse_running(text: str) -> tuple[RunningJob, ...] | None:
+    """The `running` section → the jobs running there; None when the listing did not finish."""
+    jobs: list[RunningJob] = []
+    done = False
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "job":
+            parts = rest.split(" ", 2)
+            if len(parts) == 3 and parts[0].isdigit():
+                jobs.append(RunningJob(parts[1], parts[2], int(parts[0])))
+        elif key == "path" and jobs and rest:
+            last = jobs[-1]
+            jobs[-1] = RunningJob(last.id, last.name, last.pid, (*last.protect, rest))
+        elif key == "done":
+            done = True
+    return tuple(jobs) if done else None
+

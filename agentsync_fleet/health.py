@@ -141,6 +141,7 @@ def probe_host(connector: Connector, host: Host, fetch: bool = True, extras: Seq
         failures=tuple(failures), warnings=tuple(tool_warnings(parts["zerotier"], parts["gpu"])
                                                   + noise_warnings(getattr(session, "startup_noise", ""))),
         duration_s=time.monotonic() - start, checks=results, allowed_untracked=tuple(allowed), not_running=tuple(down),
+        running_jobs=parts["running"],
     )
     return _with_extras(health, host, extras, extra_outputs)
 

@@ -296,7 +296,8 @@ def _build_host(name: str, s: dict, defaults: dict, s3_defaults: dict | None = N
 
 def _build_job_preset(name: str, p: dict) -> JobPreset:
     env = tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (p.get("env") or {}).items())
-    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False))
+    return JobPreset(name=name, run=p["run"], cwd=p.get("cwd"), env=env, results=p.get("results", False),
+                     protect=tuple(dict.fromkeys(x.removeprefix("./") for x in p.get("protect") or ())))
 
 
 def _build_worktree(w: dict) -> WorktreeSpec:

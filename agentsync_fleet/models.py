@@ -117,6 +117,7 @@ class JobPreset:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     results: bool = False  # bring the host's results back when it ends (`run` waits for it)
+    protect: tuple[str, ...] = ()  # paths relative to the repo sync-all and push-code leave alone while it runs
 
 
 @dataclass(frozen=True)

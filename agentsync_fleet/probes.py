@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from .gitversion import parse_git_version
-from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard
+from .guardprobe import GuardState, ProcessInfo, guard_probe, parse_etime, parse_guard, parse_running, running_probe
 from .models import Host
 from .records import GpuInfo, GpuProcess, RepoState, SystemState, ToolState
 from .shell import join, path_arg, section, split_sections
@@ -114,7 +114,8 @@ def tools_probe(host: Host) -> list[str]:
 
 def health_script(host: Host, fetch: bool = True, extra: Sequence[str] = ()) -> str:
     """The whole health probe for one host, as one POSIX sh script (`extra`: more sections, e.g. metric files)."""
-    lines = repo_probe(host, fetch) + guard_probe(host) + system_probe(host) + tools_probe(host) + list(extra)
+    lines = repo_probe(host, fetch) + guard_probe(host) + running_probe() + system_probe(host) + tools_probe(host) \
+        + list(extra)
     lines.append(section("end"))
     return "\n".join(lines) + "\n"
 
@@ -252,6 +253,7 @@ def parse_health_output(host: Host, output: str) -> dict:
         "repo": parse_repo(parts["repo"], parts.get("status", "")) if "repo" in parts
         else RepoState(False, "probe did not run"),
         "guard": parse_guard(parts.get("guard", ""), host.guard.processes),
+        "running": parse_running(parts.get("running", "")),
         "system": parse_system(parts.get("system", ""), parts.get("df", "")),
         "zerotier": parse_zerotier(parts.get("zerotier", ""), host.zerotier) if host.zerotier else None,
         "gpu": parse_gpu(parts.get("gpu", ""), parts.get("gpu_apps", "")) if host.gpu else None,

@@ -145,6 +145,17 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class RunningJob:
+    """A job running on a host (guardprobe.running_probe): while it runs, sync-all and push-code warn, and leave
+    the paths it protects alone unless --allow-running."""
+
+    id: str
+    name: str
+    pid: int
+    protect: tuple[str, ...] = ()  # patterns relative to the repo, as guard.critical_files
+
+
+@dataclass(frozen=True)
 class GuardState:
     """What the guard saw (guardprobe.py): `ok` (processes is the whole truth) or `unknown` (it could not
     look: detail says why)."""
@@ -239,6 +250,7 @@ class HostHealth:
     allowed_untracked: tuple[str, ...] = ()  # untracked files allow_untracked lets pass
     not_running: tuple[str, ...] = ()  # guard patterns no process matched
     jobs: tuple[Any, ...] = ()  # the host's running and recently died jobs, from the jobs feature's probe
+    running_jobs: tuple[RunningJob, ...] | None = ()  # jobs running there (guardprobe); None: not listed
 
     @property
     def passed(self) -> bool:

@@ -274,9 +274,21 @@ ALLOW_UNTRACKED = Field((list,), "a list of paths or globs relative to the repo 
                         items=PATH)
 
 
+def protect_problem(path: object) -> str | None:
+    """Why a job's protect path is not usable (None: it is): relative to the host's repo, like
+    guard.critical_files (a file, a directory/, a glob). The rule for the inventory and `run --protect`."""
+    if not isinstance(path, str) or not path.strip():
+        return "must be a non-empty path"
+    if any(c in path for c in "\0\n\r"):
+        return "must be one line"
+    if path.startswith(("/", "~")) or ".." in path.split("/"):
+        return "must be relative to the host's repo, without '..'"
+    return None
+
+
 JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results)", keys={
+JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, results, protect)", keys={
     "run": Field((str,), "the command to run (a shell command line)", required=True,
                  check=lambda v: None if v.strip() and "\0" not in v else "must be a non-empty command",
                  hint='e.g. run: "python -m sage.tirex_validation"'),
@@ -287,6 +299,10 @@ JOB_PRESET = Field((dict,), "a mapping with run (and optionally cwd, env, result
                  or next((f"'{k}' must be a string, number or true/false" for k, x in v.items()
                           if not isinstance(x, (str, int, float, bool))), None)),
     "results": Field((bool,), "true or false", hint="results: true brings the host's results back when it ends"),
+    "protect": Field((list,), "a list of paths relative to the repo (files, directories/, globs)",
+                     items=text("a path relative to the repo", check=protect_problem),
+                     hint="protect: [results/, data/*.parquet] — sync-all and push-code leave them alone while "
+                          "the job runs"),
 })
 
 

@@ -194,3 +194,31 @@ def test_a_job_end_is_journaled_once_per_controller(tmp_path):
     assert looks.last("gpu") is None
     looks.remember("gpu", Look(12.0, frozenset({"a"})))
     assert Looks(tmp_path).last("gpu") == Look(12.0, frozenset({"a"}))
+
+
+def test_a_running_job_holds_the_paths_it_protects_and_jobs_not_listed_hold_everything():
+    from agentsync_fleet.guard import guarded_paths
+    from agentsync_fleet.models import Guard
+    from agentsync_fleet.records import GuardState, ProcessInfo, RunningJob
+
+    host = Host("gpu", "~/r", guard=Guard(("v7",), ("apps/runtime/",)))
+    touched = {"strategies/a.py", "apps/runtime/v7.py", "README.md", "data/x.parquet"}
+    job = RunningJob("j1", "train", 42, ("strategies/", "data/*.parquet"))
+    held, holders, blind = guarded_paths(touched, host, None, (job, RunningJob("j2", "idle", 43)))
+    assert held == ("data/x.parquet", "strategies/a.py") and not blind
+    assert [(h.pid, h.pattern) for h in holders] == [(42, "job train")]
+    guard_runs = GuardState("ok", "proc", "", (ProcessInfo("v7", 7, 1, "python v7"),))
+    held, holders, _ = guarded_paths(touched, host, guard_runs, (job,))
+    assert held == ("apps/runtime/v7.py", "data/x.parquet", "strategies/a.py") and [h.pid for h in holders] == [7, 42]
+    assert guarded_paths(touched, host, GuardState("ok", "proc"), ()) == ((), (), "")  # nothing runs: nothing held
+    held, holders, blind = guarded_paths(touched, host, GuardState("ok", "proc"), None)
+    assert held == tuple(sorted(touched)) and blind == "cannot list the jobs running on gpu"
+
+
+def test_protect_comes_from_the_preset_and_the_command_line_and_must_stay_in_the_repo():
+    host = Host("gpu", "~/r", jobs=(JobPreset("train", "python t.py", protect=("results/",)),))
+    assert model.plan(host, "train", protect=("./data/", "results/")).protect == ("results/", "data/")
+    assert json.loads(json.dumps(model.plan(host, "python x.py", protect=("a",)).record()))["protect"] == ["a"]
+    for bad in ("/etc", "~/x", "a/../../b", "", "a\nb"):
+        with pytest.raises(UsageError, match="--protect"):
+            model.plan(host, "python x.py", protect=(bad,))

@@ -19,14 +19,14 @@ GRACE_S = 10.0
 
 def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cwd: str | None = None,
         env: list[str] | None = None, then_results: bool = False, allow_busy: bool = False,
-        literal: bool = False) -> int:
+        literal: bool = False, protect: list[str] | None = None) -> int:
     from ..identity import who
     from ..jobs import model
 
     inv = args.load()
     target = _host(inv, host)
     spec = model.plan(target, command or "", name=name, cwd=cwd, env=model.parse_env(env), who=who(),
-                      literal=literal)
+                      literal=literal, protect=tuple(protect or ()))
     if then_results or spec.results:
         _check_results(inv, target)
     with _connector(inv) as connector:

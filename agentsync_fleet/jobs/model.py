@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError, UsageError
 from ..models import Host
+from ..schema import protect_problem
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,12 +49,13 @@ class JobSpec:
     preset: str = ""
     who: str = ""
     program: str = ""  # a one-word COMMAND on a host with presets: the host refuses it unless it has this program
+    protect: tuple[str, ...] = ()  # paths (relative to the repo) sync-all and push-code leave alone while it runs
 
     def record(self) -> dict:
         """The controller's part of the record on the host (env values stay out: they may be tokens)."""
         return {"id": self.id, "host": self.host, "name": self.name, "command": self.command, "cwd": self.cwd,
                 "env": [k for k, _ in self.env], "results": self.results,
-                "preset": self.preset, "who": self.who}
+                "preset": self.preset, "who": self.who, "protect": list(self.protect)}
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Job:
     preset: str = ""
     cancel: str = ""  # the signal cancel sent, if any
     env: tuple[str, ...] = field(default_factory=tuple)
+    protect: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -234,12 +237,13 @@ def working_dir(repo: str, cwd: str | None) -> str:
 
 def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None = None,
          env: tuple[tuple[str, str], ...] = (), who: str = "", job_id: str | None = None,
-         literal: bool = False) -> JobSpec:
+         literal: bool = False, protect: tuple[str, ...] = ()) -> JobSpec:
     """The job `run` starts on `host`: COMMAND as typed, or the host's preset of that name.
 
     A COMMAND that is exactly the name of one of the host's `jobs:` presets
     runs that preset (its own cwd, env and results; flags given on the
-    command line win). `literal` runs COMMAND as typed, never as a preset.
+    command line win; `protect` adds to the preset's). `literal` runs
+    COMMAND as typed, never as a preset.
     See `preset_typo` for the one-word COMMANDs that are refused.
     """
     preset = None if literal else next((p for p in host.jobs if p.name == command.strip()), None)
@@ -252,7 +256,16 @@ def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None =
                    cwd=working_dir(host.repo, cwd or (preset.cwd if preset else None)),
                    env=tuple(merged_env.items()),
                    results=bool(preset and preset.results), preset=preset.name if preset else "", who=who,
-                   program=program)
+                   program=program,
+                   protect=tuple(dict.fromkeys([*(preset.protect if preset else ()), *map(check_protect, protect)])))
+
+
+def check_protect(path: str) -> str:
+    """A `--protect` path: relative to the host's repo, like guard.critical_files (a file, a directory/, a glob)."""
+    problem = protect_problem(path)
+    if problem:
+        raise UsageError(f"--protect {path!r} {problem}", hint="e.g. --protect results/ --protect data/*.parquet")
+    return path.removeprefix("./")
 
 
 def preset_typo(host: Host, command: str) -> str:

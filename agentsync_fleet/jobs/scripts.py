@@ -23,6 +23,10 @@ Beside the job directories, `.start.lock` is the host's start lock: a `run`
 holds it (flock) from its name check until its job has recorded its pid, so
 two runs of one name never both start.
 
+And beside `jobs/`, `running/<id>` says to the guard that the job runs and
+which paths it protects (format: `guardprobe.RUNNING_DIR`); the wrapper
+writes it before the job's pid and removes it when the job ends.
+
 The wrapper is not in the job's process group: `cancel` signals the group,
 and the wrapper survives to write the exit status even after a SIGKILL.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from ..guardprobe import PROC_FUNCTIONS
 from ..probes import GPU_QUERY
 from ..shell import quote_path, script, section, split_sections
 from .model import GpuUse, Job, JobSpec, state_of
@@ -40,19 +45,6 @@ BASE = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/jobs"'
 START_WAIT_S = 10  # how long the start script waits for the wrapper to record the job's pid
 CLAIM_WAIT_S = START_WAIT_S + 20  # how long it waits for another `run` on the host to finish starting its job
 
-# /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
-PROC_FUNCTIONS = [
-    # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
-    # and a host only ever looks at (or signals) its own.
-    'machine=$(printf \'%s/%s\' "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid 2>/dev/null)")',
-    'mine() { [ "$(cat "$1/machine" 2>/dev/null)" = "$machine" ]; }',
-    "stat_of() { _s=$(cat \"/proc/$1/stat\" 2>/dev/null) || return 1; printf '%s\\n' \"${_s##*) }\"; }",
-    # alive PID START: that very process (same start time) exists and is not a zombie
-    "alive() { _w=$2; _f=$(stat_of \"$1\") || return 1; set -- $_f; [ \"$1\" != Z ] || return 1; shift 19; "
-    "[ -n \"$_w\" ] && [ \"$1\" = \"$_w\" ]; }",
-    # started PID: its start time (zombies too)
-    "started() { _f=$(stat_of \"$1\") || return 1; set -- $_f; shift 19; printf '%s\\n' \"$1\"; }",
-]
 
 
 def job_dir(job_id: str) -> str:
@@ -66,6 +58,7 @@ def wrapper_text(spec: JobSpec) -> str:
     HUP (the tmux session closed) is ignored, so the status is still written.
     """
     env = "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in spec.env)
+    protect = "".join(f" {shlex.quote(p)}" for p in spec.protect)
     return script([
         'd=${0%/*}',
         'pid=',
@@ -80,6 +73,10 @@ def wrapper_text(spec: JobSpec) -> str:
         'n=0; while :; do f=$(stat_of "$pid") || break; set -- $f; [ "$3" = "$pid" ] && break; '
         'n=$((n + 1)); [ "$n" -gt 500 ] && break; sleep 0.01; done',
         'f=$(stat_of "$pid") && { set -- $f; pg=$3; shift 19; st=$1; } || { pg=$pid; st=; }',
+        # the guard's view of running jobs (guardprobe.RUNNING_DIR, beside the jobs' directories), before the pid
+        f'r=${{d%/*/*}}/running/{shlex.quote(spec.id)}',
+        'mkdir -p "${r%/*}" && printf \'%s\\n\' "$machine" "$pid $st $$ $(started $$)" '
+        f'{shlex.quote(spec.id + " " + spec.name)}{protect} > "$r.tmp" && mv -f "$r.tmp" "$r"',
         'printf \'%s %s %s\\n\' "$pid" "$pg" "$st" > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"',
         'tpid=',
         'if [ -n "${TMUX:-}" ]; then tail -n +1 -f "$d/log" & tpid=$!; fi',
@@ -88,6 +85,7 @@ def wrapper_text(spec: JobSpec) -> str:
         'while :; do wait "$pid"; r=$?; [ "$r" = 127 ] && [ -n "$rc" ] && break; rc=$r; '
         'kill -0 "$pid" 2>/dev/null || break; done',
         'printf \'%s %s\\n\' "$rc" "$(date +%s)" > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"',
+        'rm -f "$r"',
         '[ -n "$tpid" ] && kill "$tpid" 2>/dev/null',
         'exit 0',
     ])
@@ -269,6 +267,7 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
         tmux=f.get("tmux", [""])[0], last_line=last[:300],
         results=bool(meta.get("results")), preset=str(meta.get("preset", "")),
         cancel=(f.get("cancel", [""])[0].split() or [""])[0], env=tuple(meta.get("env") or ()),
+        protect=tuple(str(p) for p in meta.get("protect") or ()),
     )
 
 

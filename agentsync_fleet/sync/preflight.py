@@ -14,6 +14,7 @@ from ..engine.context import RunContext
 from ..engine.moves import checkout, plan_summary, read_plan
 from ..engine.stage import step
 from ..gitversion import refusal
+from ..guard import running_job_warnings
 from ..heal import heal
 from ..models import Host
 from ..moveplan import MovePlan
@@ -44,6 +45,7 @@ def preflight_verdict(host: Host, facts: HostHealth, result: HostSync) -> None:
     elif not host.git_access:
         result.warnings.append("git_access: false: this host cannot reach origin; it is relayed through the local "
                                "host (patches in, a git bundle back)")
+    result.warnings.extend(running_job_warnings(facts.running_jobs))
     if facts.guard is not None and facts.guard.unknown:
         result.warnings.append(f"cannot see processes ({facts.guard.detail}): guard.critical_files are not changed "
                                "here unless --allow-running")

@@ -1,7 +1,8 @@
 """What a transfer must know about the far end before rsync starts, asked in one ssh round trip per host:
 which rsync it has (checked once per run, `steps/rsync_tool.py`) and, for a push, which of the directories
 about to be sent are symlinks there (`transfer/dirlinks.py`). The laptop's own rsync is checked once too.
-And, before push-code sends a guarded file, whether the host's guard processes run."""
+And, before push-code sends its files, which jobs run on the host (and the paths they protect) and, when a
+guarded file is among them, whether the host's guard processes run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import subprocess
 import threading
 
 from ..errors import FleetError
+from ..guard import guard_script, parse_guard_script
 from ..models import Host
-from ..probes import guard_probe, parse_guard
-from ..records import GuardState
-from ..shell import split_sections
+from ..records import GuardState, RunningJob
 from ..steps.rsync import ssh_argv
 from ..steps.rsync_tool import CANDIDATES, Found, RsyncTool, choose, parse_version, parse_versions
 from .proc import SshSettings, child_env
@@ -89,10 +89,12 @@ def _local_version(path: str) -> Found:
     return parse_version(full if path != "rsync" else path, proc.stdout + proc.stderr)
 
 
-def guard_processes(ssh: SshSettings, host: Host) -> GuardState:
-    """The host's guard processes running right now (one ssh round trip, the probe script on stdin)."""
+def guard_processes(ssh: SshSettings, host: Host, with_processes: bool = True
+                    ) -> tuple[GuardState | None, tuple[RunningJob, ...] | None]:
+    """The host's jobs running right now and (`with_processes`) its guard processes: one ssh round trip, the
+    probe script on stdin (`guard.guard_script`)."""
     target = ssh(host)
-    script = "\n".join(guard_probe(host)) + "\n"
+    script = guard_script(host, with_processes)
     try:
         proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"], input=script, capture_output=True,
                               text=True, timeout=host.command_timeout + host.connect_timeout)
@@ -101,4 +103,4 @@ def guard_processes(ssh: SshSettings, host: Host) -> GuardState:
     if proc.returncode != 0:
         raise FleetError(f"could not check guard processes on {host.name}: {proc.stderr.strip()[-300:]}",
                          host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong")
-    return parse_guard(split_sections(proc.stdout).get("guard", ""), host.guard.processes)
+    return parse_guard_script(host, proc.stdout, with_processes)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..errors import FleetError
-from ..guard import is_critical
+from ..guard import critical_paths, guarded_paths, running_job_warnings
 from ..models import Host, Inventory
 from ..shell import join, quote_path
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
@@ -284,36 +284,24 @@ class Runner:
         return shlex.join([*hop, join(argv)])
 
     def _code_files(self, route: P.Route, result: TransferResult) -> list[str]:
-        """push-code's file list: git's view of the laptop's checkout, minus guarded files while a guard runs."""
+        """push-code's file list: git's view of the laptop's checkout, minus the files held on the host right
+        now (guard.critical_files while a guard process runs, paths a running job protects)."""
         files = git_files(P.controller(self.inv).repo)
         host = route.owner
-        if host.guard.processes and host.guard.critical_files:
-            files = self._guarded(host, files, result)
-        return files
-
-    def _guarded(self, host: Host, files: list[str], result: TransferResult) -> list[str]:
-        critical = [f for f in files if is_critical(f, host.guard.critical_files)]
-        if not critical:
+        with_processes = bool(host.guard.processes and critical_paths(set(files), host))
+        state, jobs = guard_processes(self.ssh, host, with_processes)
+        result.warnings += running_job_warnings(jobs)
+        held, holders, blind = guarded_paths(files, host, state, jobs)
+        if not held:
             return files
-        state = guard_processes(self.ssh, host)
-        if state.unknown and self.allow_running:
-            result.warnings.append(f"--allow-running: sent {', '.join(critical)} though processes on {host.name} "
-                                   f"cannot be seen ({state.detail})")
-            return files
-        if state.unknown:
-            result.held_back += [{"path": f, "reason": "guard", "pid": None, "command": f"unknown: {state.detail}"}
-                                 for f in critical]
-            return [f for f in files if f not in set(critical)]
-        if not state.processes:
-            return files
-        proc = state.processes[0]
         if self.allow_running:
-            result.warnings.append(f"--allow-running: sent {', '.join(critical)} while pid {proc.pid} "
-                                   f"({proc.command}) runs")
+            why = f"though {blind}" if blind else f"while pid {holders[0].pid} ({holders[0].command}) runs"
+            result.warnings.append(f"--allow-running: sent {', '.join(held)} {why}")
             return files
-        result.held_back += [{"path": f, "reason": "guard", "pid": proc.pid, "command": proc.command}
-                             for f in critical]
-        return [f for f in files if f not in set(critical)]
+        who = holders[0] if holders and not blind else None
+        result.held_back += [{"path": f, "reason": "guard", "pid": who.pid if who else None,
+                              "command": who.command if who else f"unknown: {blind}"} for f in held]
+        return [f for f in files if f not in set(held)]
 
 
 def _nul_list(names: list[str]) -> bytes:
