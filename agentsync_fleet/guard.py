@@ -80,7 +80,7 @@ def guarded_paths(paths: set[str] | list[str], host: Host, state: GuardState | N
         mine = [p for p in paths if is_critical(p, job.protect)]
         if mine:
             held.update(mine)
-            holders.append(Process(job.pid, f"agentsync job {job.id}; `agentsync cancel {job.id}` ends it",
+            holders.append(Process(job.pid, f"agentsync job {job.id} (`agentsync cancel {job.id}` ends it)",
                                    f"job {job.name}"))
     return tuple(sorted(held)), tuple(holders), blind
 
