@@ -28,17 +28,20 @@ from .records import GuardState, ProcessInfo, RunningJob
 from .shell import join, section
 
 # /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
+# Shell builtins only where they run often (`read`, not `cat`): on a loaded host every fork costs.
 PROC_FUNCTIONS = [
     # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
     # and a host only ever looks at (or signals) its own.
-    'machine=$(printf \'%s/%s\' "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid 2>/dev/null)")',
-    'mine() { [ "$(cat "$1/machine" 2>/dev/null)" = "$machine" ]; }',
-    "stat_of() { _s=$(cat \"/proc/$1/stat\" 2>/dev/null) || return 1; printf '%s\\n' \"${_s##*) }\"; }",
+    "_m=; read -r _m 2>/dev/null < /etc/machine-id; machine=\"$_m/$(readlink /proc/self/ns/pid 2>/dev/null)\"",
+    'mine() { _m=; read -r _m 2>/dev/null < "$1/machine"; [ "$_m" = "$machine" ]; }',
+    # stat_in PID: that process's stat fields after the command name, in $_st (no fork)
+    "stat_in() { _st=; read -r _st 2>/dev/null < \"/proc/$1/stat\" || return 1; _st=${_st##*) }; }",
+    "stat_of() { stat_in \"$1\" && printf '%s\\n' \"$_st\"; }",
     # alive PID START: that very process (same start time) exists and is not a zombie
-    "alive() { _w=$2; _f=$(stat_of \"$1\") || return 1; set -- $_f; [ \"$1\" != Z ] || return 1; shift 19; "
+    "alive() { _w=$2; stat_in \"$1\" || return 1; set -- $_st; [ \"$1\" != Z ] || return 1; shift 19; "
     "[ -n \"$_w\" ] && [ \"$1\" = \"$_w\" ]; }",
     # started PID: its start time (zombies too)
-    "started() { _f=$(stat_of \"$1\") || return 1; set -- $_f; shift 19; printf '%s\\n' \"$1\"; }",
+    "started() { stat_in \"$1\" || return 1; set -- $_st; shift 19; printf '%s\\n' \"$1\"; }",
 ]
 
 # Jobs running on a host (`agentsync run`) declare themselves here, one file per job, for the guard to see:

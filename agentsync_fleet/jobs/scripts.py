@@ -65,17 +65,17 @@ def wrapper_text(spec: JobSpec) -> str:
         "trap '[ -n \"$pid\" ] && kill -INT \"-$pid\" 2>/dev/null' INT",
         "trap ':' HUP",
         *PROC_FUNCTIONS,
-        'printf \'%s %s\\n\' "$$" "$(started $$)" > "$d/wrapper"',
+        'stat_in $$; set -- $_st; shift 19; ws=$1; printf \'%s %s\\n\' "$$" "$ws" > "$d/wrapper"',
         f"cd {quote_path(spec.cwd)} || {{ printf '126 %s\\n' \"$(date +%s)\" > \"$d/exit\"; exit 0; }}",
         f'setsid env{env} "${{SHELL:-/bin/sh}}" -c "$(cat "$d/command")" </dev/null >>"$d/log" 2>&1 &',
         'pid=$!',
         # setsid() runs in the child just after the fork: wait until it is its own process group
-        'n=0; while :; do f=$(stat_of "$pid") || break; set -- $f; [ "$3" = "$pid" ] && break; '
+        'n=0; while :; do stat_in "$pid" || break; set -- $_st; [ "$3" = "$pid" ] && break; '
         'n=$((n + 1)); [ "$n" -gt 500 ] && break; sleep 0.01; done',
-        'f=$(stat_of "$pid") && { set -- $f; pg=$3; shift 19; st=$1; } || { pg=$pid; st=; }',
+        'stat_in "$pid" && { set -- $_st; pg=$3; shift 19; st=$1; } || { pg=$pid; st=; }',
         # the guard's view of running jobs (guardprobe.RUNNING_DIR, beside the jobs' directories), before the pid
         f'r=${{d%/*/*}}/running/{shlex.quote(spec.id)}',
-        'mkdir -p "${r%/*}" && printf \'%s\\n\' "$machine" "$pid $st $$ $(started $$)" '
+        'mkdir -p "${r%/*}" && printf \'%s\\n\' "$machine" "$pid $st $$ $ws" '
         f'{shlex.quote(spec.id + " " + spec.name)}{protect} > "$r.tmp" && mv -f "$r.tmp" "$r"',
         'printf \'%s %s %s\\n\' "$pid" "$pg" "$st" > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"',
         'tpid=',
@@ -96,7 +96,7 @@ def _running_with_name(name: str) -> list[str]:
     return [
         f'for j in {BASE}/*/; do',
         '  [ -f "$j/name" ] && [ ! -f "$j/exit" ] && mine "$j" || continue',
-        f'  [ "$(cat "$j/name")" = {shlex.quote(name)} ] || continue',
+        f'  _n=; read -r _n < "$j/name"; [ "$_n" = {shlex.quote(name)} ] || continue',
         '  read p g s < "$j/pid" 2>/dev/null || { read p s < "$j/wrapper" 2>/dev/null || continue; }',
         '  if alive "$p" "$s"; then id=${j%/}; printf \'duplicate\\t%s\\n\' "${id##*/}"; exit 0; fi',
         'done',
@@ -183,27 +183,31 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         "else",
         '  setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
         "fi",
-        f"n=0; while [ ! -f \"$d/pid\" ] && [ ! -f \"$d/exit\" ] && [ \"$n\" -lt {START_WAIT_S * 50} ]; do "
-        "sleep 0.02; n=$((n + 1)); done",
+        f"n=0; while [ ! -f \"$d/pid\" ] && [ ! -f \"$d/exit\" ] && [ \"$n\" -lt {START_WAIT_S * 100} ]; do "
+        "sleep 0.01; n=$((n + 1)); done",
         section("job"),
-        *_emit_job('"$d"'),
+        *_emit_job('"$d"', last_line=False),  # just started: its log's last line is `jobs`' business
     ])
 
 
-def _emit_job(d: str) -> list[str]:
-    """Print one job's record as `key<TAB>value` lines (liveness checked before the exit status is read)."""
-    return [
+def _emit_job(d: str, last_line: bool = True) -> list[str]:
+    """Print one job's record as `key<TAB>value` lines (liveness checked before the exit status is read).
+
+    Each file holds one line (`job.json` is compact ASCII JSON): `read`, a builtin, not a `cat` per file.
+    """
+    lines = [
         f'jd={d}',
         'for f in job.json facts pid wrapper cancel tmux; do',
-        '  [ -f "$jd/$f" ] && printf \'%s\\t%s\\n\' "$f" "$(cat "$jd/$f")"',
+        '  [ -f "$jd/$f" ] && { _v=; IFS= read -r _v < "$jd/$f"; printf \'%s\\t%s\\n\' "$f" "$_v"; }',
         'done',
         'if read p g s < "$jd/pid" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\tprocess\\n\'; fi',
         'if read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
-        '[ -f "$jd/exit" ] && printf \'exit\\t%s\\n\' "$(cat "$jd/exit")"',
-        # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
-        'printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | od -An -v -tx1 | '
-        'tr -d \' \\n\')"',
+        '[ -f "$jd/exit" ] && { _v=; IFS= read -r _v < "$jd/exit"; printf \'exit\\t%s\\n\' "$_v"; }',
     ]
+    if last_line:  # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
+        lines.append('printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | od -An -v -tx1 | '
+                     'tr -d \' \\n\')"')
+    return lines
 
 
 def list_script(gpu: bool, job_id: str | None = None) -> str:
