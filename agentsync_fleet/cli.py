@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from invoke import Collection, Exit, task
+from ._startup import without_unittest_mock
+
+with without_unittest_mock():
+    from invoke import Collection, Exit, task
 
 from . import __version__
 from .commands import FleetArgs

@@ -15,7 +15,6 @@ import getpass
 import os
 import socket
 import time
-import uuid
 from pathlib import Path
 
 
@@ -101,4 +100,4 @@ def process_running(pid: int | None, start: str = "") -> bool | None:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()  # not uuid: it imports platform (slow start)

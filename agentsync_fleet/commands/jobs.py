@@ -30,6 +30,7 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
     if then_results or spec.results:
         _check_results(inv, target)
     with _connector(inv) as connector:
+        _connect_ahead(connector, target)  # the SSH handshake goes on while the rest of `run` is imported
         job = _start(args, connector, target, spec, allow_busy)
         if not (then_results or spec.results):
             _show(args, {"host": target.name, "job": job}, lambda out: out.render_started(job))
@@ -39,6 +40,21 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
 
             render_started(job, waiting=True)
         return _wait_and_collect(args, inv, connector, target, job, None, True)
+
+
+def _connect_ahead(connector, target) -> None:
+    """Open the host's connection in a thread: a cold `run` spends most of its time in the handshake, and
+    the imports and set-up that follow need no network. `connector.session` later waits for this attempt
+    and gets its session, or its failure (the connector keeps both)."""
+    import threading
+
+    def connect() -> None:
+        try:
+            connector.session(target)
+        except Exception:  # noqa: BLE001 - raised again, with its message, where the session is asked for
+            pass
+
+    threading.Thread(target=connect, name=f"connect {target.name}", daemon=True).start()
 
 
 def _start(args: FleetArgs, connector, target, spec, allow_busy: bool):

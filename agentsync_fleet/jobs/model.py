@@ -15,10 +15,10 @@ decided here from those facts, so the rule is written once:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
-import uuid
 from dataclasses import dataclass, field
 
 from ..errors import FleetError, UsageError
@@ -120,7 +120,7 @@ class Job:
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex[:8]
+    return os.urandom(4).hex()  # 8 hex digits (uuid would import platform, slow at start-up)
 
 
 def check_name(name: str) -> str:
