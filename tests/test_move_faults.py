@@ -186,6 +186,10 @@ def push_lfs_pointer(fleet, path: str, message: str) -> tuple[str, bytes]:
 
 def test_a_missing_lfs_object_puts_the_checkout_back_exactly_and_says_so(fleet):
     oid, blob = push_lfs_pointer(fleet, "model.bin", "Add the model")
+    for host in ("laptop", "cloud"):  # what `git lfs install` writes (Debian's package does it system-wide)
+        for key, value in (("smudge", "git-lfs smudge -- %f"), ("process", "git-lfs filter-process"),
+                           ("required", "true"), ("clean", "git-lfs clean -- %f")):
+            fleet.git(host, "config", f"filter.lfs.{key}", value)
     store = fleet.repo("laptop") / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
     store.mkdir(parents=True)
     (store / oid).write_bytes(blob)  # the laptop has the object: it converges
