@@ -12,11 +12,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import AGENTSYNC
 from test_move_faults import full_snapshot
-from test_move_interrupts import wait_for
+from test_move_interrupts import POINT_IDS, POINTS, gpu_at, no_leftovers, wait_for, work_in_place
 from test_plan import push_to_origin
-from test_sync import sync
+from test_sync import snapshot, sync
 
 from agentsync_fleet.sandbox_fleet import git
 
@@ -82,3 +83,33 @@ def test_a_crash_mid_update_without_a_stash_is_put_right_by_the_next_sync(fleet)
     assert (repo / "pause.txt").read_text() == "paused\n" and (repo / "zz_new.txt").read_text() == "new\n"
     assert git(repo, "status", "--porcelain") == before["status"]
     assert not (repo / ".git" / "agentsync-move.json").exists() and not (repo / ".git" / "index.lock").exists()
+
+
+@pytest.mark.parametrize("healer", ["sync-all", "recover"])
+@pytest.mark.parametrize("point", POINTS, ids=POINT_IDS)
+def test_kill_9_at_each_point_is_reported_by_health_then_healed(fleet, point, healer):
+    before, stop = gpu_at(fleet, point)
+    snap = snapshot(fleet, "gpu")
+    inv = fleet.inventory({"laptop": {}, "gpu": {}})
+    proc = stop.start(inv, "sync-all")
+    proc.kill()
+    proc.communicate(timeout=30)
+    stop.crash()
+
+    health = fleet.agentsync("health", "--hosts", "gpu", "--no-fetch", inventory=inv)
+    assert health.returncode == 1 and "cut off" in health.stdout, health.stdout
+
+    if healer == "recover":
+        recovered = fleet.agentsync("recover", "--hosts", "gpu", inventory=inv)
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        work_in_place(fleet, before)
+        no_leftovers(fleet)
+        if point in ("after the stash", "during the rebase"):  # HEAD never moved: exactly as it was
+            assert snapshot(fleet, "gpu") == snap
+    code, hosts = sync(fleet, inv)  # the killed run's locks are stale (its process is gone): taken over
+
+    assert code == 0, hosts["gpu"]
+    assert bool(hosts["gpu"]["healed"]) == (healer == "sync-all"), hosts["gpu"]["healed"]
+    assert fleet.head("gpu") == fleet.head("laptop") == fleet.origin_head()
+    work_in_place(fleet, before)
+    no_leftovers(fleet)
