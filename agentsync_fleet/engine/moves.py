@@ -70,5 +70,5 @@ def apply_move(ctx: RunContext, host: Host, co: Checkout, facts: CheckoutFacts, 
 def plan_summary(plan: MovePlan) -> dict:
     """A plan as the journal and `--json` carry it."""
     return {"action": plan.action, "outcome": plan.outcome, "predicted": plan.predicted, "new": plan.new,
-            "stash_paths": list(plan.stash_paths), "incoming": [vars(c) for c in plan.incoming],
+            "stash_paths": list(plan.stash_paths), "replaced": list(plan.replaced), "incoming": [vars(c) for c in plan.incoming],
             "diffstat": plan.diffstat, "files": list(plan.files), "reason": plan.reason}
