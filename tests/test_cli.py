@@ -302,6 +302,11 @@ def test_sandbox_up_and_down_touch_only_a_root_they_made_and_say_which(tmp_path)
         assert "state_dir: state" in inventory and "backup_dir: /srv/agentsync/.agentsync-backups" in inventory
         again = agentsync("sandbox.up", "--root", str(root), "--subnet", str(SUBNET))
         assert again.returncode == 2 and "already under" in again.stderr and (root / "fleet.yaml").exists()
+        results = agentsync("results", "--host", "gpu", "--inventory", str(root / "fleet.yaml"))
+        laptop_results = root / "laptop" / "crpbot" / "results"
+        assert results.returncode == 0, results.stdout + results.stderr
+        assert (laptop_results / "gpu" / "exp-001" / "metrics.json").is_file()  # gpu's results/ contents, once
+        assert not list(laptop_results.rglob("results")) and not (laptop_results / "gpu" / "exp-001" / ".env").exists()
     finally:
         down = agentsync("sandbox.down", "--root", str(root))
     assert down.returncode == 0, down.stderr

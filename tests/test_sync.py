@@ -280,3 +280,13 @@ def test_a_hung_git_command_fails_that_host_only_with_the_command_named(fleet):
     assert hosts["gpu"]["status"] == "failed" and "timed out after 3s" in hosts["gpu"]["message"]
     for name in ("laptop", "cloud"):
         assert hosts[name]["status"] == "ok" and fleet.head(name) == fleet.origin_head()
+
+
+def test_a_strict_abort_says_which_host_stopped_it_and_how_to_go_on(fleet):
+    fleet.commit("laptop", "more.md", "y\n", "More work")
+    result = fleet.agentsync("sync-all", "--strict", inventory=fleet.inventory({"laptop": {}, "down": {}, "cloud": {}}))
+    out = result.stdout
+    assert result.returncode == 1, result.stderr
+    assert "cloud skipped: not run: --strict, and down is unreachable" in out, out
+    assert "next: bring down back (agentsync health --hosts down says why), or run sync-all without --strict" in out
+    assert "finish or abort what is in progress" not in out  # that hint is for a rebase/merge left in progress

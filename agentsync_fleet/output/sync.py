@@ -128,8 +128,24 @@ def render_interrupted(results: list) -> None:
 NEXT_STEP = {
     "conflict": "resolve it on that host by hand (its files are exactly as they were), then run sync-all again",
     "guarded": "stop the process yourself when it is safe, or rerun with --allow-running",
-    "skipped": "finish or abort what is in progress there, then run sync-all again",
 }
+
+
+def next_step(h, report: SyncReport) -> str:
+    """What to do about a host that did not end ok: a hint that fits why (a skip has many reasons), or ""."""
+    if h.status != "skipped":
+        return NEXT_STEP.get(h.status, "")
+    if "--strict" in h.message:
+        down = [x.host for x in report.hosts if x.status == "unreachable"] or ["the unreachable host"]
+        return (f"bring {', '.join(down)} back (agentsync health --hosts {','.join(down)} says why), or run "
+                "sync-all without --strict")
+    if "in progress" in h.message:
+        return "finish or abort what is in progress there, then run sync-all again"
+    if "checked out on" in h.message:
+        return "check the inventory's branch out there again (or change the inventory), then run sync-all again"
+    if "interrupted" in h.message:
+        return "run sync-all --resume"
+    return ""
 
 
 def _notes(h) -> str:
@@ -181,8 +197,9 @@ def render_summary(report: SyncReport, task: str = "sync-all") -> None:
         out.print(f"  [red]✗[/] [bold]{escape(h.host)}[/] {h.status}: {escape(h.message)}", soft_wrap=True)
         if h.files:
             out.print(f"      files: {escape(', '.join(h.files))}", soft_wrap=True)
-        if h.status in NEXT_STEP:
-            out.print(f"      [dim]next: {NEXT_STEP[h.status]}[/]", soft_wrap=True)
+        hint = next_step(h, report)
+        if hint:
+            out.print(f"      [dim]next: {escape(hint)}[/]", soft_wrap=True)
     if report.aborted:
         out.print(f"[bold red]aborted[/]: {escape(report.aborted)}")
     ok = sum(h.status == "ok" for h in report.hosts)
