@@ -34,7 +34,7 @@ def carry_out(ctx: RunContext, host: Host, co: Checkout, plan: MovePlan, record:
     result = ctx.result(host)
     if ctx.stopping.is_set():  # interrupted: a move not started yet is not started
         record.status = "interrupted"
-        result.fail("skipped", "interrupted before this host's move started; nothing was changed")
+        result.fail("skipped", "not run: interrupted before this host's move started; nothing was changed")
         return False
     outcome = execute(co, plan, ctx.run_id, git_dir)
     record.data["guard"] = guard_notes(outcome.plan or plan)

@@ -13,7 +13,7 @@ from . import console, human_bytes
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "error": "red", "refused": "yellow", "interrupted": "magenta",
                 "running": "cyan", "unreachable": "red", "conflict": "red", "guarded": "yellow",
-                "skipped": "yellow"}
+                "skipped": "yellow", "not run": "dim"}
 
 
 def when(epoch: float | None) -> str:
@@ -80,11 +80,17 @@ def render_run(run: dict[str, Any]) -> None:
         out.print(f"  arguments: {escape(_args(run['args']))}")
     if run.get("message"):
         out.print(f"  [bold]message:[/] {escape(run['message'])}", soft_wrap=True)
-    _host_table(out, run["hosts"])
+    _host_table(out, run["hosts"], run.get("host_status") or {})
     _step_table(out, run["steps"])
 
 
-def _host_table(out, hosts: list[dict[str, Any]]) -> None:
+def _host_table(out, hosts: list[dict[str, Any]], statuses: dict[str, str]) -> None:
+    """One row per host: its final row (status as the history reads it), then the hosts the run included but
+    has no final row of (`not run`, or the status of their last step)."""
+    unfinished = [{"host": name, "status": status, "head_before": "", "head_after": "", "pulled": "—",
+                   "pushed": "—", "duration_s": None, "message": "", "warnings": []}
+                  for name, status in statuses.items() if name not in {h["host"] for h in hosts}]
+    hosts = [{**h, "status": statuses.get(h["host"], h["status"])} for h in hosts] + unfinished
     if not hosts:
         return
     narrow = out.width < NARROW
