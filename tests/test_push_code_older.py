@@ -74,3 +74,19 @@ def test_an_untracked_file_that_differs_from_the_incoming_one_still_stops_the_mo
     assert fleet.head("gpu") == before
     assert (gpu / "tools" / "mine.py").read_text() == "print('my own, never committed')\n"
     assert (gpu / "tools" / "same.py").read_text() == "print('same')\n"
+
+
+def test_a_secret_held_back_from_several_hosts_is_reported_once_per_run(fleet):
+    (fleet.repo("laptop") / ".env.local").write_text("TOKEN=not-for-hosts\n")
+    inv = inventory(fleet, {"laptop": {}, "cloud": {"push_code": True}, "gpu": {"push_code": True}})
+    result = fleet.agentsync("push-code", inventory=inv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("held back (secrets, never sent)") == 1, result.stdout
+    assert "held back (secrets, never sent): .env.local (.env.*) — cloud.push-code, gpu.push-code" in result.stdout
+    assert not (fleet.repo("cloud") / ".env.local").exists() and not (fleet.repo("gpu") / ".env.local").exists()
+
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    synced = fleet.agentsync("sync-all", inventory=inv)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert synced.stdout.count("held back (secrets, never sent)") == 1, synced.stdout
+    assert "! cloud, gpu: push-code: held back (secrets, never sent): .env.local" in synced.stdout
