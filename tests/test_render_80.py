@@ -134,3 +134,19 @@ def test_sync_all_summary_at_80_columns_matches_its_golden_text_with_each_warnin
                   "bob@fleet.example", ".env.local"):
         assert whole in text, whole
     assert f"box conflict: {CONFLICT}" in flat and "files: strategies/momentum.py, apps/runtime/v7_runtime.py" in flat
+
+
+def test_history_at_80_columns_says_where_the_columns_it_leaves_out_are(monkeypatch, capsys):
+    from agentsync_fleet.output.history import render_runs
+
+    row = {"id": RUN["id"], "task": "pull", "duration_s": 1.5, "status": "interrupted", "who": "ann@laptop",
+           "args": {"hosts": "cloud,gpu"}, "hosts": {"cloud": "interrupted", "gpu": "not run"}}
+    monkeypatch.setenv("COLUMNS", "80")
+    render_runs([row], "/home/ann/.local/state/agentsync/journal.sqlite3")
+    narrow = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "who, arguments: agentsync history.show RUN" in narrow and "│ gpu:not run " in narrow
+    monkeypatch.setenv("COLUMNS", "160")
+    render_runs([row], "/home/ann/.local/state/agentsync/journal.sqlite3")
+    wide = capsys.readouterr().out
+    assert "--hosts cloud,gpu" in wide and "ann@laptop" in wide and "who, arguments:" not in wide

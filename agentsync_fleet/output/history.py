@@ -63,10 +63,12 @@ def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
     for column in columns:
         table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "hosts" else None)
     for r in rows:
-        hosts = " ".join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
+        hosts = ("\n" if not wide else " ").join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
         cells = [escape(r["id"]), escape(r["task"]), seconds(r["duration_s"]), styled(r["status"]), hosts or "—"]
         table.add_row(*cells, *((escape(r["who"]), escape(_args(r["args"]))) if wide else ()))
     out.print(table)
+    if not wide:  # said, not silently dropped
+        out.print("  [dim]who, arguments: agentsync history.show RUN (or --json, or 110+ columns)[/]")
 
 
 def render_run(run: dict[str, Any]) -> None:
