@@ -22,13 +22,14 @@ import shlex
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import HostKeyError, HostUnreachable
 from ..models import Host, Inventory
 from ..settings import control_persist, state_dir
 from .control import control_dir, persist_arg, socket_name
-from .diagnose import classify
+from .diagnose import SshFailure, classify, ssh_lines
 from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
 from .master import master_alive, start_master
 from .resolve import Resolution, Target, resolve, split_jump
@@ -178,6 +179,8 @@ class Connector:
         if failure is None:
             lines = " | ".join(stderr.strip().splitlines()[-3:]) or f"ssh exited {code}"
             return HostUnreachable(f"ssh failed: {lines}", reason="ssh", host=session.name, hint=session.hint)
+        if failure.reason == "proxy":
+            failure = _with_proxy_words(session, failure, stderr, timeout)
         if failure.reason.startswith("host key") or failure.reason == "host certificate":
             return refusal(self, session, res, failure, timeout)
         return HostUnreachable(failure.message, reason=failure.reason, host=session.name,
@@ -203,6 +206,21 @@ def proxy_through(via: OpenSSHSession) -> str:
     """
     argv = via.argv("-W", "[%h]:%p")
     return " ".join(shlex.quote(a if a == "[%h]:%p" else a.replace("%", "%%")) for a in argv)
+
+
+def _with_proxy_words(session: OpenSSHSession, failure: SshFailure, stderr: str, timeout: float) -> SshFailure:
+    """The failure with what the proxy itself said. ssh sends a ProxyCommand's stderr (a jump hop's `ssh -W`
+    too) to /dev/null when it starts a persisting master, so one plain attempt (no master, same options)
+    hears it: the lines it prints that the master's attempt did not are the proxy's own."""
+    argv = ["ControlPath=none" if a.startswith("ControlPath=") else a for a in session.prefix]
+    code, again = start_master([*argv, "-o", "ControlMaster=no", *session.target, "true"],
+                               timeout + DEADLINE_GRACE, {**os.environ, **SSH_ENV})
+    seen = set(ssh_lines(stderr))
+    words = [line for line in ssh_lines(again) if line not in seen]
+    if code == 0 or not words:
+        return failure
+    return replace(failure, message=f"the proxy (ProxyCommand / ProxyJump) failed: {' | '.join(words[-3:])}",
+                   detail="\n".join(words[-6:]))
 
 
 def _control_path(prefix: list[str]) -> str:
