@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .gitfacts import CheckoutFacts, parse_status_z
+from .gitfacts import CheckoutFacts, Dirty, parse_status_z
 from .gitops import Checkout, git_reason
 from .shell import join, path_arg
 from .steps import git as G
@@ -78,7 +78,7 @@ def _restore(co: Checkout, facts: CheckoutFacts, record: dict) -> tuple[list[str
     where = f"HEAD is at {(facts.head or '?')[:8]}"
     done, problem = _crashed_git(co, facts, run)
     if not problem and head and new and facts.head == head != new:
-        more, problem = _put_back_update(co, head, new, run)
+        more, problem = _put_back_update(co, head, new, run, tuple(record.get("replaced") or ()))
         done += more
     if problem:
         return done, problem
@@ -104,15 +104,13 @@ def _crashed_git(co: Checkout, facts: CheckoutFacts, run: str) -> tuple[list[str
                 f"is running there, remove it (rm {path_arg(facts.git_dir + '/index.lock')}) and run again")
 
 
-def _put_back_update(co: Checkout, head: str, new: str, run: str) -> tuple[list[str], str]:
-    """HEAD is still the commit before the update: return what the update wrote half-way to HEAD."""
+def _put_back_update(co: Checkout, head: str, new: str, run: str, replaced: tuple[str, ...]) -> tuple[list[str], str]:
+    """HEAD is still the commit before the update: return what the update wrote half-way to HEAD. The untracked
+    files it was replacing with the same bytes (`replaced`) are written back, untracked, as `moves` does."""
     changed = co.changed(head, new)
-    if not changed:
-        return [], ""
-    touched = parse_status_z(co.run(G.git(co.path, "--literal-pathspecs", "status", "--porcelain=v1", "-z",
-                                          "--untracked-files=all", "--", *changed)).stdout).paths
+    touched = _touched(co, changed).paths if changed else set()
     if not touched:
-        return [], ""
+        return _put_back_replaced(co, new, replaced)
     verdicts = [item.split("\t", 1) for item in co.run(G.update_writes(co.path, new, sorted(touched))).stdout
                 .split("\0") if "\t" in item]
     theirs = [p for w, p in verdicts if w != "ours"]
@@ -120,10 +118,25 @@ def _put_back_update(co: Checkout, head: str, new: str, run: str) -> tuple[list[
         return [], (f"move {run} was cut off half-way through its update to {new[:8]}, and {', '.join(theirs)} "
                     f"hold(s) changes that are not the update's; left as it is for you to look at (HEAD is "
                     f"{head[:8]}; the update's files: git -C {path_arg(co.path)} diff --stat {head[:8]} {new[:8]})")
-    ours = [p for _, p in verdicts]
-    co.run(G.restore_paths(co.path, ours), "put back what a cut-off update wrote")
-    return [f"put back {len(ours)} file(s) the cut-off update of move {run} wrote: {', '.join(ours[:5])}"
-            + (" ..." if len(ours) > 5 else "")], ""
+    ours = [p for _, p in verdicts if p not in replaced]
+    if ours:
+        co.run(G.restore_paths(co.path, ours), "put back what a cut-off update wrote")
+    done = [f"put back {len(ours)} file(s) the cut-off update of move {run} wrote: {', '.join(ours[:5])}"
+            + (" ..." if len(ours) > 5 else "")] if ours else []
+    return done + _put_back_replaced(co, new, replaced)[0], ""
+
+
+def _put_back_replaced(co: Checkout, new: str, replaced: tuple[str, ...]) -> tuple[list[str], str]:
+    if not replaced:
+        return [], ""
+    co.run(G.restore_identical(co.path, new, replaced), "put back the untracked files the update was replacing")
+    return [f"put back {len(replaced)} untracked file(s) the cut-off update was replacing with the same bytes"], ""
+
+
+def _touched(co: Checkout, paths) -> Dirty:
+    """Which of `paths` differ from HEAD (staged or not), or are untracked."""
+    return parse_status_z(co.run(G.git(co.path, "--literal-pathspecs", "status", "--porcelain=v1", "-z",
+                                       "--untracked-files=all", "--", *paths)).stdout)
 
 
 def _pop_stash(co: Checkout, facts: CheckoutFacts, record: dict, where: str) -> tuple[list[str], str]:
@@ -135,8 +148,7 @@ def _pop_stash(co: Checkout, facts: CheckoutFacts, record: dict, where: str) -> 
     if facts.head not in (head, new):
         return [], (f"move {run} was cut off and HEAD has moved since ({where}); its stash {ref} is kept: "
                     f"{restore_command(co.path, ref)}")
-    touched = parse_status_z(co.run(G.git(co.path, "--literal-pathspecs", "status", "--porcelain=v1", "-z",
-                                          "--untracked-files=all", "--", *paths)).stdout)
+    touched = _touched(co, paths)
     if touched.tracked or touched.untracked:
         return [], (f"move {run} was cut off, and {', '.join(touched.paths)} changed since; its stash {ref} is "
                     f"kept rather than merged over them: {restore_command(co.path, ref)}")

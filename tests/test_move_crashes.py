@@ -85,6 +85,27 @@ def test_a_crash_mid_update_without_a_stash_is_put_right_by_the_next_sync(fleet)
     assert not (repo / ".git" / "agentsync-move.json").exists() and not (repo / ".git" / "index.lock").exists()
 
 
+def test_recover_after_a_crash_mid_update_puts_the_checkout_back_byte_for_byte(fleet):
+    """With an untracked file the update was replacing with the very same bytes (removed just before the reset,
+    `steps.git.reset_keep(replace=...)`): it is written back, untracked, as it was."""
+    push_to_origin(fleet, {"README.md": "upstream README\n", "pause.txt": "paused\n", "zz_new.txt": "new\n"},
+                   "Upstream")
+    repo = fleet.repo("laptop")
+    (repo / "zz_new.txt").write_text("new\n")  # untracked, identical to what the update brings
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")
+    before = full_snapshot(fleet, "laptop")
+    inv = fleet.inventory({"laptop": {}})
+
+    crash_mid_update(fleet, inv, repo)
+    assert not (repo / "zz_new.txt").exists()  # removed for the reset to write it: only the record knows it
+    recovered = fleet.agentsync("recover", "--hosts", "laptop", inventory=inv)
+
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert "put back 1 untracked file(s)" in recovered.stdout and "index.lock" in recovered.stdout
+    assert full_snapshot(fleet, "laptop") == before
+    assert not (repo / ".git" / "agentsync-move.json").exists() and not (repo / ".git" / "index.lock").exists()
+
+
 @pytest.mark.parametrize("healer", ["sync-all", "recover"])
 @pytest.mark.parametrize("point", POINTS, ids=POINT_IDS)
 def test_kill_9_at_each_point_is_reported_by_health_then_healed(fleet, point, healer):
