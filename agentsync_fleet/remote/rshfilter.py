@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -76,9 +77,14 @@ def skip_to_marker(fd: int, marker: bytes) -> tuple[bytes, bytes | None]:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`. Our stdout may be non-blocking: rsync can hand the remote shell one socket for
+    stdin and stdout, and ssh makes its stdin (that same socket) non-blocking; then we wait until it drains."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def relay(src: int, dest: int) -> None:
@@ -89,6 +95,10 @@ def relay(src: int, dest: int) -> None:
             try:
                 if splice(src, dest, CHUNK) == 0:
                     return
+            except BlockingIOError:
+                select.select([], [dest], [])  # a non-blocking stdout that is full (see write_all)
+            except BrokenPipeError:
+                raise
             except OSError:
                 splice = None  # not a pipe on either end (or an old kernel): read/write below
         while chunk := os.read(src, CHUNK):
