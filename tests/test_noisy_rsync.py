@@ -64,10 +64,11 @@ def laptop_edits(fleet) -> None:
 
 
 def summary(transfer: dict) -> dict:
-    """A transfer's report, less what names the host or the run."""
+    """A transfer's report, less what names the host or the run, and less mtime-only changes (`attrs`: the two
+    hosts' checkouts were made at different times)."""
     return {"status": transfer["status"], "files": transfer["files"], "bytes": transfer["bytes"],
             "deleted": transfer["deleted"], "error": transfer["error"].replace(transfer["host"], "HOST"),
-            "changes": sorted((c["action"], c["path"]) for c in transfer["changes"]),
+            "changes": sorted((c["action"], c["path"]) for c in transfer["changes"] if c["action"] != "attrs"),
             "held_back": sorted((h["path"], h.get("pattern", ""), h["reason"]) for h in transfer["held_back"]),
             "backed_up": sorted(b["path"] for b in transfer["backed_up"]), "warnings": transfer["warnings"]}
 
