@@ -83,6 +83,11 @@ class Checkout:
         script = f"cd {path_arg(self.path)} && {G.in_the_way(join([old]), join([new]))}"
         return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
 
+    def identical(self, old: str, new: str) -> list[str]:
+        """Untracked or ignored files at paths that move writes, already holding exactly what `new` has there."""
+        script = f"cd {path_arg(self.path)} && {G.identical_untracked(join([old]), join([new]))}"
+        return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
+
     # ------------------------------------------------------------ scratch worktrees
 
     def _scratch_path(self) -> str:

@@ -14,7 +14,10 @@ that cannot be listed makes every tool see nothing. So the probe:
 
 Our own processes are left out by ancestry, not by a text marker: the probe's
 shell, everything it started, and the processes it runs under (sshd's
-session, the login shell, on the laptop the controller itself). Patterns reach
+session, the login shell, on the laptop the controller itself). A fork of the
+probe that has not exec'd yet when the command lines are read, and so is
+missing from the earlier `stat` listing, still carries the probe's own
+command line: that is how it is known. Patterns reach
 `awk` through the environment, never through its program text.
 """
 
@@ -27,7 +30,9 @@ from .shell import join, section
 PATTERN_VAR = "AGENTSYNC_GUARD_"
 CMDLINES = "@@cmdlines"
 
-# Input: `stat` lines, a CMDLINES line, then `/proc/<pid>/cmdline:<args>` lines (mode "proc"); or
+# Input: `stat` lines, a CMDLINES line, then one `/proc/<pid>/cmdline:<arg>` line per argument (mode "proc":
+# `grep -z` splits at the NULs, `tr` turns newlines inside an argument into \001 first, so an argument such as
+# `-c 'import x\n...'` can neither hide the rest of its command line nor pass for another process); or
 # `<pid> <ppid> [<etime>] <args>` lines (mode "ps", "bbps"). Output: `<pattern index> <pid> <age> <args>`,
 # age being the start time in clock ticks (proc), [[dd-]hh:]mm:ss (ps) or `-` (busybox: unknown).
 AWK = r"""
@@ -43,9 +48,10 @@ mode == "proc" && !seen {
   split(rest, f, " "); ppid[$1] = f[2]; age[$1] = f[20]; next
 }
 mode == "proc" {
-  s = substr($0, 7); j = index(s, "/"); pid = substr(s, 1, j - 1)
-  if (pid in cmd) next
-  c = substr(s, j + 9); sub(/ $/, "", c); cmd[pid] = c; order[++n] = pid; next
+  if ($0 !~ /^\/proc\/[0-9]+\/cmdline:/) next
+  s = substr($0, 7); j = index(s, "/"); pid = substr(s, 1, j - 1); a = substr(s, j + 9); gsub("\001", " ", a)
+  if (pid in cmd) cmd[pid] = cmd[pid] " " a; else { cmd[pid] = a; order[++n] = pid }
+  next
 }
 $1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {
   pid = $1; ppid[pid] = $2; c = $0
@@ -59,7 +65,7 @@ END {
   for (p = me; p != "" && p > 0 && !(p in above); p = ppid[p]) above[p] = 1
   for (k = 1; k <= n; k++) {
     pid = order[k]; c = cmd[pid]
-    if (c == "" || ours(pid)) continue
+    if (c == "" || c == cmd[me] || ours(pid)) continue
     for (i = 0; i < count; i++) if (c ~ ENVIRON["AGENTSYNC_GUARD_" i]) print i, pid, age[pid], c
   }
   print "done"
@@ -83,13 +89,13 @@ def guard_probe(host: Host) -> list[str]:
         "  while read -r key uid _; do [ \"$key\" = Uid: ] && echo \"uid $uid\"; done < /proc/$me/status",
         "elif [ -z \"$why\" ]; then why='cannot read /proc;'",
         "  if out=$(ps -A -o pid= -o ppid= -o etime= -o args= 2>&1); then mode=ps",
-        "  elif out=$(ps -o pid,ppid,args 2>&1); then mode=bbps",
+        "  elif out=$(ps -A -o pid,ppid,args 2>&1); then mode=bbps",
         "  else why=\"$why ps: $(printf '%s' \"$out\" | head -n 1)\"; fi",
         "fi",
         "echo \"method $mode\"; [ -n \"$why\" ] && echo \"why $why\"",
         "if [ $mode = proc ]; then",
         f"  {{ cat /proc/[0-9]*/stat 2>/dev/null; echo {CMDLINES}; "
-        f"grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '; }} | {awk} 2>&1",
+        f"grep -a -H -z '' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\n\\000' '\\001\\n'; }} | {awk} 2>&1",
         f"elif [ $mode != none ]; then printf '%s\\n' \"$out\" | {awk} 2>&1; fi",
     ]
 
@@ -109,11 +115,11 @@ def parse_guard(text: str, patterns: tuple[str, ...]) -> GuardState:
     method = facts.get("method", "")
     if method not in ("proc", "ps", "bbps"):
         return GuardState("unknown", "", facts.get("why", "") or "the process probe did not run")
+    if "blind" in facts:  # the listing came back without the probe itself: failed, empty or cut short
+        return GuardState("unknown", method, f"{_METHOD[method]} does not show the probe's own process")
     if "done" not in facts:  # awk stopped half-way (a pattern it cannot compile, say): what it said, if anything
         said = next((line.strip() for line in text.splitlines() if "awk" in line), "")
         return GuardState("unknown", method, f"the process probe did not finish {said}".strip())
-    if "blind" in facts:
-        return GuardState("unknown", method, f"{_METHOD[method]} does not show the probe's own process")
     hidden = _hidden_processes(facts)
     if hidden:
         return GuardState("unknown", method, hidden)

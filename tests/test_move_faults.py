@@ -81,6 +81,25 @@ def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet
     assert after == before and not (repo / ".git" / "agentsync-move.json").exists()
 
 
+def test_a_failed_update_puts_back_the_untracked_file_it_was_replacing_by_the_same_bytes(fleet, small_disk):
+    push_to_origin(fleet, {"tools/run.sh": "#!/bin/sh\necho run\n", "big/new.txt": "cannot land\n"}, "Upstream")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "tools").mkdir()
+    (repo / "tools" / "run.sh").write_text("#!/bin/sh\necho run\n")  # the incoming bytes, untracked here
+    subprocess.run(["chattr", "+i", str(small_disk)], check=True)
+    try:
+        before = full_snapshot(fleet, "laptop")
+        code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
+        after = full_snapshot(fleet, "laptop")
+    finally:
+        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+
+    assert code == 1 and "put back as it was" in hosts["laptop"]["message"], hosts["laptop"]
+    assert after == before and "?? tools/run.sh" in after["status"]
+    assert not (repo / ".git" / "agentsync-move.json").exists()
+
+
 def test_a_process_appending_to_a_tracked_file_keeps_its_file_while_a_staged_change_is_stashed(fleet):
     push_to_origin(fleet, {"metrics.csv": "epoch,loss\n"}, "Add metrics")
     fleet.git("cloud", "pull", "-q")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LOGIN_SHELLS, old_git_wrapper
+from test_locks import wait_for
 
 from agentsync_fleet.sandbox_fleet import git, install_tool
 
@@ -18,16 +19,50 @@ RUNTIME = "apps/runtime/v7_runtime.py"
 TOKEN = "agentsync-test-proc-hosts"
 PROC = f"python3 -c 'import time; time.sleep(600)' {TOKEN} v7_runtime"
 GUARD = {"guard": {"processes": ["v7_runtime"], "critical_files": [RUNTIME]}}
+PS_HOSTS: tuple[str, ...] = ()
 
 
-def kill_test_processes() -> None:
-    """From the controller, which sees every sandbox host's processes: ours carry TOKEN on their command line."""
+def namespace_processes(fleet, name: str) -> list[int]:
+    """Every process of a sandbox host: those in the PID namespace of its sshd (the namespace's init)."""
+    init = fleet.sandbox.hosts[name].pid
+    ns = os.readlink(f"/proc/{init}/ns/pid")
+    pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == ns:
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def running_test_processes(fleet, name: str) -> list[int]:
+    """The test process running on one of *this* suite's hosts, seen from the controller: exec'd (its command
+    line is python's own, not a shell's on the way there) and carrying TOKEN. Other suites' hosts (parallel
+    worktrees) have their own: never look at, let alone kill, theirs."""
+    found = []
+    for pid in namespace_processes(fleet, name):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0] == b"python3" and TOKEN.encode() in argv:
+            found.append(pid)
+    return found
+
+
+def start_test_process(fleet, name: str, command: str = PROC) -> None:
+    """Start the guard process on a host and wait until it really runs there (ssh returns before it execs)."""
+    fleet.start_process(name, command)
+    wait_for(lambda: running_test_processes(fleet, name), what=f"the test process to run on {name}")
+
+
+def kill_test_processes(fleet) -> None:
+    for name in ("slim", "bbox", "blind", *PS_HOSTS):
+        for pid in running_test_processes(fleet, name):
             try:
-                if TOKEN.encode() in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
 
 
@@ -37,7 +72,7 @@ def hosts(fleet):
     for name in ("slim", "bbox", "blind"):
         fleet.prepare(name)
     yield fleet
-    kill_test_processes()
+    kill_test_processes(fleet)
 
 
 def run_json(fleet, task: str, inv: Path, *flags: str) -> tuple[int, dict]:
@@ -54,7 +89,7 @@ def critical_change(fleet) -> str:
 @pytest.mark.parametrize("name", ["slim", "bbox"])
 def test_without_procps_the_guard_still_sees_the_process_and_sync_all_refuses_the_critical_file(hosts, name):
     fleet = hosts
-    fleet.start_process(name, PROC)
+    start_test_process(fleet, name)
     inv = fleet.inventory({"laptop": {}, name: GUARD})
 
     code, health = run_json(fleet, "health", inv)
@@ -64,6 +99,7 @@ def test_without_procps_the_guard_still_sees_the_process_and_sync_all_refuses_th
     before = (fleet.repo(name) / RUNTIME).read_text()
     critical_change(fleet)
     code, result = run_json(fleet, "sync-all", inv)
+    assert running_test_processes(fleet, name), "the test process is gone: the guard had nothing to see"
     assert code == 1 and result[name]["status"] == "guarded", result[name]
     assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
     assert (fleet.repo(name) / RUNTIME).read_text() == before
@@ -237,7 +273,7 @@ def test_a_controller_whose_clock_runs_3h_ahead_never_takes_over_a_live_runs_loc
 
     import yaml
     from conftest import AGENTSYNC
-    from test_locks import remote_lock, start_held_sync, wait_for
+    from test_locks import remote_lock, start_held_sync
 
     from agentsync_fleet.locks.model import Holder
 
@@ -272,20 +308,6 @@ def test_a_controller_whose_clock_runs_3h_ahead_never_takes_over_a_live_runs_loc
 # ---------------------------------------------------------------- a host that freezes mid-run
 
 
-def namespace_processes(fleet, name: str) -> list[int]:
-    """Every process of a sandbox host: those in the PID namespace of its sshd (the namespace's init)."""
-    init = fleet.sandbox.hosts[name].pid
-    ns = os.readlink(f"/proc/{init}/ns/pid")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == ns:
-                pids.append(int(entry.name))
-        except OSError:
-            pass
-    return pids
-
-
 def signal_host(fleet, name: str, sig: int) -> None:
     for pid in namespace_processes(fleet, name):
         try:
@@ -295,7 +317,7 @@ def signal_host(fleet, name: str, sig: int) -> None:
 
 
 def test_a_host_frozen_mid_run_costs_one_timeout_and_the_others_converge(fleet):
-    from test_locks import remote_lock, start_held_sync, wait_for
+    from test_locks import remote_lock, start_held_sync
 
     connect, command = 3, 10  # without "gone", the lock release alone would wait out a second command timeout
     inv = fleet.inventory({"laptop": {}, "cloud": {"command_timeout": command}, "gpu": {}})

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..errors import FleetError
+from ..errors import FleetError, HostUnreachable
 from ..guard import is_critical
 from ..models import Host, Inventory
 from ..remote import rshfilter
@@ -57,6 +57,8 @@ class Runner:
                 stdin = None if names is None else _nul_list(names)
                 if not self._run_leg(route, leg, result, stdin):
                     break
+        except HostUnreachable as exc:  # the connector's own diagnosis (a ProxyJump loop, say)
+            result.fail("unreachable", exc.message, exc.hint or "")
         except FleetError as exc:
             result.fail("failed", exc.message, exc.hint or "")
         result.duration_s = round(time.monotonic() - start, 3)
@@ -92,6 +94,10 @@ class Runner:
              result: TransferResult) -> list[D.DirLink] | None:
         """One round trip to `host`: its rsync (first time this run) and which of `dirs` under `root` are
         symlinked directories. None: the host could not be asked (the result says why)."""
+        failure = self.ssh.failure(host)
+        if failure is not None:  # its master could not be opened: ssh's reason, in the words `health` uses
+            result.fail("unreachable", failure.message, failure.hint or "")
+            return None
         want_tool = not self.tools.known(host)
         if not want_tool and not dirs:
             return []
