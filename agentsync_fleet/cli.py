@@ -198,12 +198,13 @@ def results(c, host=None, inventory=None, json=False, workers=None, dry_run=Fals
     return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder), dry_run=dry_run)
 
 
-@fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
-def trust(c, host, inventory=None, yes=False, json=False):
+@fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation",
+                  "jump": "trust the key of this ProxyJump hop on the way to HOST instead (as its ProxyJump names it)"})
+def trust(c, host, inventory=None, yes=False, json=False, jump=None):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
     from .commands import trust as command
 
-    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes)
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes, jump=jump or "")
 
 
 @fleet_task()
