@@ -24,6 +24,13 @@ SHARED = ("cloud", "gpu")
 OTHER_CONTROLLER = ("unshare", "--uts", "sh", "-c", 'hostname controller-b && exec "$@"', "sh")
 
 
+def held_run(fleet):
+    """A sync-all that holds its locks until the test lets it go (its push waits on a gate: the command
+    timeout is raised so the push outlasts the test's waiting)."""
+    defaults = {"branch": "main", "connect_timeout": 3, "command_timeout": 120}
+    return start_held_sync(fleet, fleet.inventory(lock_ttl=f"{TTL}s", defaults=defaults))
+
+
 def other_controller_syncs(fleet, inv) -> subprocess.CompletedProcess:
     data = yaml.safe_load(inv.read_text())
     data["hosts"] = {name: spec for name, spec in data["hosts"].items() if name in SHARED}
@@ -40,7 +47,7 @@ def lock_age(fleet, host: str) -> float:
 
 
 def test_a_run_longer_than_lock_ttl_keeps_its_locks_and_another_controller_is_refused(fleet):
-    first, inv, gate = start_held_sync(fleet, fleet.inventory(lock_ttl=f"{TTL}s"))
+    first, inv, gate = held_run(fleet)
     try:
         wait_for(lambda: all(remote_lock(fleet, h).exists() for h in SHARED), what="the first run's locks")
         taken = time.monotonic()
@@ -65,7 +72,7 @@ def test_a_run_longer_than_lock_ttl_keeps_its_locks_and_another_controller_is_re
 
 
 def test_when_the_holder_dies_its_heartbeat_stops_and_its_locks_go_stale_after_lock_ttl(fleet):
-    first, inv, gate = start_held_sync(fleet, fleet.inventory(lock_ttl=f"{TTL}s"))
+    first, inv, gate = held_run(fleet)
     try:
         wait_for(lambda: all(remote_lock(fleet, h).exists() for h in SHARED), what="the first run's locks")
         dead = Holder.from_json(remote_lock(fleet, "cloud").read_text())
