@@ -195,12 +195,13 @@ def results(c, host=None, inventory=None, json=False, workers=None, dry_run=Fals
     return command.run(FleetArgs(inventory, host, json, workers, recorder=c.recorder), dry_run=dry_run)
 
 
-@fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation"})
-def trust(c, host, inventory=None, yes=False, json=False):
+@fleet_task(help={"host": "the host whose key to trust", "yes": "do not ask for confirmation",
+                  "jump": "trust the key of this ProxyJump hop on the way to HOST instead (as its ProxyJump names it)"})
+def trust(c, host, inventory=None, yes=False, json=False, jump=None):
     """Show a host's key fingerprint and add it to known_hosts on purpose (never replaces a changed key)."""
     from .commands import trust as command
 
-    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes)
+    return command.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, yes=yes, jump=jump or "")
 
 
 @fleet_task()
@@ -365,6 +366,8 @@ JOB_HELP = {
     "env": "NAME=VALUE for the job's environment (repeat for several)",
     "then_results": "wait for the job to end, then bring the host's results back (as `agentsync results`)",
     "allow_busy": "start even when other processes hold most of the GPU's memory",
+    "literal": "run COMMAND as typed, never as a preset (on a host with presets, a one-word COMMAND that is not "
+               "a preset is refused as a typo of one unless the host has that program; --literal runs it anyway)",
     "job": "a job id, a unique prefix of one, or a job name",
     "all": "also jobs that ended more than a day ago",
     "follow": "keep printing as the job writes, until it ends (Ctrl-C stops following, never the job)",
@@ -375,13 +378,13 @@ JOB_HELP = {
 
 
 @fleet_task(help=JOB_HELP, iterable=["env"])
-def run(c, host, command, name=None, cwd=None, env=None, then_results=False, allow_busy=False, inventory=None,
-        json=False):
+def run(c, host, command, name=None, cwd=None, env=None, then_results=False, allow_busy=False, literal=False,
+        inventory=None, json=False):
     """Start COMMAND on HOST, detached (tmux when there, else its own session); returns at once with the job id."""
     from .commands import jobs as command_
 
     return command_.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, command, name=name, cwd=cwd, env=env,
-                        then_results=then_results, allow_busy=allow_busy)
+                        then_results=then_results, allow_busy=allow_busy, literal=literal)
 
 
 @fleet_task(help={**JOB_HELP, "host": "only this host's jobs (comma-separated for several)"})

@@ -43,9 +43,10 @@ class HostKeyError(HostUnreachable):
     """The host's key is unknown or differs from the known one: we refuse to talk to it."""
 
     def __init__(self, message: str, *, reason: str, fingerprint: str, host: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, hop: str = ""):
         super().__init__(message, reason=reason, host=host, hint=hint)
         self.fingerprint = fingerprint
+        self.hop = hop  # a ProxyJump hop on the way to `host` whose key it is ("": the host's own key)
 
 
 class CommandTimeout(FleetError):

@@ -10,8 +10,11 @@ of the rounds with min and max, and the ratio to plain rsync, for
 * the same transfer through the library in a warm process (`Runner.run`),
   which separates what the transfer costs from what starting Python costs.
 
-Usage (root, for the sandbox namespaces): .venv/bin/python bench/bench_rsync.py [--rounds 7]
-Writes bench/results/rsync.json.
+With `--delay 0.025` the host is reached through `delay_proxy.py` (25 ms each way: 50 ms RTT, the
+`wan50` link of the health benchmark), which is where round trips show.
+
+Usage (root, for the sandbox namespaces): .venv/bin/python bench/bench_rsync.py [--rounds 7] [--delay 0.025]
+Writes bench/results/rsync.json (rsync-wan50.json with a delay).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
+from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox, free_port
 
 FILES = 2000
 HERE = Path(__file__).parent
@@ -57,18 +60,20 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 class Bench:
-    def __init__(self, root: Path, rounds: int):
+    def __init__(self, root: Path, rounds: int, delay: float = 0.0):
         self.root, self.rounds = root, rounds
         self.box = Sandbox(root / "sandbox", subnet=BENCH_SUBNET)
         self.box.add_host("gpu")
         self.box.start_all()
+        self.proxy: subprocess.Popen | None = None
+        self.ssh_config = self._behind_proxy(delay) if delay else self.box.ssh_config
         self.tree = self.box.hosts["gpu"].path("tree")
         make_tree(self.tree)
         self.plain_dest = root / "plain"
         self.env = {**os.environ, "AGENTSYNC_STATE_DIR": str(root / "state")}
         self.inventory = root / "fleet.yaml"
         self.inventory.write_text(yaml.safe_dump({
-            "ssh_config": str(self.box.ssh_config),
+            "ssh_config": str(self.ssh_config),
             "transfers": {"backup_dir": f"{MOUNT_POINT}/.agentsync-backups"},
             "hosts": {"laptop": {"local": True, "repo": str(root / "laptop")},
                       "gpu": {"ssh": "gpu", "repo": f"{MOUNT_POINT}/repo",
@@ -76,6 +81,23 @@ class Bench:
         }, sort_keys=False))
         (root / "laptop").mkdir()
         self.runner, self.route = self._library()
+
+    def _behind_proxy(self, delay: float) -> Path:
+        """gpu behind delay_proxy.py: an ssh_config and known_hosts of its own for the delayed address."""
+        gpu = self.box.hosts["gpu"]
+        address = f"127.{BENCH_SUBNET}.1.2"
+        port = free_port(address)
+        self.proxy = subprocess.Popen([sys.executable, str(HERE / "delay_proxy.py"), "--delay", str(delay),
+                                       f"{address}:{port}={gpu.address}:{gpu.port}"], stdout=subprocess.PIPE, text=True)
+        assert self.proxy.stdout.readline().strip() == "ready"
+        wan = self.root / "wan"
+        wan.mkdir()
+        (wan / "known_hosts").write_text(f"[{address}]:{port} {self.box.host_public_key('gpu')}\n")
+        (wan / "ssh_config").write_text("\n".join([
+            "Host gpu", f"  HostName {address}", f"  Port {port}", "  User root",
+            f"  IdentityFile {self.box.client_key}", "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {wan / 'known_hosts'}", ""]))
+        return wan / "ssh_config"
 
     def _library(self):
         from agentsync_fleet import inventory
@@ -87,7 +109,7 @@ class Bench:
         return Runner(inv, opts), P.pull_routes(inv, inv.hosts["gpu"])[0]
 
     def plain(self) -> float:
-        rsh = f"ssh -F {self.box.ssh_config} -o BatchMode=yes"
+        rsh = f"ssh -F {self.ssh_config} -o BatchMode=yes"
         return timed(["rsync", "-a", "-e", rsh, f"gpu:{MOUNT_POINT}/tree/", str(self.plain_dest) + "/"], self.env)
 
     def cli(self) -> float:
@@ -135,9 +157,12 @@ class Bench:
                 "import cli (invoke)": [sys.executable, "-c", "import agentsync_fleet.cli"],
                 "import transfer path": [sys.executable, "-c", "import agentsync_fleet.cli, agentsync_fleet.inventory,"
                                          " agentsync_fleet.transfer.task, agentsync_fleet.output.transfer"],
-                "ssh -G": ["ssh", "-F", str(self.box.ssh_config), "-G", "gpu"]}
+                "ssh -G": ["ssh", "-F", str(self.ssh_config), "-G", "gpu"]}
 
     def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait(5)
         self.box.destroy()
 
 
@@ -182,9 +207,10 @@ def table(summary: dict, costs: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds added each way (0.025: 50 ms RTT)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-rsync-"))
-    bench = Bench(root, max(5, args.rounds))
+    bench = Bench(root, max(5, args.rounds), args.delay)
     try:
         samples, cost_samples = bench.run()
         summary = summarize(samples)
@@ -194,13 +220,13 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(table(summary, costs))
     print(cause(summary, costs))
-    result = {"benchmark": "rsync", "files": FILES, "rounds": max(5, args.rounds), "goal": "no-change ≤ 1.2× plain",
+    result = {"benchmark": "rsync", "files": FILES, "rtt_ms": round(args.delay * 2000), "rounds": max(5, args.rounds), "goal": "no-change ≤ 1.2× plain",
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": platform.platform(),
               "cpus": os.cpu_count(), "rsync": subprocess.run(["rsync", "--version"], capture_output=True,
                                                               text=True).stdout.splitlines()[0],
               "cases": summary, "startup_costs_s": {k: round(v, 4) for k, v in costs.items()},
               "cause": cause(summary, costs)}
-    out = HERE / "results" / "rsync.json"
+    out = HERE / "results" / ("rsync-wan50.json" if args.delay else "rsync.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

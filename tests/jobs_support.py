@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,3 +99,20 @@ def kill_all_jobs(fleet) -> None:
               "tmux kill-server 2>/dev/null; true")
     for host in HOSTS:
         fleet.sandbox.ssh(host, script, check=False)
+
+
+def inventory(fleet, **gpu):
+    """laptop, cloud, gpu (gpu: true, plus `gpu`'s extra settings) and nocli."""
+    return fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {"gpu": True, **gpu}, "nocli": {}})
+
+
+@contextlib.contextmanager
+def gpu_reports(fleet, script: str):
+    """gpu's test nvidia-smi answers with `script` for the block, then as before."""
+    smi = fleet.sandbox.hosts["gpu"].bin_dir / "nvidia-smi"
+    original = smi.read_text()
+    smi.write_text(script)
+    try:
+        yield
+    finally:
+        smi.write_text(original)

@@ -148,3 +148,49 @@ def test_every_value_reaches_the_host_quoted_once():
     assert json.dumps(spec.record(), separators=(",", ":")) in text.replace("'\"'\"'", "'")
     assert '"$HOME"/\'r w\'' in text
     assert "a'b $c" not in json.dumps(spec.record())  # env values stay out of the record
+
+
+def test_a_one_word_command_near_a_preset_name_is_a_typo_and_any_other_word_must_be_a_program():
+    host = Host("gpu", "~/eon/nt", jobs=(JobPreset("tirex", "python -m sage.tirex"),
+                                         JobPreset("validate", "python -m sage.validate")))
+    for typo, meant in (("tirx", "tirex"), ("Tirex", "tirex"), ("tierx", "tirex"), ("tirexx", "tirex"),
+                        ("valdate", "validate"), ("vlaidte", "validate")):
+        with pytest.raises(UsageError, match=rf"unknown preset '{typo}' \(did you mean {meant}\?\)"):
+            model.plan(host, typo)
+    for word in ("true", "nvidia-smi", "tir", "python3"):  # not near a preset: the host must have the program
+        spec = model.plan(host, word)
+        assert (spec.command, spec.program, spec.preset) == (word, word, "")
+    for typed in ("tirx --fast", "./tirx", "  tirex  "):  # two words, a path: as typed; a preset's name: the preset
+        assert model.plan(host, typed).program == ""
+    literal = model.plan(host, "tirx", literal=True)
+    assert (literal.command, literal.program) == ("tirx", "")
+    assert model.plan(host, "tirex", literal=True).preset == ""
+    assert model.plan(Host("cloud", "~/r"), "tirx").program == ""  # no presets: nothing to mistype
+    assert "--literal" in (model.unknown_program(host, "foo").hint or "")
+
+
+def test_health_shows_lost_jobs_and_those_that_died_since_the_last_look():
+    from agentsync_fleet.jobs.looks import Look, died_since
+
+    def ended(id_: str, code: int, at: float) -> Job:
+        return Job(id_, "gpu", id_, "c", "/", "exited", code, started=0.0, ended=at)
+
+    jobs = [ended("old", 3, 100.0), ended("edge", 3, 500.0), ended("new", 1, 600.0), ended("good", 0, 600.0),
+            Job("gone", "gpu", "gone", "c", "/", "lost"), Job("run", "gpu", "run", "c", "/", "running")]
+    assert [j.id for j in died_since(jobs, 700.0, None)] == ["old", "edge", "new", "gone"]  # first look: a day
+    assert [j.id for j in died_since(jobs, 100_000.0, None)] == ["gone"]
+    assert [j.id for j in died_since(jobs, 700.0, Look(500.0, frozenset({"edge"})))] == ["new", "gone"]
+    assert [j.id for j in died_since(jobs, 700.0, Look(500.0))] == ["edge", "new", "gone"]  # ended in that second
+
+
+def test_a_job_end_is_journaled_once_per_controller(tmp_path):
+    from agentsync_fleet.jobs.looks import Look, Looks
+
+    looks = Looks(tmp_path)
+    done = Job("abc123", "gpu", "n", "c", "/", "exited", 0)
+    assert looks.first_end(done) and not looks.first_end(done) and not Looks(tmp_path).first_end(done)
+    assert not looks.first_end(Job("zz", "gpu", "n", "c", "/", "running"))
+    assert not looks.first_end(Job("../x", "gpu", "n", "c", "/", "exited", 0))  # never a path outside
+    assert looks.last("gpu") is None
+    looks.remember("gpu", Look(12.0, frozenset({"a"})))
+    assert Looks(tmp_path).last("gpu") == Look(12.0, frozenset({"a"}))

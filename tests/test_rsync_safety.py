@@ -105,9 +105,12 @@ def test_unknown_host_key_is_refused_and_one_bad_host_does_not_stop_the_others(f
     assert code == 1
     by_host = {t["host"]: t for t in data["transfers"]}
     assert by_host["gpu"]["status"] == "unreachable"
-    assert "gpu's host key is not in known_hosts; refusing to connect" in by_host["gpu"]["error"]
-    assert by_host["gpu"]["hint"] == "check the fingerprint with the host's owner, then run: agentsync trust gpu"
-    assert by_host["down"]["status"] == "unreachable" and "connection to down refused" in by_host["down"]["error"]
+    # the connector's own diagnosis, in the words `health` uses: the fingerprint and the trust command
+    assert "unknown host key for" in by_host["gpu"]["error"] and "refusing to connect" in by_host["gpu"]["error"]
+    assert "SHA256:" in by_host["gpu"]["error"]
+    assert by_host["gpu"]["hint"] == (f"check the fingerprint with the host's owner, then run: agentsync trust gpu "
+                                      f"--inventory {inv}")
+    assert by_host["down"]["status"] == "unreachable" and "connection refused" in by_host["down"]["error"]
     assert by_host["cloud"]["status"] == "ok"
     assert (fleet.repo("laptop") / "results" / "cloud" / "ok.txt").read_text() == "fine\n"
     assert not (fleet.repo("laptop") / "results" / "gpu").exists()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..errors import UsageError
 from . import FleetArgs
-from .journaling import journal_health
+from .journaling import journal_first_ends, journal_health
 
 
 def check_names(values: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -26,19 +26,24 @@ def unknown_checks(names: Sequence[str], hosts) -> None:
 
 def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()) -> int:
     from ..health import check_fleet
+    from ..jobs.looks import Looks
     from ..jobs.runner import HealthProbe
     from ..remote import Connector
+    from ..settings import state_dir
 
     inv = args.load()
     hosts = args.selected(inv)
     unknown_checks(checks or (), hosts)
+    looks = Looks(state_dir(inv))
+    jobs = HealthProbe({h.name: look for h in hosts if (look := looks.last(h.name)) is not None})
     connector = Connector(inv)
     try:
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
-                             extras=(HealthProbe(),), checks=checks)
+                             extras=(jobs,), checks=checks)
     finally:
         connector.close_all()
     journal_health(args.recorder, report)
+    remember_jobs(args.recorder, looks, jobs)
     if args.json:
         from ..output import emit_json
 
@@ -48,6 +53,16 @@ def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()
 
         render_health(report)
     return 0 if report.passed else 1
+
+
+def remember_jobs(recorder, looks, jobs) -> None:
+    """Journal the job ends this health saw first; remember what it showed, for the next look."""
+    from ..jobs.looks import Look
+
+    for host, seen in sorted(jobs.seen.items()):
+        journal_first_ends(recorder, looks, seen.jobs)
+        if seen.now is not None:
+            looks.remember(host, Look(seen.now, frozenset(seen.shown)))
 
 
 def report_json(report) -> dict:

@@ -18,13 +18,15 @@ GRACE_S = 10.0
 
 
 def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cwd: str | None = None,
-        env: list[str] | None = None, then_results: bool = False, allow_busy: bool = False) -> int:
+        env: list[str] | None = None, then_results: bool = False, allow_busy: bool = False,
+        literal: bool = False) -> int:
     from ..identity import who
     from ..jobs import model
 
     inv = args.load()
     target = _host(inv, host)
-    spec = model.plan(target, command or "", name=name, cwd=cwd, env=model.parse_env(env), who=who())
+    spec = model.plan(target, command or "", name=name, cwd=cwd, env=model.parse_env(env), who=who(),
+                      literal=literal)
     if then_results or spec.results:
         _check_results(inv, target)
     with _connector(inv) as connector:
@@ -56,6 +58,7 @@ def _start(args: FleetArgs, connector, target, spec, allow_busy: bool):
 
 def listing(args: FleetArgs, host: str | None = None, show_all: bool = False) -> int:
     from ..jobs import model
+    from .journaling import journal_first_ends
 
     inv = args.load()
     hosts = FleetArgs(args.inventory, host).selected(inv)
@@ -65,6 +68,8 @@ def listing(args: FleetArgs, host: str | None = None, show_all: bool = False) ->
     jobs = model.shown([j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs], now,
                        show_all)
     problems = {n: getattr(a, "message", str(a)) for n, a in answers.items() if isinstance(a, Exception)}
+    journal_first_ends(args.recorder, _looks(inv),
+                       [j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs])
     data = {"jobs": jobs, "problems": problems, "hosts": [h.name for h in hosts]}
     _show(args, data, lambda out: out.render_jobs(jobs, problems))
     return 1 if problems else 0
@@ -134,6 +139,7 @@ def _wait_and_collect(args, inv, connector, target, job, timeout, then_results: 
     from .journaling import journal_job_end
 
     ended = runner.wait(connector.session(target), target, job.id, timeout)
+    _looks(inv).first_end(ended)  # journaled here: `jobs` and `health` need not journal it again
     journal_job_end(args.recorder, ended)
     report = None
     if then_results or ended.results:
@@ -170,6 +176,7 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
         after = runner.list_host(session, target, found.id).jobs
     now = after[0] if after else found
     if outcome == "done":
+        _looks(inv).first_end(now)
         journal_job_end(args.recorder, now)
     _show(args, {"job": now, "outcome": outcome, "signal": sent}, lambda out: out.render_cancel(now, outcome, sent))
     return 0 if outcome in ("done", "ended") else 1
@@ -191,6 +198,14 @@ class _connector:
 
     def __exit__(self, *exc) -> None:
         self.connector.close_all()
+
+
+def _looks(inv):
+    """What this controller has seen of the jobs (`jobs/looks.py`), in its state dir."""
+    from ..jobs.looks import Looks
+    from ..settings import state_dir
+
+    return Looks(state_dir(inv))
 
 
 def _host(inv, name: str | None):

@@ -93,8 +93,9 @@ def journal_job_start(recorder, host: str, spec, job, duration_s: float, refused
                                    message=f"started job {spec.id}"))
 
 
-def journal_job_end(recorder, job) -> None:
-    """`wait` / `cancel`: how the job ended, as a step with its exit status and last line."""
+def journal_job_end(recorder, job, outcome: bool = True) -> None:
+    """How the job ended, as a step with its exit status and last line; with `outcome` (`wait`, `cancel`:
+    the job's end is the run's result) also as the host's outcome, not for `jobs`/`health`, which only saw it."""
     from ..records import CommandRecord, HostOutcome, StepRecord
 
     status = "ok" if job.state == "exited" and job.exit_code == 0 else "failed"
@@ -103,4 +104,12 @@ def journal_job_end(recorder, job) -> None:
                                             [CommandRecord(job.command, job.status_code, job.runtime_s or 0.0,
                                                            job.last_line)],
                                             {"job": job.id, "name": job.name, "state": job.state}))
-    recorder.host_done(HostOutcome(job.host, status, duration_s=job.runtime_s, message=job.label))
+    if outcome:
+        recorder.host_done(HostOutcome(job.host, status, duration_s=job.runtime_s, message=job.label))
+
+
+def journal_first_ends(recorder, looks, jobs) -> None:
+    """`jobs` / `health`: the ends they see that no command of this controller journaled yet, once each."""
+    for job in jobs:
+        if not job.running and looks.first_end(job):
+            journal_job_end(recorder, job, outcome=False)

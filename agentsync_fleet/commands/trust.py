@@ -9,6 +9,11 @@ ProxyCommand, HostKeyAlias), and written as ssh would write it into the first
 UserKnownHostsFile. Never replaces a key that changed: that is exactly the
 case a person must look into first (the old line is removed by hand, then
 `trust` is run again).
+
+A host behind ProxyJump cannot be reached before each jump host's key is
+trusted: `trust HOST` then refuses, naming the hop, and `trust HOST --jump HOP`
+trusts that hop's key the same way (read through the hops before it, written
+where ssh reads for that hop).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ..errors import FleetError, UsageError
 from . import FleetArgs
 
 
-def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
+def run(args: FleetArgs, host_name: str, yes: bool = False, jump: str = "") -> int:
     from ..output import console
     from ..remote import Connector, append_known_host, read_host_key, trust_file
 
@@ -31,18 +36,20 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
         raise UsageError(f"host '{host_name}' is local: true; there is no host key to trust")
     connector = Connector(inv)
     try:
-        presented = read_host_key(connector, host)
+        _check_jump(connector, host, jump, inv)
+        presented = read_host_key(connector, host, jump)
     finally:
         connector.close_all()
     out = console(stderr=args.json)
     name = presented.resolution.host_key_name
-    out.print(f"{host_name} ({name}) presents {presented.key_type} key [bold]{presented.fingerprint}[/]")
+    who = f"{host_name}'s jump host {jump}" if jump else host_name
+    out.print(f"{who} ({name}) presents {presented.key_type} key [bold]{presented.fingerprint}[/]")
 
     def report(outcome: str, known_hosts: str | None = None) -> None:
         if args.json:
             from ..output import emit_json
 
-            emit_json({"ok": outcome in ("known", "trusted"), "host": host_name, "endpoint": name,
+            emit_json({"ok": outcome in ("known", "trusted"), "host": host_name, "jump": jump or None, "endpoint": name,
                        "key_type": presented.key_type, "fingerprint": presented.fingerprint, "outcome": outcome,
                        "known_hosts": known_hosts})
 
@@ -54,7 +61,8 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
         raise FleetError(
             f"known_hosts holds a DIFFERENT key for {name}; not replacing it ({presented.detail})",
             host=host_name, hint=f"if the host was really reinstalled, run `ssh-keygen -R '{name}'` "
-                                 f"(add -f FILE for a UserKnownHostsFile), then `agentsync trust {host_name}` again")
+                                 f"(add -f FILE for a UserKnownHostsFile), then `agentsync trust {host_name}"
+                                 f"{' --jump ' + jump if jump else ''}` again")
     target = trust_file(presented.resolution)
     if not yes:
         if not sys.stdin.isatty():
@@ -71,3 +79,15 @@ def run(args: FleetArgs, host_name: str, yes: bool = False) -> int:
     out.print(f"[green]trusted[/]: added {name} {presented.key_type} to {target}")
     report("trusted", str(target))
     return 0
+
+
+def _check_jump(connector, host, jump: str, inv) -> None:
+    """`--jump` must name one of the host's ProxyJump hops, as ssh resolves them."""
+    if not jump:
+        return
+    hops = connector.resolution(host).proxy_jump
+    if jump not in hops:
+        listed = f"its hops: {', '.join(hops)}" if hops else "it has no ProxyJump"
+        raise UsageError(f"'{jump}' is not a ProxyJump hop on the way to '{host.name}' ({listed})",
+                         hint=f"`ssh -G` for {host.ssh or host.name} with {inv.ssh_config or '~/.ssh/config'} "
+                              "shows its proxyjump")

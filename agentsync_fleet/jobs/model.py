@@ -26,6 +26,7 @@ from ..models import Host
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ONE_WORD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a COMMAND that may be a preset's name (or a typo of one)
 RECENT_S = 24 * 3600  # `jobs` without --all: running and lost jobs, and those that ended within a day
 
 
@@ -46,6 +47,7 @@ class JobSpec:
     results: bool = False
     preset: str = ""
     who: str = ""
+    program: str = ""  # a one-word COMMAND on a host with presets: the host refuses it unless it has this program
 
     def record(self) -> dict:
         """The controller's part of the record on the host (env values stay out: they may be tokens)."""
@@ -231,14 +233,17 @@ def working_dir(repo: str, cwd: str | None) -> str:
 
 
 def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None = None,
-         env: tuple[tuple[str, str], ...] = (), who: str = "", job_id: str | None = None) -> JobSpec:
+         env: tuple[tuple[str, str], ...] = (), who: str = "", job_id: str | None = None,
+         literal: bool = False) -> JobSpec:
     """The job `run` starts on `host`: COMMAND as typed, or the host's preset of that name.
 
     A COMMAND that is exactly the name of one of the host's `jobs:` presets
-    runs that preset (its own cwd, env and results; flags given on
-    the command line win).
+    runs that preset (its own cwd, env and results; flags given on the
+    command line win). `literal` runs COMMAND as typed, never as a preset.
+    See `preset_typo` for the one-word COMMANDs that are refused.
     """
-    preset = next((p for p in host.jobs if p.name == command.strip()), None)
+    preset = None if literal else next((p for p in host.jobs if p.name == command.strip()), None)
+    program = "" if literal or preset else preset_typo(host, command)
     text = check_command(preset.run if preset else command)
     chosen = check_name(name if name is not None else (preset.name if preset else default_name(text)))
     merged_env = dict(preset.env if preset else ())
@@ -246,4 +251,52 @@ def plan(host: Host, command: str, *, name: str | None = None, cwd: str | None =
     return JobSpec(id=job_id or new_job_id(), host=host.name, name=chosen, command=text,
                    cwd=working_dir(host.repo, cwd or (preset.cwd if preset else None)),
                    env=tuple(merged_env.items()),
-                   results=bool(preset and preset.results), preset=preset.name if preset else "", who=who)
+                   results=bool(preset and preset.results), preset=preset.name if preset else "", who=who,
+                   program=program)
+
+
+def preset_typo(host: Host, command: str) -> str:
+    """The rule that keeps a preset's typo from running as a shell command (`agentsync run gpu tirx`).
+
+    On a host with presets, a COMMAND that is one plain word (letters,
+    digits, `_ . + -`; no `/`, no space) and no preset's name is:
+    refused here when it is a near miss of a preset name (`near_miss`:
+    `tirx` for `tirex`); else returned, and the host refuses it unless it
+    has a program or builtin of that name (`command -v`). `--literal` skips
+    the rule. Anything else (two words, a path) runs as typed.
+    """
+    word = command.strip()
+    if not host.jobs or not ONE_WORD.match(word):
+        return ""
+    names = [p.name for p in host.jobs]
+    close = [n for n in names if near_miss(word, n)]
+    if close:
+        raise UsageError(f"unknown preset {word!r} (did you mean {close[0]}?)",
+                         hint=f"presets on {host.name}: {', '.join(names)}; to run {word!r} as a command, "
+                              f"not a preset: agentsync run {host.name} {word} --literal")
+    return word
+
+
+def near_miss(word: str, name: str) -> bool:
+    """A typo of `name`: at most one edit away (two for names of six letters or more), ignoring case; an
+    edit is a letter left out, added, changed, or two neighbours swapped."""
+    a, b = word.lower(), name.lower()
+    allowed = 2 if len(b) >= 6 else 1
+    if abs(len(a) - len(b)) > allowed:
+        return False
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1] <= allowed
+
+
+def unknown_program(host: Host, word: str) -> UsageError:
+    """The host's answer to `preset_typo`'s word: it has no such program either."""
+    return UsageError(f"unknown preset {word!r}: {host.name} has no command of that name either",
+                      host=host.name, hint=f"presets on {host.name}: {', '.join(p.name for p in host.jobs)}; "
+                                           f"to run it as typed anyway: agentsync run {host.name} {word} --literal")

@@ -16,7 +16,8 @@ from ..models import Host
 from ..pool import run_each
 from ..shell import split_sections
 from . import scripts
-from .model import RECENT_S, Job, JobRefused, JobSpec, busy_message
+from .looks import Look, died_since
+from .model import Job, JobRefused, JobSpec, busy_message, unknown_program
 
 FOLLOW_TIMEOUT_S = 30 * 24 * 3600.0  # `logs --follow` streams as long as the job runs
 POLL_S = (0.2, 2.0)  # `wait`: first poll after 0.2 s, then slower, at most every 2 s
@@ -54,6 +55,14 @@ def _refusal(host: Host, spec: JobSpec, outcome: str, detail: str, result) -> Fl
     if outcome == "nocwd":
         return JobRefused(f"working directory {detail} does not exist on {host.name}", host=host.name,
                           hint="check --cwd (relative paths are relative to the host's repo)")
+    if outcome == "noprogram":
+        return unknown_program(host, spec.program)
+    if outcome == "noflock":
+        return JobRefused(f"{host.name} has no `flock` (util-linux), needed to start one job per name at a time",
+                          host=host.name)
+    if outcome == "claimed":
+        return JobRefused(f"another `run` kept {host.name}'s job start lock for {scripts.CLAIM_WAIT_S}s",
+                          host=host.name, hint="try again; `agentsync jobs` shows what runs there")
     if outcome == "nosetsid":
         return JobRefused(f"{host.name} has no `setsid` (util-linux), needed to detach the job", host=host.name)
     if outcome == "nodir":
@@ -118,10 +127,28 @@ def wait(session, host: Host, job_id: str, timeout: float | None,
         delay = min(delay * 1.5, POLL_S[1])
 
 
+@dataclass
+class HealthLook:
+    """What health saw of one host's jobs: the host's clock, every job listed, the died ones it shows."""
+
+    now: float | None
+    jobs: tuple[Job, ...]
+    shown: tuple[str, ...]
+
+
 class HealthProbe:
-    """The jobs part of `health`'s one round trip: running jobs, and jobs that died, per host."""
+    """The jobs part of `health`'s one round trip: running jobs, and jobs that died since the last look.
+
+    `last_looks` is what health showed the previous time (`looks.Looks.last`);
+    what it sees now is kept in `seen`, for the command to journal job ends
+    and remember this look.
+    """
 
     name = "jobs"
+
+    def __init__(self, last_looks: dict[str, Look] | None = None):
+        self.last_looks = dict(last_looks or {})
+        self.seen: dict[str, HealthLook] = {}  # filled from the hosts' threads, one key per host
 
     def script(self, host: Host) -> str:
         return scripts.list_script(host.gpu)
@@ -130,8 +157,7 @@ class HealthProbe:
         now, jobs, complete = scripts.parse_list(host.name, text, host.gpu)
         if not complete:
             return (), ["jobs: the listing ended early"]
-        died = [j for j in jobs if j.state == "lost" or (j.state != "running" and j.status_code != 0
-                                                         and now is not None and j.ended is not None
-                                                         and now - j.ended <= RECENT_S)]
+        died = died_since(jobs, now, self.last_looks.get(host.name))
+        self.seen[host.name] = HealthLook(now, tuple(jobs), tuple(j.id for j in died if j.state != "lost"))
         warnings = [f"job {j.id} ({j.name}) {j.label}" + (f": {j.last_line}" if j.last_line else "") for j in died]
         return tuple(j for j in jobs if j.running or j in died), warnings

@@ -19,6 +19,10 @@ On the host a job is a directory `${XDG_STATE_HOME:-~/.local/state}/agentsync/jo
     tmux       the tmux session's name, when the job runs in one
     log        stdout and stderr
 
+Beside the job directories, `.start.lock` is the host's start lock: a `run`
+holds it (flock) from its name check until its job has recorded its pid, so
+two runs of one name never both start.
+
 The wrapper is not in the job's process group: `cancel` signals the group,
 and the wrapper survives to write the exit status even after a SIGKILL.
 """
@@ -34,6 +38,7 @@ from .model import GpuUse, Job, JobSpec, state_of
 
 BASE = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/jobs"'
 START_WAIT_S = 10  # how long the start script waits for the wrapper to record the job's pid
+CLAIM_WAIT_S = START_WAIT_S + 20  # how long it waits for another `run` on the host to finish starting its job
 
 # /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
 PROC_FUNCTIONS = [
@@ -100,6 +105,31 @@ def _running_with_name(name: str) -> list[str]:
     ]
 
 
+def _claim() -> list[str]:
+    """Hold the host's start lock (fd 9) from the name check until the job has recorded its pid.
+
+    Two `run`s of one name at the same moment would both pass the name check
+    and both start; under `flock` the second waits, then finds the first
+    running. The kernel drops the lock when this script ends, however it
+    ends (a cut connection, kill -9): it can never be left behind. The job
+    and tmux are started with fd 9 closed, so they never hold it.
+    """
+    return [
+        "command -v flock >/dev/null 2>&1 || { printf 'noflock\\t\\n'; exit 0; }",
+        f"mkdir -p {BASE} || {{ printf 'nodir\\t%s\\n' {BASE}; exit 0; }}",
+        f'exec 9>>{BASE}/.start.lock || {{ printf \'nodir\\t%s\\n\' {BASE}; exit 0; }}',
+        f"flock -w {CLAIM_WAIT_S} 9 || {{ printf 'claimed\\t\\n'; exit 0; }}",
+    ]
+
+
+def _program_check(program: str) -> list[str]:
+    """A one-word COMMAND on a host with presets (`model.plan`): refuse unless the host knows the program."""
+    if not program:
+        return []
+    return [f"command -v {shlex.quote(program)} >/dev/null 2>&1 || {{ printf 'noprogram\\t%s\\n' "
+            f"{shlex.quote(program)}; exit 0; }}"]
+
+
 def _gpu_check() -> list[str]:
     """Refuse when compute processes hold more than half of the GPUs' memory; print who they are."""
     return [
@@ -123,10 +153,10 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
     launch_tmux = [  # tmux >= 3.0 passes the arguments on as they are (no shell in between)
         f"  s={shlex.quote(spec.name)}",
         f'  tmux has-session -t "=$s" 2>/dev/null && s="$s-{spec.id}"',
-        '  if tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1; then',
+        '  if tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&-; then',
         '    printf \'%s\\n\' "$s" > "$d/tmux"',
         '  else',
-        '    setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 &',
+        '    setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
         '  fi',
     ]
     return script([
@@ -134,9 +164,11 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         *PROC_FUNCTIONS,
         f"cd {quote_path(spec.cwd)} 2>/dev/null || {{ printf 'nocwd\\t%s\\n' {shlex.quote(spec.cwd)}; exit 0; }}",
         "command -v setsid >/dev/null 2>&1 || { printf 'nosetsid\\t\\n'; exit 0; }",
+        *_program_check(spec.program),
+        *_claim(),
         *_running_with_name(spec.name),
         *(_gpu_check() if check_gpu else []),
-        f"mkdir -p {BASE} && mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
+        f"mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
         f"d=$(cd {d} && pwd)",
         'printf \'%s\\n\' "$machine" > "$d/machine"',
         f"printf '%s' {shlex.quote(spec.command)} > \"$d/command\"",
@@ -151,7 +183,7 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         f"if {'command -v tmux >/dev/null 2>&1' if use_tmux else 'false'}; then",
         *launch_tmux,
         "else",
-        '  setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 &',
+        '  setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
         "fi",
         f"n=0; while [ ! -f \"$d/pid\" ] && [ ! -f \"$d/exit\" ] && [ \"$n\" -lt {START_WAIT_S * 50} ]; do "
         "sleep 0.02; n=$((n + 1)); done",
@@ -286,10 +318,11 @@ def _with_gpu(job: Job, mib: float) -> Job:
 
 
 def parse_start(host: str, job_id: str, output: str) -> tuple[str, str, Job | None]:
-    """(outcome, detail, job): outcome is started | duplicate | busy | nocwd | nosetsid | nodir | failed."""
+    """(outcome, detail, job): outcome is started | duplicate | busy | nocwd | nosetsid | noflock | noprogram |
+    claimed | nodir | failed."""
     parts = split_sections(output)
     head = _fields(output.split("@@agentsync@@ ", 1)[0])
-    for outcome in ("duplicate", "nocwd", "nosetsid", "nodir"):
+    for outcome in ("duplicate", "nocwd", "nosetsid", "noflock", "noprogram", "claimed", "nodir"):
         if outcome in head:
             return outcome, head[outcome][0], None
     if "busy" in head:

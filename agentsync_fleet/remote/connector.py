@@ -22,13 +22,14 @@ import shlex
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import HostKeyError, HostUnreachable
 from ..models import Host, Inventory
 from ..settings import control_persist, state_dir
 from .control import control_dir, persist_arg, socket_name
-from .diagnose import classify
+from .diagnose import SshFailure, classify, ssh_lines
 from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
 from .master import master_alive, start_master
 from .resolve import Resolution, Target, resolve, split_jump
@@ -100,35 +101,34 @@ class Connector:
             return self._sessions[key]
 
     def _open(self, name: str, target: Target, timeout: float, via: OpenSSHSession | None = None,
-              chain: tuple[str, ...] = ()) -> OpenSSHSession:
+              chain: tuple[str, ...] = (), hop: str = "") -> OpenSSHSession:
         """Resolve `target`, open its jump hops (unless `via` is given), then its master."""
         res = self._resolve(target, name)
         if via is None and res.proxy_jump:
             via = self.tunnel(name, target, res, timeout, chain + (str(target),))
-        session = self._new_session(name, target, res, timeout, via)
+        session = self._new_session(name, target, res, timeout, via, hop)
         self._ensure_master(session, res, timeout)
         return session
 
     def tunnel(self, name: str, target: Target, res: Resolution, timeout: float,
-               chain: tuple[str, ...]) -> OpenSSHSession:
-        """The session of the last hop of `res`'s ProxyJump chain, each hop opened through the one before.
+               chain: tuple[str, ...], upto: int | None = None) -> OpenSSHSession | None:
+        """The session of the last hop of `res`'s ProxyJump chain (of its first `upto` hops), each hop opened
+        through the one before.
 
         `ProxyJump a,b` means: reach a with a's own settings (its own
         ProxyJump included), b through a, the target through b.
         """
         via: OpenSSHSession | None = None
-        for index, hop in enumerate(res.proxy_jump):
-            host, user, port = split_jump(hop)
-            hop_target = Target(host, user, port)
+        for index, hop in enumerate(res.proxy_jump[:upto]):
+            hop_target = _hop_target(hop)
             if str(hop_target) in chain or len(chain) > MAX_HOPS:
                 path = " → ".join((*chain, str(hop_target)))
                 raise HostUnreachable(f"ProxyJump loop in ssh_config: {path}", reason="config", host=name,
-                                      hint=f"exclude the jump host from its own ProxyJump (e.g. `Host * !{host}`) "
+                                      hint=f"exclude the jump host from its own ProxyJump (e.g. `Host * !{hop_target.host}`) "
                                            f"in {self.config or '~/.ssh/config'}; plain ssh would hang here")
             key = "jump:" + ",".join(res.proxy_jump[: index + 1])  # shared by every host behind the same hops
             via = self._cached(key, lambda t=hop_target, prev=via, hop=hop: self._open(
-                f"{name} (via {hop})", t, timeout, via=prev, chain=chain))
-        assert via is not None
+                f"{name} (via {hop})", t, timeout, via=prev, chain=chain, hop=hop))
         return via
 
     def unopened_session(self, host: Host) -> OpenSSHSession:
@@ -138,8 +138,30 @@ class Connector:
         via = self.tunnel(host.name, target, res, host.connect_timeout, (str(target),)) if res.proxy_jump else None
         return self._new_session(host.name, target, res, host.connect_timeout, via)
 
+    def hop_resolution(self, host: Host, hop: str) -> Resolution:
+        """`ssh -G` for one ProxyJump hop on the way to `host` (as the host's resolved ProxyJump writes it)."""
+        return self._resolve(_hop_target(hop), host.name)
+
+    def hop_session(self, host: Host, hop: str, *, opened: bool = True) -> OpenSSHSession:
+        """The session of one ProxyJump hop on the way to `host`, connected (as a run opens it) or not (for
+        `trust --jump`: the hops before it are opened, its own key is read by ssh)."""
+        res = self.resolution(host)
+        index = res.proxy_jump.index(hop)
+        target = Target.from_spec(host.ssh or host.name)
+        chain = (str(target),)
+        if opened:
+            via = self.tunnel(host.name, target, res, host.connect_timeout, chain, upto=index + 1)
+            assert via is not None
+            return via
+        via = self.tunnel(host.name, target, res, host.connect_timeout, chain, upto=index)
+        hop_target = _hop_target(hop)
+        hop_res = self._resolve(hop_target, host.name)
+        if via is None and hop_res.proxy_jump:
+            via = self.tunnel(host.name, hop_target, hop_res, host.connect_timeout, chain + (str(hop_target),))
+        return self._new_session(f"{host.name} (via {hop})", hop_target, hop_res, host.connect_timeout, via, hop)
+
     def _new_session(self, name: str, target: Target, res: Resolution, timeout: float,
-                     via: OpenSSHSession | None) -> OpenSSHSession:
+                     via: OpenSSHSession | None, hop: str = "") -> OpenSSHSession:
         sock = self.control / socket_name(self.config or "", str(target), " ".join(via.prefix) if via else "")
         prefix = ["ssh", *(["-F", self.config] if self.config else []),
                   "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no",
@@ -151,7 +173,7 @@ class Connector:
         session = OpenSSHSession(name, prefix, [*target.argv(), "--", target.host],
                                  via_proxy=bool(via is not None or res.proxy_command),
                                  hint=f"`ssh{' -F ' + self.config if self.config else ''} {target} true` "
-                                      "shows what ssh says")
+                                      "shows what ssh says", hop=hop)
         session.answer_timeout = timeout  # a host gets connect_timeout to show it is still there
         return session
 
@@ -178,6 +200,8 @@ class Connector:
         if failure is None:
             lines = " | ".join(stderr.strip().splitlines()[-3:]) or f"ssh exited {code}"
             return HostUnreachable(f"ssh failed: {lines}", reason="ssh", host=session.name, hint=session.hint)
+        if failure.reason == "proxy":
+            failure = _with_proxy_words(session, failure, stderr, timeout)
         if failure.reason.startswith("host key") or failure.reason == "host certificate":
             return refusal(self, session, res, failure, timeout)
         return HostUnreachable(failure.message, reason=failure.reason, host=session.name,
@@ -203,6 +227,26 @@ def proxy_through(via: OpenSSHSession) -> str:
     """
     argv = via.argv("-W", "[%h]:%p")
     return " ".join(shlex.quote(a if a == "[%h]:%p" else a.replace("%", "%%")) for a in argv)
+
+
+def _with_proxy_words(session: OpenSSHSession, failure: SshFailure, stderr: str, timeout: float) -> SshFailure:
+    """The failure with what the proxy itself said. ssh sends a ProxyCommand's stderr (a jump hop's `ssh -W`
+    too) to /dev/null when it starts a persisting master, so one plain attempt (no master, same options)
+    hears it: the lines it prints that the master's attempt did not are the proxy's own."""
+    argv = ["ControlPath=none" if a.startswith("ControlPath=") else a for a in session.prefix]
+    code, again = start_master([*argv, "-o", "ControlMaster=no", *session.target, "true"],
+                               timeout + DEADLINE_GRACE, {**os.environ, **SSH_ENV})
+    seen = set(ssh_lines(stderr))
+    words = [line for line in ssh_lines(again) if line not in seen]
+    if code == 0 or not words:
+        return failure
+    return replace(failure, message=f"the proxy (ProxyCommand / ProxyJump) failed: {' | '.join(words[-3:])}",
+                   detail="\n".join(words[-6:]))
+
+
+def _hop_target(hop: str) -> Target:
+    host, user, port = split_jump(hop)
+    return Target(host, user, port)
 
 
 def _control_path(prefix: list[str]) -> str:

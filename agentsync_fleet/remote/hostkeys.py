@@ -73,11 +73,11 @@ def _key_of(lines: tuple[str, ...]) -> tuple[str, str]:
 
 def refusal(connector, session: OpenSSHSession, res: Resolution, failure: SshFailure,
             timeout: float) -> HostKeyError:
-    """The error for a host-key problem, with the fingerprint and the way forward."""
-    name = session.name
-    trust = f"agentsync trust {name} --inventory {connector.inventory.path}"
-    if " (via " in name:
-        trust = f"check the jump host's key and add it with ssh itself (`ssh {res.target}`)"
+    """The error for a host-key problem, with the fingerprint and the way forward. On a ProxyJump hop it says
+    that it is the jump host's key, and gives the `trust --jump` command for that hop."""
+    name, hop = session.name, session.hop
+    owner = name.split(" (via ", 1)[0] if hop else name
+    trust = f"agentsync trust {owner}{f' --jump {hop}' if hop else ''} --inventory {connector.inventory.path}"
     fp, key_type = failure.fingerprint, ""
     if failure.reason == "host key unknown":
         try:
@@ -89,42 +89,49 @@ def refusal(connector, session: OpenSSHSession, res: Resolution, failure: SshFai
         stricter = (f" (your ssh_config says StrictHostKeyChecking {res.strict_host_key_checking}; "
                     "agentsync never adds host keys, it checks as with `yes`)")
     entry = res.host_key_name
+    whose = f"the jump host {hop} ({entry}), on the way to {owner}," if hop else entry
+    keyed = {"fingerprint": fp, "host": name, "hop": hop, "reason": failure.reason}
     if failure.reason == "host key unknown":
-        return HostKeyError(f"unknown host key for {entry} ({key_type} {fp}); refusing to connect{stricter}",
-                            reason=failure.reason, fingerprint=fp, host=name,
-                            hint=f"check the fingerprint with the host's owner, then run: {trust}")
+        subject = f"{whose} presents an unknown host key" if hop else f"unknown host key for {entry}"
+        return HostKeyError(f"{subject} ({key_type} {fp}); refusing to connect{stricter}",
+                            hint=f"check the fingerprint with {hop or 'the host'}'s owner, then run: {trust}", **keyed)
     if failure.reason == "host key changed":
         offending = next((line for line in failure.detail.splitlines() if "Offending" in line), "")
-        return HostKeyError(f"HOST KEY CHANGED for {entry}: it now presents {fp}. Someone may be intercepting "
+        return HostKeyError(f"HOST KEY CHANGED for {whose}: it now presents {fp}. Someone may be intercepting "
                             f"the connection; refusing to connect. {offending}".strip(),
-                            reason=failure.reason, fingerprint=fp, host=name,
                             hint=f"if the host was reinstalled, remove the old key (ssh-keygen -R '{entry}'"
-                                 f"{' -f FILE' if res.get('userknownhostsfile') else ''}) and run: {trust}")
+                                 f"{' -f FILE' if res.get('userknownhostsfile') else ''}) and run: {trust}", **keyed)
     if failure.reason == "host key revoked":
-        return HostKeyError(f"{entry}: {failure.message}", reason=failure.reason, fingerprint=fp, host=name,
-                            hint="the host must get a new key (ask its owner); a revoked key is never trusted")
-    return HostKeyError(f"{entry}: {failure.message}", reason=failure.reason, fingerprint=fp, host=name,
-                        hint="check the host's certificate (principals, validity, CA) and the @cert-authority line")
+        return HostKeyError(f"{whose}: {failure.message}",
+                            hint="the host must get a new key (ask its owner); a revoked key is never trusted", **keyed)
+    return HostKeyError(f"{whose}: {failure.message}",
+                        hint="check the host's certificate (principals, validity, CA) and the @cert-authority line",
+                        **keyed)
 
 
-def read_host_key(connector, host: Host) -> PresentedKey:
-    """Connect as a run would; see whether ssh accepts the host's key, and which key it presents."""
-    res = connector.resolution(host)
+def read_host_key(connector, host: Host, jump: str = "") -> PresentedKey:
+    """Connect as a run would; see whether ssh accepts the key of the host (or of its ProxyJump hop `jump`),
+    and which key it presents. A problem with a hop's key while reading the host's own is raised as it is:
+    the host's key cannot be read before its jump host is trusted (with `--jump`)."""
+    if jump:
+        res = connector.hop_resolution(host, jump)
+        opened, unopened = (lambda: connector.hop_session(host, jump),
+                            lambda: connector.hop_session(host, jump, opened=False))
+    else:
+        res = connector.resolution(host)
+        opened, unopened = lambda: connector.session(host), lambda: connector.unopened_session(host)
     try:
-        session = connector.session(host)
-        return PresentedKey(res, *_key_of(scan(session, host.connect_timeout)), status="known")
+        return PresentedKey(res, *_key_of(scan(opened(), host.connect_timeout)), status="known")
     except HostKeyError as exc:
-        if exc.reason not in ("host key unknown", "host key changed"):
+        if exc.reason not in ("host key unknown", "host key changed") or exc.hop != jump:
             raise
-        session = connector.unopened_session(host)
-        lines = scan(session, host.connect_timeout)
+        lines = scan(unopened(), host.connect_timeout)
         status = "unknown" if exc.reason == "host key unknown" else "changed"
         return PresentedKey(res, *_key_of(lines), status=status, lines=lines, detail=exc.message)
     except HostUnreachable as exc:
         if exc.reason not in AFTER_HOST_KEY:
             raise
-        session = connector.unopened_session(host)
-        return PresentedKey(res, *_key_of(scan(session, host.connect_timeout)), status="known")
+        return PresentedKey(res, *_key_of(scan(unopened(), host.connect_timeout)), status="known")
 
 
 def trust_file(res: Resolution) -> Path:

@@ -142,8 +142,9 @@ class OpenSSHSession(Session):
     """
 
     def __init__(self, name: str, prefix: list[str], target: list[str], *, via_proxy: bool = False,
-                 hint: str = ""):
+                 hint: str = "", hop: str = ""):
         self.name = name
+        self.hop = hop  # the ProxyJump hop this session is (as the config writes it); "" for the host itself
         self.prefix = prefix
         self.target = target
         self.via_proxy = via_proxy

@@ -22,14 +22,17 @@ class SshSettings:
 
     rsync's `-e` is the very argv every other command to the host uses
     (same -F, strict options, ControlPath, ProxyJump hops), so rsync rides
-    the warm master. A host that cannot be connected still gets its argv:
-    rsync then fails the same way and its own diagnosis reports it.
+    the warm master. A host that cannot be connected still gets its argv
+    (a plan shows its commands), and `failure` keeps the connector's own
+    diagnosis (ssh's reason, as `health` tells it) so the run reports that
+    instead of trying the host once more.
     """
 
     def __init__(self, inv: Inventory, connector=None):
         self.connector = connector if connector is not None else Connector(inv)
         self.config = str(inv.ssh_config) if inv.ssh_config else None
         self._cache: dict[str, SshTarget] = {}
+        self._failures: dict[str, HostUnreachable] = {}
         self._lock = threading.Lock()
 
     def __call__(self, host: Host) -> SshTarget:
@@ -41,11 +44,19 @@ class SshSettings:
                 cached = self._cache.setdefault(host.name, cached)
         return cached
 
+    def failure(self, host: Host) -> HostUnreachable | None:
+        """Why the connector could not reach `host` this run (None: connected, or not asked yet)."""
+        self(host)
+        with self._lock:
+            return self._failures.get(host.name)
+
     def _resolve(self, host: Host) -> SshTarget:
         res = self.connector.resolution(host)
         try:
             session = self.connector.session(host)
-        except HostUnreachable:
+        except HostUnreachable as exc:
+            with self._lock:
+                self._failures[host.name] = exc
             # Not connected: rsync gets the argv the host would have and reports ssh's own diagnosis. When even
             # that cannot be built (a ProxyJump loop), the host's error stands: a plain `ssh -F` would loop forever.
             session = self.connector.unopened_session(host)

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..errors import FleetError
+from ..errors import FleetError, HostUnreachable
 from ..guard import is_critical
 from ..models import Host, Inventory
+from ..remote import rshfilter
 from ..shell import join, quote_path
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from ..steps.rsync_tool import version_script
@@ -56,6 +57,8 @@ class Runner:
                 stdin = None if names is None else _nul_list(names)
                 if not self._run_leg(route, leg, result, stdin):
                     break
+        except HostUnreachable as exc:  # the connector's own diagnosis (a ProxyJump loop, say)
+            result.fail("unreachable", exc.message, exc.hint or "")
         except FleetError as exc:
             result.fail("failed", exc.message, exc.hint or "")
         result.duration_s = round(time.monotonic() - start, 3)
@@ -91,11 +94,15 @@ class Runner:
              result: TransferResult) -> list[D.DirLink] | None:
         """One round trip to `host`: its rsync (first time this run) and which of `dirs` under `root` are
         symlinked directories. None: the host could not be asked (the result says why)."""
+        failure = self.ssh.failure(host)
+        if failure is not None:  # its master could not be opened: ssh's reason, in the words `health` uses
+            result.fail("unreachable", failure.message, failure.hint or "")
+            return None
         want_tool = not self.tools.known(host)
         if not want_tool and not dirs:
             return []
         script = (version_script() if want_tool else "") + (D.probe_script(root, dirs) if dirs else "")
-        code, stdout, stderr = ask(self.ssh, host, script)
+        code, stdout, stderr, noise = ask(self.ssh, host, script)
         problem = diagnose(code, stderr, host.name, "the laptop", host.name)
         if problem is not None and problem.reason in UNREACHABLE:
             result.fail("unreachable", problem.message, self._hint(problem, leg), problem.detail)
@@ -105,14 +112,25 @@ class Runner:
                         "nothing was sent; `agentsync health` shows what is wrong", problem.detail)
             return None
         if want_tool:
-            self.tools.record(host, stdout.decode("utf-8", "replace"))
+            self.tools.record(host, stdout.decode("utf-8", "replace"), noise)
         return D.parse_probe(stdout, dirs) if dirs else []
 
     def _with_tools(self, leg: P.Leg) -> P.Leg:
-        """The leg with the rsync each end runs; a missing or too old one is a FleetError naming the host."""
+        """The leg with the rsync each end runs; a missing or too old one is a FleetError naming the host.
+        A peer whose shell startup prints a banner is reached through the banner filter (remote/rshfilter.py);
+        a quiet one keeps plain ssh, with no start-up cost added."""
         program = (self.tools.local() if leg.on is None else self.tools.remote(leg.on)).path
         remote = self.tools.remote(leg.peer).path if leg.peer is not None else "rsync"
-        return replace(leg, call=replace(leg.call, program=program, remote_program=remote))
+        call = replace(leg.call, program=program, remote_program=remote)
+        noise = self.tools.noise(leg.peer) if leg.peer is not None else ""
+        if noise and leg.on is not None:
+            raise FleetError(f"{leg.peer.name}'s login shell prints {noise!r} before every command, which breaks "
+                             f"rsync run on {leg.on.name} (direct: true); nothing was sent", host=leg.peer.name,
+                             hint="remove direct: true (the relay through the laptop filters the banner), or make "
+                                  f"{leg.peer.name}'s startup files print only in interactive shells")
+        if noise:
+            call = replace(call, rsh=tuple(rshfilter.rsh_argv(call.rsh)))
+        return replace(leg, call=call)
 
     def _argv(self, leg: P.Leg) -> list[str]:
         argv = rsync_argv(leg.call)
@@ -170,7 +188,7 @@ class Runner:
             return None
         receiving = leg.receiver is not None
         path = (os.path.dirname(leg.dest_dir.rstrip("/")) if receiving else route.src.resolved.rstrip("/")) or "/"
-        code, stdout, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
+        code, stdout, _, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
         if code != 0 or b"agentsync-missing" not in stdout:
             return None
         if receiving:

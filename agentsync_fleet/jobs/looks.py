@@ -1,0 +1,93 @@
+"""What this controller has already seen of the hosts' jobs: which ends it journaled, what `health` last showed.
+
+Kept in the controller's state dir (`<state>/jobs/`), never on the hosts:
+each laptop remembers what *it* was shown.
+
+* `ended/<job id>` — an empty file, created (O_EXCL) by the first command that
+  journals the job's end: `jobs` and `health` journal an end they see only if
+  they create it; `wait` and `cancel` create it too (they always journal the
+  end they waited for or caused), so nothing journals it again.
+* `looks/<host>.json` — health's last look at a host: the host's clock then and
+  the ids of the died jobs it showed; the next look shows a job that died
+  (exited N≠0, killed) only if it ended since (`died_since`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import RECENT_S, Job
+
+SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # a job id or host name usable as a file name
+
+
+@dataclass(frozen=True)
+class Look:
+    """One host at health's last look: its clock (`date +%s` there) and the died jobs shown."""
+
+    now: float
+    shown: frozenset[str] = frozenset()
+
+
+def died_since(jobs: list[Job] | tuple[Job, ...], now: float | None, last: Look | None) -> list[Job]:
+    """The jobs health shows as died: every `lost` one, and those that ended badly since the last look.
+
+    With no last look (the first, or its marker gone): those that ended within a day. A job shown at the
+    last look is not shown again, even if it ended in the very second of that look.
+    """
+    died = []
+    for job in jobs:
+        if job.state == "lost":
+            died.append(job)
+        elif job.state != "running" and job.status_code != 0 and job.ended is not None and now is not None:
+            recent = job.ended >= last.now and job.id not in last.shown if last else now - job.ended <= RECENT_S
+            if recent:
+                died.append(job)
+    return died
+
+
+class Looks:
+    """The markers under `<state dir>/jobs/` (see the module docstring)."""
+
+    def __init__(self, state_dir: str | os.PathLike):
+        self.root = Path(state_dir) / "jobs"
+
+    def first_end(self, job: Job) -> bool:
+        """True exactly once per job end (across processes): the caller journals it."""
+        if job.running or not SAFE.match(job.id):
+            return False
+        ended = self.root / "ended"
+        try:
+            ended.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(ended / job.id, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        except OSError:
+            return True  # the marker cannot be written: journal (twice, maybe) rather than never
+        return True
+
+    def last(self, host: str) -> Look | None:
+        if not SAFE.match(host):
+            return None
+        try:
+            data = json.loads((self.root / "looks" / f"{host}.json").read_text())
+            return Look(float(data["now"]), frozenset(str(i) for i in data.get("shown", ())))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def remember(self, host: str, look: Look) -> None:
+        """Write the look atomically (a reader sees the old one or the new one); a failure only forgets it."""
+        if not SAFE.match(host):
+            return
+        looks = self.root / "looks"
+        try:
+            looks.mkdir(parents=True, exist_ok=True)
+            tmp = looks / f".{host}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps({"now": look.now, "shown": sorted(look.shown)}))
+            os.replace(tmp, looks / f"{host}.json")
+        except OSError:
+            pass
