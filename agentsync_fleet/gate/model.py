@@ -10,6 +10,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Sequence
 
+from ..gitfacts import unquote_git_path
 from ..models import CheckSpec, HttpSpec, MetricSpec
 from ..records import CheckResult
 from ..settings import TIMEOUTS
@@ -104,8 +105,9 @@ def split_untracked(status: str, patterns: Sequence[str]) -> tuple[list[str], li
 
 
 def _unquote(path: str) -> str:
-    """git quotes paths with spaces or odd bytes ("a b.txt"); patterns are written without quotes."""
-    return path[1:-1] if len(path) >= 2 and path[0] == path[-1] == '"' else path
+    """git quotes paths with a quote, a backslash or a control character in them (C-style, `\"`, `\n`...);
+    patterns are written as the names are."""
+    return unquote_git_path(path)
 
 
 def not_running(patterns: Sequence[str], running: Iterable[str]) -> list[str]:
