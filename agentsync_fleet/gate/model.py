@@ -10,10 +10,10 @@ import fnmatch
 import math
 from collections.abc import Iterable, Sequence
 
-from ..gitfacts import unquote_git_path
 from ..models import CheckSpec, HttpSpec, MetricSpec
 from ..records import CheckResult
 from ..settings import TIMEOUTS
+from ..shell import unquote_git_path
 
 __all__ = ["CheckResult", "CheckSpec", "HttpSpec", "MetricSpec", "build_checks", "select", "compare", "matches"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..gitfacts import unquote_git_path
+from ..shell import unquote_git_path
 
 PATCH_NAME = re.compile(r"^[0-9]{4,}-[A-Za-z0-9._-]*\.patch$")
 FIELD_SEP, RECORD_SEP = "\x1f", "\x1e"
