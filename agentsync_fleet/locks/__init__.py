@@ -15,10 +15,10 @@ host that keeps it (never the controller's: see `model.stale_reason`) — is
 taken over with a warning. While a run holds the lock, a heartbeat keeps its
 host locks young (`heartbeat.py`), so a run longer than `lock_ttl` is never
 judged stale by another controller while it is alive. Locks are released
-when the block ends, normally, by an error or by a signal, each host within
-`Timeouts.lock_release` (signals held meanwhile: the wind-down is bounded and
-needs no second Ctrl-C); a lock a host did not release (frozen, lost) is named
-in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
+when the block ends, normally, by an error or by a signal (then each host
+within `Timeouts.lock_release`; signals are held meanwhile: the wind-down is
+bounded and needs no second Ctrl-C); a lock a host did not release (frozen,
+lost) is named in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
 takes over.
 """
 
@@ -100,17 +100,23 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     if taken:
         state.warnings.append(taken)
     beating: Heartbeat | None = None
+    # A run that ends as planned waits for a slow host's release: a lock left is stale for others only after
+    # lock_ttl. An interrupted one does not (`Timeouts.lock_release`).
+    deadline = 60.0
     try:
         _lock_hosts(state, hosts, connector, ttl, workers)
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
         beating = Heartbeat(lambda: _refresh_hosts(state, hosts, connector, workers), interval(ttl)).start()
         yield state  # the caller shows `state.warnings`: this layer prints nothing
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the wind-down is short, and bounded
+        deadline = TIMEOUTS.lock_release
+        raise
     finally:
         if beating is not None:
             beating.stop()
         try:
             with held():
-                _release_hosts(state, hosts, connector, workers)
+                _release_hosts(state, hosts, connector, workers, deadline)
         finally:
             local.release(holder)
 
@@ -179,15 +185,15 @@ def _refresh_hosts(state: FleetLock, hosts: list[Host], connector, workers: int 
                                                remote.refresh_script(h.repo, state.locked_hosts[h.name])), workers)
 
 
-def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
-    """Each host's lock, within `lock_release`; one a host lost or frozen meanwhile keeps is named (the next
-    run takes it over as stale: its process is gone)."""
+def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None, deadline: float) -> None:
+    """Each host's lock, within `deadline` (and the host's command timeout); one a host lost or frozen meanwhile
+    keeps is named (the next run from this controller takes it over as stale: its process is gone)."""
     mine = [h for h in hosts if h.name in state.locked_hosts]
 
     def release(host: Host) -> remote.RemoteState:
         session = connector.session(host)
         return remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]),
-                                 timeout=TIMEOUTS.lock_release)
+                                 timeout=deadline)
 
     for host, outcome in run_each(mine, release, workers).items():
         if isinstance(outcome, Exception) or outcome.status not in ("removed", "absent"):
