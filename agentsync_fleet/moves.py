@@ -108,7 +108,7 @@ def execute(co: Checkout, plan: MovePlan, run_id: str, git_dir: str) -> Move:
 
 def intent_record(plan: MovePlan, run_id: str, stash_name: str = "") -> str:
     return json.dumps({"version": 1, "run": run_id, "head": plan.head, "new": plan.new, "stash": stash_name,
-                       "paths": list(plan.stash_paths), "started": int(time.time()),
+                       "paths": list(plan.stash_paths), "replaced": list(plan.replaced), "started": int(time.time()),
                        "by": f"{socket.gethostname()} pid {os.getpid()}"}, separators=(",", ":"))
 
 

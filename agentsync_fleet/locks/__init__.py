@@ -12,9 +12,14 @@ are kept apart too. A second run is refused with `LockHeld`, naming the
 holder and since when. A stale lock — its process gone on this controller,
 or, held from another controller, older than `lock_ttl` by the clock of the
 host that keeps it (never the controller's: see `model.stale_reason`) — is
-taken over with a warning. Locks are released
-when the block ends, normally or by an error; a killed run leaves stale
-locks the next run takes over.
+taken over with a warning. While a run holds the lock, a heartbeat keeps its
+host locks young (`heartbeat.py`), so a run longer than `lock_ttl` is never
+judged stale by another controller while it is alive. Locks are released
+when the block ends, normally, by an error or by a signal (then each host
+within `Timeouts.lock_release`; signals are held meanwhile: the wind-down is
+bounded and needs no second Ctrl-C); a lock a host did not release (frozen,
+lost) is named in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
+takes over.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError, HostUnreachable, LockHeld
 from ..identity import controller, process_running, process_stamp, who
+from ..interrupts import held
 from ..journal import NullRecorder
 from ..models import Host, Inventory
 from ..pool import run_each
-from ..settings import lock_ttl, state_dir
+from ..settings import TIMEOUTS, lock_ttl, state_dir
 from . import remote
+from .heartbeat import Heartbeat, interval
 from .local import LocalLock
-from .model import Holder, stale_reason
+from .model import REMOTE_NAME, Holder, stale_reason
 
 UNLOCK_HINT = ("wait for that run to finish; if it is gone, `agentsync unlock` removes stale locks "
                "(`agentsync unlock --force` removes any lock)")
@@ -47,6 +54,24 @@ class FleetLock:
     warnings: list[str] = field(default_factory=list)
     locked_hosts: dict[str, str] = field(default_factory=dict)  # host -> our record's text there
     not_locked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, no repo...)
+    release_warnings: list[str] = field(default_factory=list)  # locks left behind at the end, and why
+    errors: dict[str, FleetError] = field(default_factory=dict)  # host -> what kept its lock from being taken
+    no_repo: set[str] = field(default_factory=set)  # hosts without a repo at `repo`: nowhere to keep a lock
+
+    def refusal(self, host: str) -> FleetError | None:
+        """Why this run must not touch `host` at all: its lock was not taken (None: it was).
+
+        Another run may be changing that host right now, so nothing of this run reaches it, not even a host
+        that answers again later in the run. An unreachable host is refused with its own error (message, hint,
+        `HostUnreachable`), so the report reads as before. A host with no repo at `repo` has nowhere to keep a
+        lock; tasks that need no checkout there (`results`, `artifacts`) may still run on it."""
+        if host not in self.not_locked or host in self.no_repo:
+            return None
+        if isinstance(self.errors.get(host), HostUnreachable):
+            return self.errors[host]
+        return FleetError(f"the fleet lock could not be taken on {host} ({self.not_locked[host]}); nothing was "
+                          "done there", host=host, hint="`agentsync unlock` shows who holds it; run again once the "
+                                                        "host can be locked")
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
@@ -74,13 +99,26 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     taken = local.acquire(holder, lambda existing: _judge(existing, "", ttl, "on this controller"))
     if taken:
         state.warnings.append(taken)
+    beating: Heartbeat | None = None
+    # A run that ends as planned waits for a slow host's release: a lock left is stale for others only after
+    # lock_ttl. An interrupted one does not (`Timeouts.lock_release`).
+    deadline = 60.0
     try:
         _lock_hosts(state, hosts, connector, ttl, workers)
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
+        beating = Heartbeat(lambda: _refresh_hosts(state, hosts, connector, workers), interval(ttl)).start()
         yield state  # the caller shows `state.warnings`: this layer prints nothing
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the wind-down is short, and bounded
+        deadline = TIMEOUTS.lock_release
+        raise
     finally:
-        _release_hosts(state, hosts, connector, workers)
-        local.release(holder)
+        if beating is not None:
+            beating.stop()
+        try:
+            with held():
+                _release_hosts(state, hosts, connector, workers, deadline)
+        finally:
+            local.release(holder)
 
 
 def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
@@ -97,14 +135,19 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
             refusals.append((host.name, outcome))
         elif isinstance(outcome, HostUnreachable):
             state.not_locked[host.name] = f"unreachable: {outcome.message}"
+            state.errors[host.name] = outcome
         elif isinstance(outcome, Exception):
             state.not_locked[host.name] = f"lock not taken: {outcome}"
             state.warnings.append(f"{host.name}: {state.not_locked[host.name]}")
+            if isinstance(outcome, FleetError):
+                state.errors[host.name] = outcome
         elif outcome.status == "acquired":
             if outcome.detail:
                 state.warnings.append(outcome.detail)
         else:
             state.not_locked[host.name] = outcome.detail or outcome.status
+            if outcome.status == "norepo":
+                state.no_repo.add(host.name)
     if refusals:
         more = [name for name, _ in refusals[1:]]
         raise LockHeld(refusals[0][1].message + (f" (also locked on {', '.join(more)})" if more else ""),
@@ -135,14 +178,29 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.Remot
     return state
 
 
-def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
+def _refresh_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
+    """One heartbeat (`heartbeat.py`): every host lock of ours gets a fresh mtime by its host's clock."""
+    mine = [h for h in hosts if h.name in state.locked_hosts]
+    run_each(mine, lambda h: remote.run_script(connector.session(h), h,
+                                               remote.refresh_script(h.repo, state.locked_hosts[h.name])), workers)
+
+
+def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None, deadline: float) -> None:
+    """Each host's lock, within `deadline` (and the host's command timeout); one a host lost or frozen meanwhile
+    keeps is named (the next run from this controller takes it over as stale: its process is gone)."""
     mine = [h for h in hosts if h.name in state.locked_hosts]
 
-    def release(host: Host) -> None:
+    def release(host: Host) -> remote.RemoteState:
         session = connector.session(host)
-        remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]))
+        return remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]),
+                                 timeout=deadline)
 
-    run_each(mine, release, workers)  # best effort: a host lost meanwhile keeps a lock the next run takes over
+    for host, outcome in run_each(mine, release, workers).items():
+        if isinstance(outcome, Exception) or outcome.status not in ("removed", "absent"):
+            why = outcome if isinstance(outcome, Exception) else (outcome.detail or f"the lock is {outcome.status}")
+            state.release_warnings.append(
+                f"could not release the fleet lock on {host.name} ({host.repo}/.git/{REMOTE_NAME}): {why}; the "
+                "next run takes it over as stale, or `agentsync unlock` removes it")
 
 
 @dataclass(frozen=True)

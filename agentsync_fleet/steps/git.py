@@ -176,6 +176,39 @@ _RESTORE = (
 )
 
 
+# After a crash mid-update (git killed half-way through `reset --keep`): which of the paths the update changes
+# hold exactly what the update writes (`ours`: their content is the target commit's, or they are gone where the
+# target deletes them) and which hold something else (`theirs`: somebody's, never touched). NUL-separated.
+_UPDATE_WRITES = (
+    'n=$1; shift; for p; do want=$(git rev-parse -q --verify "$n:$p" 2>/dev/null); have=; '
+    'if [ -e "$p" ] || [ -L "$p" ]; then have=$(git hash-object --path="$p" -- "$p" 2>/dev/null) || have=?; fi; '
+    'if [ "$have" = "$want" ]; then w=ours; else w=theirs; fi; printf "%s\\t%s\\0" "$w" "$p"; done'
+)
+
+
+def update_writes(path: str, new: str, paths: tuple[str, ...] | list[str]) -> str:
+    return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && {_UPDATE_WRITES}", "sh", new, *paths])
+
+
+# A crashed git leaves `index.lock`, which blocks every git write. It is the crashed move's own, and removed,
+# only if it is no older than the move's intent record and no process has it open; where that cannot be seen
+# (no /proc to look at, a path find's -lname would read as a pattern), it stays.
+_CRASHED_LOCK = (
+    'cd "$1" && gd=$(pwd -P) && lock="$gd/index.lock" && rec="$gd/$2"; '
+    '[ -e "$lock" ] || { echo absent; exit 0; }; '
+    '{ [ -f "$rec" ] && ! [ "$rec" -nt "$lock" ]; } || { echo older; exit 0; }; '
+    'case $lock in *[][*?\\]*) echo unseen; exit 0;; esac; '
+    'ls /proc/1/fd >/dev/null 2>&1 || { echo unseen; exit 0; }; '
+    'held=$(find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$lock" 2>/dev/null | head -n 1); '
+    'if [ -n "$held" ]; then p=${held#/proc/}; echo "held ${p%%/*}"; else rm -f "$lock" && echo removed; fi'
+)
+
+
+def remove_crashed_index_lock(git_dir: str) -> str:
+    """Prints `absent`, `older`, `unseen`, `held <pid>` or `removed` (see `_CRASHED_LOCK`)."""
+    return join(["sh", "-c", _CRASHED_LOCK, "sh", git_dir, INTENT])
+
+
 def restore_paths(path: str, paths: tuple[str, ...] | list[str]) -> str:
     return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && {_RESTORE}", "sh", *paths])
 
