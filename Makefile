@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 BIN     = $(VENV)/bin
-APT_PACKAGES = openssh-server openssh-client rsync git procps util-linux iproute2 ca-certificates tmux zsh fish tcsh busybox faketime
+APT_PACKAGES = openssh-server openssh-client rsync git git-lfs procps util-linux iproute2 ca-certificates tmux zsh fish tcsh busybox faketime
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ROOT ?= $(HOME)/.local/share/agentsync/sandbox
 DEMO_SUBNET ?= 77
@@ -34,7 +34,7 @@ $(OLD_GIT)/usr/bin/git:
 # Install the system tools the sandbox fleet and the tests use, only when something is missing.
 system-deps:
 	@missing=""; \
-	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git pgrep unshare tmux zsh fish tcsh busybox faketime; do \
+	for tool in /usr/sbin/sshd ssh ssh-keygen rsync git git-lfs pgrep unshare tmux zsh fish tcsh busybox faketime; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -69,6 +69,7 @@ class CheckoutFacts:
     behind: int = 0
     changed: tuple[str, ...] = ()  # files that differ between HEAD and the target
     in_the_way: tuple[str, ...] = ()  # of those, the ones present here untracked or ignored
+    identical: tuple[str, ...] = ()  # untracked or ignored ones already holding the incoming bytes: not in the way
     dirty: Dirty = Dirty()
     fetch_rc: int | None = None
     fetch_error: str = ""
@@ -128,6 +129,7 @@ def parse_facts(output: str) -> CheckoutFacts:
         ahead=int(counts[0]) if len(counts) == 2 else 0, behind=int(counts[1]) if len(counts) == 2 else 0,
         changed=tuple(line for line in parts.get("changed", "").splitlines() if line),
         in_the_way=tuple(line for line in parts.get("in_the_way", "").splitlines() if line),
+        identical=tuple(line for line in parts.get("identical", "").splitlines() if line),
         dirty=parse_status_z(status), fetch_rc=fetch_rc,
         fetch_error=" ".join(fetch[1:]).strip(), git_dir=parts.get("git_dir", "").strip(),
         in_progress=tuple(IN_PROGRESS.get(n, n) for n in _lines(parts.get("in_progress", ""))),

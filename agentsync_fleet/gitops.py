@@ -9,6 +9,7 @@ aborted there and the user's files were never touched.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 
@@ -83,6 +84,11 @@ class Checkout:
         script = f"cd {path_arg(self.path)} && {G.in_the_way(join([old]), join([new]))}"
         return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
 
+    def identical(self, old: str, new: str) -> list[str]:
+        """Untracked or ignored files at paths that move writes, already holding exactly what `new` has there."""
+        script = f"cd {path_arg(self.path)} && {G.identical_untracked(join([old]), join([new]))}"
+        return [line for line in self.run(join(["sh", "-c", script])).stdout.splitlines() if line]
+
     # ------------------------------------------------------------ scratch worktrees
 
     def _scratch_path(self) -> str:
@@ -146,7 +152,27 @@ class Checkout:
 
 
 def git_reason(result: CommandResult) -> str:
-    """git's own explanation of a failure: its `error:`/`fatal:` lines, else the output tail."""
+    """git's own explanation of a failure: its `error:`/`fatal:` lines, else the output tail. A Git LFS
+    smudge failure says which object is missing, not only that "a filter failed"."""
     lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines()]
+    lfs = _lfs_reason(lines)
+    if lfs:
+        return lfs
     said = [line for line in lines if line.startswith(("error:", "fatal:"))]
     return " ".join(said[-3:]) if said else (result.tail(3) or f"exit {result.exit_code}")
+
+
+_LFS_SMUDGE = re.compile(r"^fatal: (.+): smudge filter lfs failed$")
+
+
+def _lfs_reason(lines: list[str]) -> str:
+    """"missing Git LFS object for <path>" and git-lfs's own last word on it (the object id it could not get,
+    or why git-lfs did not run at all), from the output of a checkout git-lfs's smudge filter failed."""
+    paths = [m.group(1) for m in map(_LFS_SMUDGE.match, lines) if m]
+    if not paths:
+        return ""
+    said = [line for line in lines if line and not line.startswith(("error:", "fatal:", "Downloading ", "Errors logged",
+                                                                    "Use `git lfs logs"))]
+    detail = said[-1].rsplit("): ", 1)[-1] if said else "no output from git-lfs"
+    return (f"missing Git LFS object for {paths[-1]}: git-lfs could not get it ({detail[:200]}); fetch it where "
+            "it exists (git lfs fetch / git lfs push --all), then sync again")

@@ -8,6 +8,13 @@ The next sync-all, pull or push heals it before anything else, and
 
 - scratch worktrees (`<common dir>/agentsync-scratch-*`) are removed: only
   agentsync makes them, and only for the length of one command sequence;
+- an `index.lock` the crashed git left is removed, only when it is no older
+  than the record and no process has it open (`steps.git.remove_crashed_index_lock`);
+- an update cut off half-way (HEAD still the commit before it) is put back:
+  every path the update changes that holds exactly what the update writes
+  returns to HEAD. Before the move those paths were clean (or stashed), so
+  that content is the update's, never anyone's work; a path holding anything
+  else stops the healing and is named;
 - the stash the record names is popped with `--index` where it can only pop
   cleanly: HEAD is the commit it was made on or the move's target (whose pop
   was rehearsed), and none of its paths has been changed since. Otherwise it is
@@ -19,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .gitfacts import CheckoutFacts, parse_status_z
+from .gitfacts import CheckoutFacts, Dirty, parse_status_z
 from .gitops import Checkout, git_reason
 from .shell import join, path_arg
 from .steps import git as G
@@ -67,18 +74,81 @@ def _remove_scratch(co: Checkout, path: str) -> str:
 
 def _restore(co: Checkout, facts: CheckoutFacts, record: dict) -> tuple[list[str], str]:
     run, name = record.get("run", "?"), record.get("stash", "")
-    head, new, paths = record.get("head"), record.get("new"), tuple(record.get("paths") or ())
+    head, new = record.get("head"), record.get("new")
     where = f"HEAD is at {(facts.head or '?')[:8]}"
+    done, problem = _crashed_git(co, facts, run)
+    if not problem and head and new and facts.head == head != new:
+        more, problem = _put_back_update(co, head, new, run, tuple(record.get("replaced") or ()))
+        done += more
+    if problem:
+        return done, problem
     if not name:
-        return [f"cleared the record of move {run} (no stash was involved; {where})"], ""
+        return done + [f"cleared the record of move {run} (no stash was involved; {where})"], ""
+    more, problem = _pop_stash(co, facts, record, where)
+    return done + more, problem
+
+
+def _crashed_git(co: Checkout, facts: CheckoutFacts, run: str) -> tuple[list[str], str]:
+    """Remove the `index.lock` a git killed during the move left; any other lock is reported, not touched."""
+    if facts.index_lock_age is None:
+        return [], ""
+    verdict = co.run(G.remove_crashed_index_lock(facts.git_dir), "remove the index.lock of a crashed git").stdout
+    verdict = verdict.strip()
+    if verdict == "removed":
+        return [f"removed {facts.git_dir}/index.lock left by the git that move {run} was running"], ""
+    if verdict == "absent":
+        return [], ""
+    why = {"older": "it is older than the move", "unseen": "no way to see whether a process holds it"}.get(
+        verdict, f"process {verdict.removeprefix('held ')} has it open")
+    return [], (f"move {run} was cut off, and {facts.git_dir}/index.lock blocks git ({why}); if no git command "
+                f"is running there, remove it (rm {path_arg(facts.git_dir + '/index.lock')}) and run again")
+
+
+def _put_back_update(co: Checkout, head: str, new: str, run: str, replaced: tuple[str, ...]) -> tuple[list[str], str]:
+    """HEAD is still the commit before the update: return what the update wrote half-way to HEAD. The untracked
+    files it was replacing with the same bytes (`replaced`) are written back, untracked, as `moves` does."""
+    changed = co.changed(head, new)
+    touched = _touched(co, changed).paths if changed else set()
+    if not touched:
+        return _put_back_replaced(co, new, replaced)
+    verdicts = [item.split("\t", 1) for item in co.run(G.update_writes(co.path, new, sorted(touched))).stdout
+                .split("\0") if "\t" in item]
+    theirs = [p for w, p in verdicts if w != "ours"]
+    if theirs:
+        return [], (f"move {run} was cut off half-way through its update to {new[:8]}, and {', '.join(theirs)} "
+                    f"hold(s) changes that are not the update's; left as it is for you to look at (HEAD is "
+                    f"{head[:8]}; the update's files: git -C {path_arg(co.path)} diff --stat {head[:8]} {new[:8]})")
+    ours = [p for _, p in verdicts if p not in replaced]
+    if ours:
+        co.run(G.restore_paths(co.path, ours), "put back what a cut-off update wrote")
+    done = [f"put back {len(ours)} file(s) the cut-off update of move {run} wrote: {', '.join(ours[:5])}"
+            + (" ..." if len(ours) > 5 else "")] if ours else []
+    return done + _put_back_replaced(co, new, replaced)[0], ""
+
+
+def _put_back_replaced(co: Checkout, new: str, replaced: tuple[str, ...]) -> tuple[list[str], str]:
+    if not replaced:
+        return [], ""
+    co.run(G.restore_identical(co.path, new, replaced), "put back the untracked files the update was replacing")
+    return [f"put back {len(replaced)} untracked file(s) the cut-off update was replacing with the same bytes"], ""
+
+
+def _touched(co: Checkout, paths) -> Dirty:
+    """Which of `paths` differ from HEAD (staged or not), or are untracked."""
+    return parse_status_z(co.run(G.git(co.path, "--literal-pathspecs", "status", "--porcelain=v1", "-z",
+                                       "--untracked-files=all", "--", *paths)).stdout)
+
+
+def _pop_stash(co: Checkout, facts: CheckoutFacts, record: dict, where: str) -> tuple[list[str], str]:
+    run, name = record.get("run", "?"), record.get("stash", "")
+    head, new, paths = record.get("head"), record.get("new"), tuple(record.get("paths") or ())
     ref = find_stash(co, name)
     if ref is None:
         return [f"cleared the record of move {run} (its stash was already restored or never made; {where})"], ""
     if facts.head not in (head, new):
         return [], (f"move {run} was cut off and HEAD has moved since ({where}); its stash {ref} is kept: "
                     f"{restore_command(co.path, ref)}")
-    touched = parse_status_z(co.run(G.git(co.path, "--literal-pathspecs", "status", "--porcelain=v1", "-z",
-                                          "--untracked-files=all", "--", *paths)).stdout)
+    touched = _touched(co, paths)
     if touched.tracked or touched.untracked:
         return [], (f"move {run} was cut off, and {', '.join(touched.paths)} changed since; its stash {ref} is "
                     f"kept rather than merged over them: {restore_command(co.path, ref)}")

@@ -14,7 +14,9 @@ Rules, in the order they apply:
 4. Own commits not on origin are replayed in a scratch worktree first (the
    rehearsal, one of the facts); a conflict there is a conflict, a refused commit
    (signing, identity, a hook) is a failure with git's words.
-5. Untracked or ignored files where the update writes are a conflict.
+5. Untracked or ignored files where the update writes are a conflict — unless they
+   already hold exactly the bytes (and executable bit) it writes there (a file
+   push-code sent, then committed on the laptop): those are replaced by the same.
 6. Only staged paths and paths the update touches are stashed (pathspecs,
    never the whole tree); a file a running process holds open for writing is
    never rewritten: refused, the process named.
@@ -52,6 +54,7 @@ class MoveFacts:
     replay: Replay | None = None  # when HEAD is not in the target: the rehearsal
     changed: tuple[str, ...] | None = None  # files the move writes (HEAD → new); None: checkout.changed
     in_the_way: tuple[str, ...] | None = None  # untracked/ignored files there; None: checkout.in_the_way
+    identical: tuple[str, ...] | None = None  # of those, the ones holding the incoming bytes; None: checkout's
     pop_conflicts: tuple[str, ...] = ()  # the rehearsed stash pop at the new commit
     critical: tuple[str, ...] = ()  # touched paths that are guard-critical
     guard_running: tuple[Process, ...] = ()  # guard processes running now (read only when `critical`)
@@ -81,6 +84,7 @@ class MovePlan:
     reason: str = ""
     files: tuple[str, ...] = ()
     stash_paths: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()  # untracked files already holding the incoming bytes: replaced by the same
     guard: GuardVerdict | None = None
     incoming: tuple[Commit, ...] = ()
     diffstat: str = ""
@@ -226,7 +230,9 @@ def _check_tree(facts: MoveFacts, action: str, new: str, base: dict) -> MovePlan
     if stash and facts.pop_conflicts:
         return MovePlan("refuse", "conflict", files=facts.pop_conflicts, kept=kept, guard=verdict,
                         reason="uncommitted edits conflict with incoming commits; nothing was changed", **base)
-    return MovePlan(action, "ok", new=new, stash_paths=stash, guard=verdict, kept=kept, **base)
+    identical = c.identical if facts.identical is None else facts.identical
+    return MovePlan(action, "ok", new=new, stash_paths=stash, replaced=tuple(identical), guard=verdict, kept=kept,
+                    **base)
 
 
 def _guard(facts: MoveFacts) -> GuardVerdict | None:

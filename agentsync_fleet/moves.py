@@ -66,7 +66,8 @@ def read_move_facts(co: Checkout, facts: CheckoutFacts, branch: str | None, *, t
     new = first.new
     if new != facts.target:  # a rebase or merge: it writes other files than origin's diff
         changed = tuple(co.changed(facts.head, new))
-        mf = _with(mf, changed=changed, in_the_way=tuple(co.in_the_way(facts.head, new)) if changed else ())
+        mf = _with(mf, changed=changed, in_the_way=tuple(co.in_the_way(facts.head, new)) if changed else (),
+                   identical=tuple(co.identical(facts.head, new)) if changed else ())
     changed = mf.changed if mf.changed is not None else facts.changed
     stash = stash_paths(mf, changed)
     if stash and overlap(stash, changed) and plan_move(mf).outcome == "ok":
@@ -107,24 +108,29 @@ def execute(co: Checkout, plan: MovePlan, run_id: str, git_dir: str) -> Move:
 
 def intent_record(plan: MovePlan, run_id: str, stash_name: str = "") -> str:
     return json.dumps({"version": 1, "run": run_id, "head": plan.head, "new": plan.new, "stash": stash_name,
-                       "paths": list(plan.stash_paths), "started": int(time.time()),
+                       "paths": list(plan.stash_paths), "replaced": list(plan.replaced), "started": int(time.time()),
                        "by": f"{socket.gethostname()} pid {os.getpid()}"}, separators=(",", ":"))
 
 
 def _update(co: Checkout, plan: MovePlan, git_dir: str, record: str | None = None) -> Move:
     """Move the checkout with nothing (left) to stash; the record goes with success."""
     head, new = plan.head or "", plan.new or ""
-    reset = G.reset_keep(co.path, new, expect=head)
+    reset = G.reset_keep(co.path, new, expect=head, replace=plan.replaced)
     moved = co.try_run(G.with_intent(git_dir, record or intent_record(plan, ""), reset, clear_on_success=True),
                        f"update to {new[:8]}")
     if moved.ok:
         return Move("ok", new, plan=plan)
     if moved.exit_code == INTENT_WRITE_FAILED:
         return _no_record(co, plan, moved)
-    if moved.exit_code == G.HEAD_MOVED:
+    if moved.exit_code in (G.HEAD_MOVED, G.IDENTICAL_CHANGED):
         co.try_run(G.clear_intent(git_dir))
-        return _head_moved(co, head)
+        return _head_moved(co, head) if moved.exit_code == G.HEAD_MOVED else _identical_changed(plan, moved)
     return _undo_update(co, plan, git_dir, moved, stash=None)
+
+
+def _identical_changed(plan: MovePlan, result: CommandResult, stash_used: bool = False) -> Move:
+    return Move("failed", plan.head or "", stash_used=stash_used, plan=plan,
+                message=f"{result.tail(1)} (an untracked file that held the incoming bytes); run it again")
 
 
 def _no_record(co: Checkout, plan: MovePlan, result: CommandResult) -> Move:
@@ -151,6 +157,9 @@ def _undo_update(co: Checkout, plan: MovePlan, git_dir: str, failed: CommandResu
                             f"{head[:8]}; left as it is{_stash_note(co, stash)}")
     changed = tuple(co.changed(head, plan.new or head))
     restored = co.try_run(G.restore_paths(co.path, changed), "put back what the failed update wrote")
+    if restored.ok and plan.replaced:  # they held the incoming bytes: written back from the target, untracked
+        restored = co.try_run(G.restore_identical(co.path, plan.new or head, plan.replaced),
+                              "put back the untracked files it replaced")
     if not restored.ok:
         return Move("failed", head, stash_used=bool(stash), files=changed, plan=plan,
                     message=f"update failed ({reason}), and putting back its files failed too "
@@ -198,10 +207,12 @@ def _stash_and_move(co: Checkout, plan: MovePlan, run_id: str, git_dir: str, nam
             return Move("failed", head, plan=plan, message=f"could not stash: {git_reason(stashed)}; nothing "
                                                            "was changed")
         return _update(co, plan, git_dir, record)  # committed or discarded meanwhile: nothing of ours to pop
-    moved = co.try_run(G.reset_keep(co.path, new, expect=head), f"update to {new[:8]}")
+    moved = co.try_run(G.reset_keep(co.path, new, expect=head, replace=plan.replaced), f"update to {new[:8]}")
     if not moved.ok:
-        if moved.exit_code == G.HEAD_MOVED:  # HEAD is where the stash was made: it pops back cleanly
+        if moved.exit_code in (G.HEAD_MOVED, G.IDENTICAL_CHANGED):  # HEAD is where the stash was made: pops cleanly
             restored = co.try_run(G.clear_intent(git_dir, G.stash_pop_ours(co.path, stash)), "restore stash")
+            if restored.ok and moved.exit_code == G.IDENTICAL_CHANGED:
+                return _identical_changed(plan, moved, stash_used=True)
             if restored.ok:
                 return _head_moved(co, head, stash_used=True)
             return Move("failed", co.rev("HEAD") or head, stash_used=True, plan=plan,
@@ -258,8 +269,10 @@ def move_commands(host: Host, plan: MovePlan | None, target: str = "<new HEAD>",
     if plan is None:
         commands.append("# staged paths and edits the update overlaps are stashed (those paths only) around it:")
         paths = ("<paths>",)
+    replace = plan.replaced if plan else ()
+    reset = G.reset_keep(host.repo, new, expect=head, replace=replace)
     if not paths:
-        return (*commands, G.with_intent(git_dir, record, G.reset_keep(host.repo, new, expect=head), True))
+        return (*commands, G.with_intent(git_dir, record, reset, True))
     return (*commands, G.with_intent(git_dir, record, G.stash_push_paths(host.repo, "agentsync <run>: autostash",
                                                                          paths)),
-            G.reset_keep(host.repo, new, expect=head), G.clear_intent(git_dir, G.stash_pop_ours(host.repo, "<stash>")))
+            reset, G.clear_intent(git_dir, G.stash_pop_ours(host.repo, "<stash>")))

@@ -38,6 +38,10 @@ def default_stages() -> list[Stage]:
     ]
 
 
+def _are(names: list[str]) -> str:
+    return f"{names[0]} is" if len(names) == 1 else f"{', '.join(names)} are"
+
+
 def run_sync(ctx: RunContext, stages: list[Stage] | None = None) -> SyncReport:
     start = time.monotonic()
     stages = [s for s in (stages or default_stages())
@@ -54,7 +58,7 @@ def run_sync(ctx: RunContext, stages: list[Stage] | None = None) -> SyncReport:
     for host in ctx.hosts:
         result = ctx.result(host)
         if aborted and result.status == "ok":
-            result.fail("skipped", "not run: --strict abort")
+            result.fail("skipped", f"not run: --strict, and {_are(unreachable)} unreachable")
     origin_head = finish(ctx) if not ctx.options.dry_run else ""
     for host in ctx.hosts:
         result = ctx.result(host)

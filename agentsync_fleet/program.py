@@ -38,6 +38,36 @@ def help_requested(argv: list[str]) -> bool:
     return any(w in HELP_FLAGS for w in words)
 
 
+def refuse_bad_input(binary: str, argv: list[str], message: str) -> None:
+    """Bad input on the command line: say so (as JSON too, with --json) and exit 2."""
+    hint = f"`{binary} --help` lists the tasks; `{binary} TASK --help` a task's options"
+    if "'--dry'" in message or "'-R'" in message:
+        hint = "this tool's dry run is `--dry-run` (or the `plan` task); " + hint
+    problem = UsageError(message, hint=hint)
+    if "--json" in argv:
+        emit_error_json(problem)
+    error(str(problem))
+    sys.exit(USAGE)
+
+
+def bad_input_exits_2(program: Program) -> None:
+    """Make Invoke's own `inv` program treat a bad command line for our tasks as bad input: exit 2 with our
+    error (and JSON with --json), not Invoke's exit 1.
+
+    `inv` loads tasks.py (which calls this) after its core options and before it parses the tasks, so the
+    unknown task or flag, the missing argument, all land here. Only that one program object changes.
+    """
+    parse_tasks = program.parse_tasks
+
+    def parse_tasks_or_refuse() -> None:
+        try:
+            parse_tasks()
+        except ParseError as exc:
+            refuse_bad_input("inv", list(program.argv or []), str(exc))
+
+    program.parse_tasks = parse_tasks_or_refuse  # type: ignore[method-assign]
+
+
 class FleetProgram(Program):
     """`agentsync`: our tasks, `--help`, `--list`, `--version` and shell completion; nothing else."""
 
@@ -75,14 +105,7 @@ class FleetProgram(Program):
 
     def refuse(self, message: str) -> None:
         """Bad input on the command line: say so (as JSON too, with --json) and exit 2."""
-        hint = f"`{self.binary} --help` lists the tasks; `{self.binary} TASK --help` a task's options"
-        if "'--dry'" in message or "'-R'" in message:
-            hint = "this tool's dry run is `--dry-run` (or the `plan` task); " + hint
-        problem = UsageError(message, hint=hint)
-        if "--json" in self.argv:
-            emit_error_json(problem)
-        error(str(problem))
-        sys.exit(USAGE)
+        refuse_bad_input(self.binary, self.argv, message)
 
     def parse_core(self, argv: list[str] | None) -> None:
         self.normalize_argv(argv)

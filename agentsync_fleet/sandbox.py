@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -51,6 +52,9 @@ class SandboxHost:
     proc_hidden: bool = False  # an empty filesystem over /proc: no process can be listed by any tool
     login_shell: str = ""  # the user's login shell on this host (default: the controller's passwd entry)
     bashrc: str = ""  # ~/.bashrc's text on this host (default: empty; e.g. a banner `echo`)
+    # /etc/ssh/sshrc's text: sshd runs it with /bin/sh before every session's command, whatever the login
+    # shell, and what it prints reaches the client (a motd-like banner on any shell). "": none.
+    sshrc: str = ""
 
     @property
     def path_dir(self) -> Path:
@@ -152,7 +156,7 @@ class Sandbox:
         """Create a host's disk, host key and sshd_config (does not start it).
 
         `options` are SandboxHost's ways to make a host like real ones: hide_tools, proc_hidden,
-        login_shell, bashrc."""
+        login_shell, bashrc, sshrc."""
         require_tools()
         self._ensure_client_key()
         address = f"127.{self.subnet}.0.{len(self.hosts) + 2}"
@@ -251,6 +255,10 @@ class Sandbox:
             binds.append(f"mount --bind {passwd} /etc/passwd")
         if host.proc_hidden:
             binds.append("mount -t tmpfs -o size=16k agentsync-no-proc /proc")
+        if host.sshrc:  # an /etc/ssh of this host's own (sshd reads its config and keys from the host's dir)
+            own = Path(host.dir) / "etc" / "sshrc"
+            own.write_text(host.sshrc)
+            binds.append(f"mount -t tmpfs -o size=64k agentsync-etc-ssh /etc/ssh && cp {shlex.quote(str(own))} /etc/ssh/sshrc")
         return binds
 
     def _wait_listening(self, host: SandboxHost, wait: float) -> None:

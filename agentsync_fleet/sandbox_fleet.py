@@ -147,7 +147,7 @@ def inventory_data(sandbox: Sandbox, laptop_repo: Path) -> dict:
                       "guard": {"processes": ["v7_runtime", "dashboard"],
                                 "critical_files": ["apps/runtime/v7_runtime.py"]}},
             "gpu": {"ssh": "gpu", "repo": repo, "zerotier": ZEROTIER_NETWORK, "gpu": True,
-                    "results": [{"remote": "results", "local": "results"}],
+                    "results": [{"remote": "results/", "local": "results/gpu/"}],  # contents
                     "worktrees": [{"path": f"{MOUNT_POINT}/{PROJECT}-validation", "branch": "validation",
                                    "merge": "main", "strategy": "merge", "push": False}]},
         },

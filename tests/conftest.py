@@ -55,6 +55,12 @@ AGENTSYNC = [sys.executable, "-m", "agentsync_fleet"]
 LOGIN_SHELLS = {"bash": "/bin/bash", "dash": "/bin/dash", "zsh": "/usr/bin/zsh", "fish": "/usr/bin/fish",
                 "tcsh": "/usr/bin/tcsh", "ash": ""}  # ash: busybox, linked in the host's bin
 NOISY_BASHRC = "echo 'Welcome to vm! 4 updates can be applied.'\necho 'stty: standard input: not a tty' >&2\n"
+# A banner any host can be given for one test, whatever its login shell: sshd runs /etc/ssh/sshrc with /bin/sh
+# before each session's command, and what it prints reaches the client. The files live on the host's disk (a
+# test's `fleet.prepare` wipes them; `tests/test_noisy_rsync.py` removes what it wrote).
+BANNER_OUT = f"{MOUNT_POINT}/.agentsync-test-banner"
+BANNER_ERR = f"{MOUNT_POINT}/.agentsync-test-banner-err"
+SSHRC = f"[ -f {BANNER_OUT} ] && cat {BANNER_OUT}\n[ -f {BANNER_ERR} ] && cat {BANNER_ERR} >&2\ntrue\n"
 PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
 # Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
 # on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
@@ -158,7 +164,8 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("bbox", hide_tools=PROCPS)
     box.add_host("blind", proc_hidden=True)
     for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
-        box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell))
+        box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell),
+                     sshrc=SSHRC)
     box.add_host("noisy", bashrc=NOISY_BASHRC)  # a cloud image's ~/.bashrc that greets every session
     box.add_host("oldgit")  # Debian 11's git 2.30 (`make setup` unpacks it into .cache/)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"

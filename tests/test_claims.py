@@ -235,3 +235,8 @@ def test_an_area_named_with_or_without_its_trailing_slash_is_the_same_claim():
     assert model.release(held, "strategies", "ann@cloud").claims == {}
     bare = model.claim({}, a_claim("strategies"), now=0, ttl=HOUR).claims
     assert model.release(bare, "strategies/", "ann@cloud").claims == {}
+    again = model.claim(held, a_claim("strategies"), now=7, ttl=HOUR)  # the holder names it without the slash
+    assert list(again.claims) == ["strategies/"] and again.claims["strategies/"].checked_in == 7
+    assert again.message == "'strategies/' was already yours; checked in"
+    with pytest.raises(ClaimRefused, match="already claimed by ann@cloud"):
+        model.claim(held, a_claim("strategies", who="bob@gpu"), now=7, ttl=HOUR)

@@ -137,6 +137,29 @@ def test_exit_codes_for_each_class_of_bad_input_are_2(fleet):
     assert fleet.origin_head() == fleet.head("cloud")  # the refused sync-all moved nothing
 
 
+def test_inv_from_the_repo_exits_2_on_bad_input_like_agentsync(tmp_path):
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(tmp_path / "state"), "AGENTSYNC_INVENTORY": str(tmp_path / "x")}
+    cases = {
+        "unknown flag": ["--no-such-flag", "status"],
+        "unknown task": ["no-such-task"],
+        "unknown flag of a task": ["status", "--no-such-flag"],
+        "missing argument": ["claim"],
+        "unknown flag, --json": ["status", "--no-such-flag", "--json"],
+    }
+    for what, argv in cases.items():
+        result = subprocess.run([sys.executable, "-m", "invoke", *argv], cwd=PROJECT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2, (what, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ") and "hint: `inv --help` lists the tasks" in result.stderr, \
+            (what, result.stderr)
+        assert "Traceback" not in result.stderr
+        if "--json" in argv:
+            assert one_json_document(result.stdout)["error"]["message"] == "No idea what '--no-such-flag' is!"
+        else:
+            assert result.stdout == ""
+    assert not (tmp_path / "state").exists()  # nothing ran
+
+
 def test_status_exits_1_when_any_host_is_behind_ahead_dirty_or_missing_its_repo(fleet):
     inv = fleet.inventory()
     fine = fleet.agentsync("status", inventory=inv)
@@ -279,6 +302,11 @@ def test_sandbox_up_and_down_touch_only_a_root_they_made_and_say_which(tmp_path)
         assert "state_dir: state" in inventory and "backup_dir: /srv/agentsync/.agentsync-backups" in inventory
         again = agentsync("sandbox.up", "--root", str(root), "--subnet", str(SUBNET))
         assert again.returncode == 2 and "already under" in again.stderr and (root / "fleet.yaml").exists()
+        results = agentsync("results", "--host", "gpu", "--inventory", str(root / "fleet.yaml"))
+        laptop_results = root / "laptop" / "crpbot" / "results"
+        assert results.returncode == 0, results.stdout + results.stderr
+        assert (laptop_results / "gpu" / "exp-001" / "metrics.json").is_file()  # gpu's results/ contents, once
+        assert not list(laptop_results.rglob("results")) and not (laptop_results / "gpu" / "exp-001" / ".env").exists()
     finally:
         down = agentsync("sandbox.down", "--root", str(root))
     assert down.returncode == 0, down.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agentsync_fleet.gitfacts import parse_facts, parse_status_z
@@ -189,3 +191,34 @@ def test_put_back_after_a_conflicting_pop_restores_head_index_and_files_exactly(
     assert outcome.status == "conflict" and outcome.head == head == git(mine, "rev-parse", "HEAD")
     assert (git(mine, "status", "--porcelain"), git(mine, "diff"), git(mine, "diff", "--cached")) == state
     assert git(mine, "stash", "list") == ""
+
+
+def test_an_untracked_file_holding_the_incoming_bytes_is_replaced_unless_it_changed_meanwhile(tmp_path):
+    from agentsync_fleet.moveplan import MoveFacts, plan_move
+    from agentsync_fleet.moves import execute
+
+    def add_tool(repo):
+        (repo / "tools").mkdir()
+        (repo / "tools" / "x.py").write_text("print('x')\n")
+        git(repo, "add", "tools")
+
+    mine, co, _ = _behind_origin(tmp_path, add_tool)
+    head, target = git(mine, "rev-parse", "HEAD"), git(mine, "rev-parse", "origin/main")
+    (mine / "tools").mkdir()
+    (mine / "tools" / "x.py").write_text("print('x')\n")  # what push-code sent before the laptop committed it
+    facts = co.facts("origin", "main", fetch=False)
+    assert (facts.in_the_way, facts.identical) == ((), ("tools/x.py",))
+    plan = plan_move(MoveFacts(facts, "main"))
+    assert plan.outcome == "ok" and plan.replaced == ("tools/x.py",)
+
+    (mine / "tools" / "x.py").write_text("edited after the facts were read\n")
+    raced = execute(co, plan, "run", facts.git_dir)
+    assert raced.status == "failed" and "tools/x.py changed since agentsync read it" in raced.message
+    assert git(mine, "rev-parse", "HEAD") == head
+    assert (mine / "tools" / "x.py").read_text() == "edited after the facts were read\n"
+    assert not Path(facts.git_dir, "agentsync-move.json").exists()
+
+    (mine / "tools" / "x.py").write_text("print('x')\n")
+    moved = execute(co, plan_move(MoveFacts(co.facts("origin", "main", fetch=False), "main")), "run", facts.git_dir)
+    assert moved.status == "ok" and git(mine, "rev-parse", "HEAD") == target
+    assert git(mine, "status", "--porcelain", "--untracked-files=all") == ""

@@ -150,3 +150,17 @@ def test_a_live_run_is_left_running(tmp_path):
     assert len(journal.hosts_of(["live"])) == 8  # written from several threads at once
     recorder.finish("ok", 0)
     assert journal.find("live")["status"] == "ok" and journal.find("live")["exit_code"] == 0
+
+
+def test_hosts_a_run_that_ended_early_never_acted_on_read_not_run_never_ok():
+    interrupted = run("r1", "interrupted", hosts=["laptop", "cloud", "gpu", "box"])
+    steps = [step("r1", "laptop", "preflight"), step("r1", "laptop", "publish"), step("r1", "cloud", "preflight"),
+             step("r1", "cloud", "publish", "interrupted"), step("r1", "gpu", "preflight")]
+    [summary] = query.summaries([interrupted], [], steps)
+    assert summary["hosts"] == {"laptop": "ok", "cloud": "interrupted", "gpu": "not run", "box": "not run"}
+    strict = run("r2", "failed", hosts=["laptop", "cloud"])
+    rows = [host("r2", "laptop", "unreachable"), host("r2", "cloud", "skipped", message="not run: --strict, and "
+                                                                                       "laptop is unreachable")]
+    assert query.summaries([strict], rows, [])[0]["hosts"] == {"laptop": "unreachable", "cloud": "not run"}
+    dry = run("r3", "ok", hosts=["gpu"])  # a finished run's read-only hosts did what was asked
+    assert query.summaries([dry], [], [step("r3", "gpu", "preflight")])[0]["hosts"] == {"gpu": "ok"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -183,6 +184,9 @@ def test_ctrl_c_mid_step_is_journaled_as_interrupted_never_as_ok_and_releases_ev
     steps = steps_by(show(fleet, run["id"]))
     assert steps[("laptop", "publish")]["status"] == "ok"
     assert steps[("cloud", "publish")]["status"] == "interrupted"  # it never finished: not ok
+    assert run["hosts"] == {"laptop": "ok", "cloud": "interrupted", "gpu": "not run"}  # gpu was never touched
+    shown = fleet.agentsync("history.show", run["id"], env={"COLUMNS": "80"}).stdout
+    assert re.search(r"│ gpu +│ not run +│", shown), shown
     assert not any((fleet.repo(h) / ".git" / "agentsync.lock").exists() for h in ("laptop", "cloud", "gpu"))
 
 

@@ -401,3 +401,37 @@ def test_a_run_under_nohup_ignores_a_hangup_as_nohup_asked(fleet):
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert json.loads(out)["ok"] is True
+
+
+def test_a_host_frozen_while_the_run_is_interrupted_costs_one_release_deadline_and_its_lock_is_named(fleet):
+    from test_real_hosts import signal_host
+
+    fleet.commit("laptop", "laptop.md", "from the laptop\n", "Laptop work")
+    gate, reached = fleet.root / "laptop-push-gate", fleet.root / "laptop-push-reached"
+    gate.write_text("hold")
+    hook = fleet.repo("laptop") / ".git" / "hooks" / "pre-push"  # the run stops in the laptop's push
+    hook.write_text(f"#!/bin/sh\ntouch {reached}\nwhile [ -e {gate} ]; do sleep 0.1; done\nexit 0\n")
+    hook.chmod(0o755)
+    inv = fleet.inventory({"laptop": {}, "cloud": {"connect_timeout": 3}, "gpu": {}})  # command_timeout: 30
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state")}
+    run = subprocess.Popen([*AGENTSYNC, "sync-all", "--inventory", str(inv)], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: reached.exists() or run.poll() is not None, what="the laptop's push")
+        assert run.poll() is None and remote_lock(fleet, "cloud").exists()
+        signal_host(fleet, "cloud", signal.SIGSTOP)  # sshd, its sessions, every shell: a hung VM
+        run.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        out, err = run.communicate(timeout=120)
+        elapsed = time.monotonic() - signalled
+    finally:
+        signal_host(fleet, "cloud", signal.SIGCONT)
+        gate.unlink(missing_ok=True)
+
+    assert run.returncode == 130, (out, err)
+    assert elapsed < 10, (elapsed, err[-2000:])  # one release deadline (+ one answer check), not a command timeout
+    assert "could not release the fleet lock on cloud (/srv/agentsync/crpbot/.git/agentsync.lock)" in err, err
+    assert remote_lock(fleet, "cloud").exists() and not remote_lock(fleet, "gpu").exists()
+    assert not local_lock(fleet, inv).read()[0]
+    again = fleet.agentsync("sync-all", "--json", inventory=inv)  # the lock cloud kept is stale: taken over
+    assert again.returncode == 0 and "took over a stale lock on cloud" in again.stderr, again.stderr[-2000:]

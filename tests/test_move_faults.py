@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -11,7 +12,7 @@ from test_move_interrupts import wait_for
 from test_plan import push_to_origin
 from test_sync import snapshot, sync
 
-from agentsync_fleet.sandbox_fleet import git
+from agentsync_fleet.sandbox_fleet import clone, git
 
 
 def full_snapshot(fleet, host: str) -> dict:
@@ -79,6 +80,25 @@ def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet
     assert code == 1 and hosts["laptop"]["status"] == "failed"
     assert "put back as it was" in hosts["laptop"]["message"] and "big/new.txt" in hosts["laptop"]["message"]
     assert after == before and not (repo / ".git" / "agentsync-move.json").exists()
+
+
+def test_a_failed_update_puts_back_the_untracked_file_it_was_replacing_by_the_same_bytes(fleet, small_disk):
+    push_to_origin(fleet, {"tools/run.sh": "#!/bin/sh\necho run\n", "big/new.txt": "cannot land\n"}, "Upstream")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "tools").mkdir()
+    (repo / "tools" / "run.sh").write_text("#!/bin/sh\necho run\n")  # the incoming bytes, untracked here
+    subprocess.run(["chattr", "+i", str(small_disk)], check=True)
+    try:
+        before = full_snapshot(fleet, "laptop")
+        code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
+        after = full_snapshot(fleet, "laptop")
+    finally:
+        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+
+    assert code == 1 and "put back as it was" in hosts["laptop"]["message"], hosts["laptop"]
+    assert after == before and "?? tools/run.sh" in after["status"]
+    assert not (repo / ".git" / "agentsync-move.json").exists()
 
 
 def test_a_process_appending_to_a_tracked_file_keeps_its_file_while_a_staged_change_is_stashed(fleet):
@@ -164,3 +184,69 @@ def test_a_stale_index_lock_is_named_with_its_age_and_nothing_changes(fleet):
     assert code == 1 and hosts["cloud"]["status"] == "failed"
     assert "index.lock (2h old)" in hosts["cloud"]["message"] and "stash" not in hosts["cloud"]["message"]
     assert full_snapshot(fleet, "cloud") == before and lock.exists()
+
+
+def push_lfs_pointer(fleet, path: str, message: str) -> tuple[str, bytes]:
+    """A commit whose `path` is a Git LFS pointer to an object nobody uploaded (pushed without LFS's pre-push
+    check): a host that checks it out cannot get the object unless it has it already. Returns (oid, object)."""
+    other = fleet.root / "lfs-author"
+    clone(fleet.origin, other, "lfs-author")
+    (other / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    blob = os.urandom(4096)
+    oid = hashlib.sha256(blob).hexdigest()
+    (other / path).write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(blob)}\n")
+    (other / "zz_after.py").write_text("after = 1\n")  # checked out after the pointer
+    (other / "README.md").write_text("upstream README with a model\n")  # checked out before it
+    git(other, "add", ".gitattributes", path, "zz_after.py", "README.md")
+    git(other, "commit", "-qm", message)
+    git(other, "push", "-q", "--no-verify", "origin", "main")
+    return oid, blob
+
+
+def test_a_missing_lfs_object_puts_the_checkout_back_exactly_and_says_so(fleet):
+    oid, blob = push_lfs_pointer(fleet, "model.bin", "Add the model")
+    for host in ("laptop", "cloud"):  # what `git lfs install` writes (Debian's package does it system-wide)
+        for key, value in (("smudge", "git-lfs smudge -- %f"), ("process", "git-lfs filter-process"),
+                           ("required", "true"), ("clean", "git-lfs clean -- %f")):
+            fleet.git(host, "config", f"filter.lfs.{key}", value)
+    store = fleet.repo("laptop") / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
+    store.mkdir(parents=True)
+    (store / oid).write_bytes(blob)  # the laptop has the object: it converges
+    repo = fleet.repo("cloud")
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")  # unrelated edit, stays in place
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")  # staged: stashed around the update, so the put-back pops it too
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    before = full_snapshot(fleet, "cloud")
+
+    code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
+
+    assert code == 1 and hosts["cloud"]["status"] == "failed", hosts["cloud"]
+    message = hosts["cloud"]["message"]
+    assert "put back as it was" in message and "missing Git LFS object for model.bin" in message, message
+    assert oid[:7] in message, message
+    assert full_snapshot(fleet, "cloud") == before
+    assert not (repo / ".git" / "agentsync-move.json").exists() and git(repo, "stash", "list") == ""
+    assert hosts["laptop"]["status"] == "ok" and fleet.head("laptop") == fleet.origin_head()
+    assert (fleet.repo("laptop") / "model.bin").read_bytes() == blob
+
+
+def test_a_failing_post_checkout_hook_never_blocks_a_move(fleet):
+    """Git LFS's post-checkout hook fails where git-lfs is not on the non-interactive PATH: a move never runs
+    the user's hooks (`reset --keep` runs none; scratch worktrees have them off), so it cannot block it."""
+    hook = fleet.repo("cloud") / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\necho ran >> \"$GIT_DIR/../hook-ran\"\necho 'git-lfs: not found' >&2\nexit 2\n")
+    hook.chmod(0o755)
+    push_to_origin(fleet, {"README.md": "upstream README\n"}, "Upstream")
+    fleet.commit("cloud", "cloud.md", "mine\n", "Cloud work")  # replayed in a scratch worktree
+    repo = fleet.repo("cloud")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")  # stashed around the update
+
+    code, hosts = sync(fleet, fleet.inventory({"cloud": {}}))
+
+    assert code == 0 and hosts["cloud"]["status"] == "ok", hosts["cloud"]
+    assert not (repo / "hook-ran").exists()
+    assert fleet.git("cloud", "log", "-1", "--format=%s") == "Cloud work"
+    assert git(repo, "diff", "--cached", "--name-only") == "staged.txt" and git(repo, "stash", "list") == ""

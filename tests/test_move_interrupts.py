@@ -17,6 +17,7 @@ from conftest import AGENTSYNC, BLOCK_GIT_AT, BLOCKED_GIT_FAILS, BLOCKED_GIT_REA
 from test_plan import push_to_origin
 from test_sync import snapshot
 
+from agentsync_fleet.sandbox import MOUNT_POINT
 from agentsync_fleet.sandbox_fleet import git
 
 
@@ -62,27 +63,120 @@ def no_leftovers(fleet) -> None:
     assert git(repo, "stash", "list") == ""
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-@pytest.mark.parametrize("at", ["stash pop --index", "reset --quiet --keep"])
-def test_a_signal_during_a_move_finishes_it_and_the_work_is_in_place(fleet, sig, code, at):
-    before = gpu_with_work(fleet)
+# ---------------------------------------------------------------- the four points a move can be stopped at
+
+POINTS = ("after the stash", "after the reset", "during the rebase", "during the pop")
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+SIGNAL_IDS, POINT_IDS = ["SIGINT", "SIGTERM", "SIGHUP"], [p.replace(" ", "-") for p in POINTS]
+BLOCKED_AT = {"after the stash": "reset --quiet --keep", "after the reset": "stash pop --index",
+              "during the rebase": "rebase --quiet"}
+FILTER_GATE, FILTER_REACHED = f"{MOUNT_POINT}/.test-filter-gate", f"{MOUNT_POINT}/.test-filter-reached"
+
+
+class Stop:
+    """gpu's move stopped at one of `POINTS`: before a git command starts (gpu's git wrapper, `BLOCK_GIT_AT`),
+    or, during the pop, inside git while it writes the popped file (a smudge filter that waits)."""
+
+    def __init__(self, fleet, point: str):
+        self.fleet, self.point = fleet, point
+        if point == "during the pop":  # the pop writes staged.txt through this filter; nothing else does
+            script = host_file(fleet, "pause-filter")
+            script.write_text(f"#!/bin/sh\nif [ -e {FILTER_GATE} ]; then echo $PPID > {FILTER_REACHED}.tmp && "
+                              f"mv {FILTER_REACHED}.tmp {FILTER_REACHED}\n  while [ -e {FILTER_GATE} ]; do sleep 0.1; "
+                              "done\nfi\nexec cat\n")
+            script.chmod(0o755)
+            git(fleet.repo("gpu"), "config", "filter.pause.smudge", f"{MOUNT_POINT}/pause-filter")
+            (fleet.repo("gpu") / ".git" / "info").mkdir(exist_ok=True)
+            (fleet.repo("gpu") / ".git" / "info" / "attributes").write_text("staged.txt filter=pause\n")
+            self.gate, self.reached = host_file(fleet, FILTER_GATE), host_file(fleet, FILTER_REACHED)
+        else:
+            self.gate, self.reached = host_file(fleet, BLOCK_GIT_AT), host_file(fleet, BLOCKED_GIT_REACHED)
+        self.gate.write_text(BLOCKED_AT.get(point, ""))
+
+    def start(self, inv, *args: str) -> subprocess.Popen:
+        env = {**os.environ, "AGENTSYNC_STATE_DIR": str(self.fleet.root / "state"), "COLUMNS": "200"}
+        proc = subprocess.Popen([*AGENTSYNC, *args, "--inventory", str(inv)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        wait_for(lambda: self.reached.exists() or proc.poll() is not None, f"gpu's move {self.point}")
+        assert proc.poll() is None, proc.communicate()
+        return proc
+
+    def release(self) -> None:
+        """The stopped git goes on, as a slow one would."""
+        self.gate.unlink()
+
+    def crash(self) -> None:
+        """The host loses what was running (the git that was about to run never does; the git writing the pop
+        is killed half-way): a power cut at this point."""
+        if self.point == "during the pop":
+            self.fleet.sandbox.ssh("gpu", f"kill -9 {int(self.reached.read_text())}")
+            self.gate.unlink()
+            return
+        host_file(self.fleet, BLOCKED_GIT_FAILS).touch()
+        self.gate.unlink()
+        wait_for(lambda: not self.reached.exists(), "the blocked git to give up")
+        host_file(self.fleet, BLOCKED_GIT_FAILS).unlink()
+
+
+def gpu_at(fleet, point: str, tag: str = "") -> tuple[dict, Stop]:
+    """gpu's work (`gpu_with_work`), plus a commit of its own when the point is in its rebase."""
+    if point == "during the rebase":
+        fleet.commit("gpu", "gpu.md", "gpu's own\n", "gpu work")
+    return gpu_with_work(fleet, tag), Stop(fleet, point)
+
+
+def work_in_place(fleet, before: dict) -> None:
+    repo = fleet.repo("gpu")
+    assert git(repo, "diff", "--cached", "--name-only") == before["staged"]
+    assert (repo / "staged.txt").read_text() == "staged work\n"
+    assert (repo / "strategies" / "momentum.py").read_bytes() == before["momentum"]
+    assert (repo / "untracked.log").read_text() == "untracked\n"
+
+
+@pytest.mark.parametrize("sig,code", SIGNALS, ids=SIGNAL_IDS)
+@pytest.mark.parametrize("point", POINTS, ids=POINT_IDS)
+def test_a_signal_at_each_point_of_a_pull_finishes_the_move_and_the_work_is_in_place(fleet, sig, code, point):
+    before, stop = gpu_at(fleet, point)
     inv = fleet.inventory({"gpu": {}})
-    proc = start_blocked(fleet, inv, at, "pull", "--hosts", "gpu")
+    proc = stop.start(inv, "pull", "--hosts", "gpu")
 
     proc.send_signal(sig)
     signalled = time.monotonic()
-    host_file(fleet, BLOCK_GIT_AT).unlink()  # the blocked git command goes on, as a slow one would
-    proc.communicate(timeout=30)
+    stop.release()
+    out, err = proc.communicate(timeout=30)
 
-    assert time.monotonic() - signalled < 10 and proc.returncode == code
-    repo = fleet.repo("gpu")
-    assert fleet.head("gpu") == fleet.origin_head()  # the move was finished, not abandoned
-    assert git(repo, "diff", "--cached", "--name-only") == before["staged"]
-    assert (repo / "strategies" / "momentum.py").read_bytes() == before["momentum"]
-    assert (repo / "untracked.log").read_text() == "untracked\n"
+    assert time.monotonic() - signalled < 10 and proc.returncode == code, (out, err)
+    if point != "during the rebase":  # a move under way is finished; a rehearsal is, and no move starts
+        assert fleet.head("gpu") == fleet.origin_head()
+    work_in_place(fleet, before)
     no_leftovers(fleet)
     again = fleet.agentsync("pull", "--hosts", "gpu", "--json", inventory=inv)
     assert again.returncode == 0, again.stdout + again.stderr  # no lock left behind
+    assert fleet.git("gpu", "merge-base", "--is-ancestor", fleet.origin_head(), "HEAD") == ""
+
+
+@pytest.mark.parametrize("sig,code", SIGNALS, ids=SIGNAL_IDS)
+@pytest.mark.parametrize("point", POINTS, ids=POINT_IDS)
+def test_a_signal_at_each_point_of_a_multi_host_sync_finishes_the_move_and_the_next_sync_converges(
+        fleet, sig, code, point):
+    before, stop = gpu_at(fleet, point)
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {}})
+    proc = stop.start(inv, "sync-all")
+
+    proc.send_signal(sig)
+    signalled = time.monotonic()
+    stop.release()
+    out, err = proc.communicate(timeout=30)
+
+    assert time.monotonic() - signalled < 10 and proc.returncode == code, (out, err)
+    work_in_place(fleet, before)
+    no_leftovers(fleet)
+    assert not any((fleet.repo(h) / ".git" / "agentsync.lock").exists() for h in ("laptop", "cloud", "gpu"))
+    again = fleet.agentsync("sync-all", "--json", inventory=inv)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert fleet.head("gpu") == fleet.head("laptop") == fleet.head("cloud") == fleet.origin_head()
+    work_in_place(fleet, before)
+    no_leftovers(fleet)
 
 
 def test_kill_9_after_the_stash_is_reported_by_health_and_healed_by_the_next_pull(fleet):

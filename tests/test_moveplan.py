@@ -134,3 +134,10 @@ def test_an_explicit_destination_moves_even_backwards():
     assert plan_move(back).action == "nothing"
     plan = plan_move(replace(back, branch=None, to=N))
     assert (plan.action, plan.new) == ("move", N)
+
+
+def test_untracked_files_holding_the_incoming_bytes_are_replaced_not_in_the_way():
+    plan = plan_move(behind(identical=("src/app.py",)))
+    assert (plan.action, plan.outcome, plan.replaced) == ("fast-forward", "ok", ("src/app.py",))
+    mixed = plan_move(behind(in_the_way=("README.md",), identical=("src/app.py",)))
+    assert (mixed.outcome, mixed.files, mixed.replaced) == ("conflict", ("README.md",), ())

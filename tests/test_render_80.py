@@ -93,3 +93,60 @@ def test_health_at_80_columns_matches_its_golden_text_and_breaks_no_word_or_hash
     assert all(len(line) <= 80 for line in text.splitlines())
     for whole in ("v7_runtime", "452e7fb7", "4943d729", "up to date", "dashboard", "root@178.156.136.185"):
         assert whole in text, whole
+
+
+CLAIM = ("incoming commits touch 'strategies/', claimed by ann@laptop since 2025-11-21 09:00 UTC, last check-in "
+         "2025-11-21 10:40 UTC: \"momentum rework\": strategies/momentum.py (by bob@fleet.example)")
+CONFLICT = ("uncommitted edits conflict with incoming commits; nothing was changed")
+
+
+def sync_report():
+    from agentsync_fleet.records import HostSync, StepRecord, SyncReport
+
+    held = "push-code: held back (secrets, never sent): .env.local, config/credentials.json"
+    laptop = HostSync("laptop", head_before=HEAD_A, head_after=HEAD_B, pushed=1, duration_s=0.4, warnings=[CLAIM])
+    cloud = HostSync("cloud", head_before=HEAD_A, head_after=HEAD_B, pulled=1, pushed=1, duration_s=1.2,
+                     warnings=["git_access: false: this host cannot reach origin; it is relayed through the local "
+                               "host (patches in, a git bundle back)", CLAIM, held])
+    gpu = HostSync("gpu", head_before=HEAD_A, head_after=HEAD_B, pulled=2, duration_s=0.9, warnings=[held, CLAIM],
+                   worktrees=[{"branch": "validation", "status": "ok", "merged": 2}],
+                   steps=[StepRecord("push-code", "push-code", detail="3 file(s), 12.4 KiB, 1 backed up, 2 held back",
+                                     data={"transfers": []})])
+    box = HostSync("box", status="conflict", head_before=HEAD_A, head_after=HEAD_A, duration_s=0.5,
+                   message=CONFLICT, files=["strategies/momentum.py", "apps/runtime/v7_runtime.py"])
+    return SyncReport("20261121-110229-35c91f", "/home/ann/fleet.yaml", False, (laptop, cloud, gpu, box), (), 3.1,
+                      HEAD_B)
+
+
+def test_sync_all_summary_at_80_columns_matches_its_golden_text_with_each_warning_once(monkeypatch, capsys):
+    from agentsync_fleet.output.sync import render_summary
+
+    monkeypatch.setenv("COLUMNS", "80")
+    render_summary(sync_report())
+    text = capsys.readouterr().out
+    assert text == (GOLDEN / "sync_all_80.txt").read_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    flat = " ".join(text.split())
+    assert flat.count("incoming commits touch 'strategies/'") == 1 and "! laptop, cloud, gpu: incoming" in flat
+    assert flat.count("held back (secrets, never sent)") == 1 and "! cloud, gpu: push-code: held back" in flat
+    assert flat.count("git_access: false") == 1
+    for whole in ("452e7fb7", "4943d729", "strategies/momentum.py", "apps/runtime/v7_runtime.py",
+                  "bob@fleet.example", ".env.local"):
+        assert whole in text, whole
+    assert f"box conflict: {CONFLICT}" in flat and "files: strategies/momentum.py, apps/runtime/v7_runtime.py" in flat
+
+
+def test_history_at_80_columns_says_where_the_columns_it_leaves_out_are(monkeypatch, capsys):
+    from agentsync_fleet.output.history import render_runs
+
+    row = {"id": RUN["id"], "task": "pull", "duration_s": 1.5, "status": "interrupted", "who": "ann@laptop",
+           "args": {"hosts": "cloud,gpu"}, "hosts": {"cloud": "interrupted", "gpu": "not run"}}
+    monkeypatch.setenv("COLUMNS", "80")
+    render_runs([row], "/home/ann/.local/state/agentsync/journal.sqlite3")
+    narrow = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "who, arguments: agentsync history.show RUN" in narrow and "│ gpu:not run " in narrow
+    monkeypatch.setenv("COLUMNS", "160")
+    render_runs([row], "/home/ann/.local/state/agentsync/journal.sqlite3")
+    wide = capsys.readouterr().out
+    assert "--hosts cloud,gpu" in wide and "ann@laptop" in wide and "who, arguments:" not in wide

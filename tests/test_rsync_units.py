@@ -335,3 +335,53 @@ def test_the_example_inventory_transfers_resolve_to_the_documented_routes(tmp_pa
         ("checkpoints", "gpu:./eon/nt/checkpoints/", f"laptop:{tmp_path}/checkpoints/gpu/")]
     settings = TransferSettings.from_inventory(inv)
     assert "*.kdbx" in settings.secrets and settings.bwlimit == 20000
+
+
+# ---------------------------------------------------------------- the banner filter (remote/rshfilter.py)
+
+
+def test_the_banner_filter_keeps_the_ssh_argv_and_sends_rsyncs_command_as_one_shell_proof_argument():
+    import base64
+
+    from agentsync_fleet.remote import rshfilter
+    from agentsync_fleet.shell import sh_argument
+
+    ssh = ["ssh", "-F", "/x y/config", "-o", "ControlPath=/tmp/s"]
+    appended = ["-l", "me", "-6", "gpu", "rsync", "--server", "--sender", "-s", "."]
+    built = rshfilter.build([str(len(ssh)), *ssh, *appended], "@@M@@")
+    assert built[:-1] == [*ssh, "-l", "me", "-6", "gpu"]
+    body = base64.b64decode(built[-1].split()[5]).decode()
+    assert built[-1] == sh_argument(body, "agentsync-rsync")  # the very form every login shell passes to sh
+    assert body == ("printf '%s\\n' '@@M@@'; printf '%s\\n' '@@M@@' >&2\n"
+                    "exec rsync --server --sender -s .\n")
+    argv = rshfilter.rsh_argv(ssh)
+    assert argv[:3] == [sys.executable, "-I", "-S"] and argv[4:] == [str(len(ssh)), *ssh]
+
+
+def test_the_banner_filter_drops_what_precedes_its_marker_and_relays_the_rest_unchanged(tmp_path):
+    import os
+
+    from agentsync_fleet.remote import rshfilter
+
+    payload = os.urandom(300_000)
+    for noise, expected, keep in ((b"Welcome!\nno newline", payload, False), (b"", payload, False)):
+        src_r, src_w = os.pipe()
+        out = tmp_path / "out"
+        with open(out, "wb") as sink:
+            data = noise + b"@@M@@\n" + payload
+            writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                                      stdin=subprocess.PIPE, stdout=src_w)
+            os.close(src_w)
+            writer.stdin.write(data)
+            writer.stdin.close()
+            rshfilter.filtered(src_r, sink.fileno(), b"@@M@@\n", keep)
+            writer.wait()
+            os.close(src_r)
+        assert out.read_bytes() == expected
+    src_r, src_w = os.pipe()
+    os.write(src_w, b"ssh: connect to host gpu port 22: Connection refused\n")
+    os.close(src_w)
+    with open(out, "wb") as sink:
+        rshfilter.filtered(src_r, sink.fileno(), b"@@M@@\n", True)  # stderr without a marker: all of it stays
+    os.close(src_r)
+    assert out.read_bytes() == b"ssh: connect to host gpu port 22: Connection refused\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -280,3 +281,29 @@ def test_a_hung_git_command_fails_that_host_only_with_the_command_named(fleet):
     assert hosts["gpu"]["status"] == "failed" and "timed out after 3s" in hosts["gpu"]["message"]
     for name in ("laptop", "cloud"):
         assert hosts[name]["status"] == "ok" and fleet.head(name) == fleet.origin_head()
+
+
+def test_a_strict_abort_says_which_host_stopped_it_and_how_to_go_on(fleet):
+    fleet.commit("laptop", "more.md", "y\n", "More work")
+    result = fleet.agentsync("sync-all", "--strict", inventory=fleet.inventory({"laptop": {}, "down": {}, "cloud": {}}))
+    out = result.stdout
+    assert result.returncode == 1, result.stderr
+    assert "cloud skipped: not run: --strict, and down is unreachable" in out, out
+    assert "next: bring down back (agentsync health --hosts down says why), or run sync-all without --strict" in out
+    assert "finish or abort what is in progress" not in out  # that hint is for a rebase/merge left in progress
+    listed = json.loads(fleet.agentsync("history", "--json").stdout)["runs"][0]
+    assert listed["hosts"] == {"laptop": "not run", "down": "unreachable", "cloud": "not run"}
+
+
+def test_pull_and_push_summaries_and_history_carry_their_own_task_name_and_arguments_as_typed(fleet):
+    fleet.commit("laptop", "laptop.md", "x\n", "Laptop work")
+    inv = fleet.inventory()
+    for task, host in (("push", "laptop"), ("pull", "cloud")):
+        result = fleet.agentsync(task, "--hosts", host, inventory=inv)
+        assert result.returncode == 0, result.stderr
+        title = re.search(r"^(\S+) \d{8}-\d{6}-\w+ *$", result.stdout, re.M)  # the table's title (a log precedes it)
+        assert title and title.group(1) == task, result.stdout  # `pull 20261121-...`, never `sync-all ...`
+    runs = json.loads(fleet.agentsync("history", "--json", inventory=inv).stdout)["runs"]
+    assert [(r["task"], r["hosts"]) for r in runs[:2]] == [("pull", {"cloud": "ok"}), ("push", {"laptop": "ok"})]
+    wide = fleet.agentsync("history", inventory=inv, env={"COLUMNS": "200"}).stdout
+    assert "--hosts cloud" in wide and "--hosts laptop" in wide

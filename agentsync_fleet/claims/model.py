@@ -119,10 +119,11 @@ def claim(claims: dict[str, Claim], new: Claim, *, now: float, ttl: float) -> Ch
                                     "then it can be claimed (or `agentsync release AREA --force`)")
         warnings.append(f"took over the stale claim on '{area}' by {held.describe()}")
         del taken[area]
-    mine = claims.get(new.area)
-    if mine is not None and mine.who == new.who:
-        taken[new.area] = replace(mine, note=new.note or mine.note, checked_in=now)
-        return Change(taken, f"'{new.area}' was already yours; checked in", "; ".join(warnings))
+    key = same_area(claims, new.area)
+    mine = claims.get(key)
+    if mine is not None and mine.who == new.who:  # `strategies` when `strategies/` is yours: that very claim
+        taken[key] = replace(mine, note=new.note or mine.note, checked_in=now)
+        return Change(taken, f"'{key}' was already yours; checked in", "; ".join(warnings))
     taken[new.area] = replace(new, since=now, checked_in=now)
     return Change(taken, f"claimed '{new.area}' as {new.who}", "; ".join(warnings))
 
@@ -144,11 +145,17 @@ def release(claims: dict[str, Claim], area: str, who: str, *, force: bool = Fals
     return Change(rest, f"released '{area}'" + (f" (held by {held.who}; --force)" if held.who != who else ""))
 
 
+def same_area(claims: dict[str, Claim], area: str) -> str:
+    """The key `area` is claimed under, with or without its trailing slash (`strategies` and `strategies/` name
+    the same area); `area` itself when it is not claimed."""
+    return next((key for key in (area, area.rstrip("/") + "/", area.rstrip("/")) if key in claims), area)
+
+
 def _held(claims: dict[str, Claim], area: str) -> tuple[str, Claim]:
-    """The claim on `area` and the key it is held under: `strategies` and `strategies/` name the same area."""
-    for key in (area, area.rstrip("/") + "/", area.rstrip("/")):
-        if key in claims:
-            return key, claims[key]
+    """The claim on `area` and the key it is held under (`same_area`)."""
+    key = same_area(claims, area)
+    if key in claims:
+        return key, claims[key]
     known = ", ".join(sorted(claims)) or "none"
     raise ClaimRefused(f"'{area}' is not claimed", hint=f"claimed areas: {known}")
 

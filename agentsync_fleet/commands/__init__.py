@@ -57,11 +57,17 @@ def _unrecorded():
 
 @contextmanager
 def fleet_locked(inv, hosts: list, connector, *, task: str, recorder, workers: int | None = None) -> Iterator:
-    """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over are printed as warnings."""
+    """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over, and the locks it could not
+    release at the end, are printed as warnings."""
     from ..locks import fleet_lock
     from ..output import warn
 
-    with fleet_lock(inv, hosts, connector, task=task, workers=workers, recorder=recorder) as state:
-        for warning in state.warnings:
+    state = None
+    try:
+        with fleet_lock(inv, hosts, connector, task=task, workers=workers, recorder=recorder) as state:
+            for warning in state.warnings:
+                warn(warning)
+            yield state
+    finally:  # also on Ctrl-C: say which lock a frozen or lost host kept
+        for warning in state.release_warnings if state is not None else ():
             warn(warning)
-        yield state

@@ -87,7 +87,7 @@ def listing(args: FleetArgs, limit: str | int | None = None, host: str | None = 
 
 
 def show(args: FleetArgs, ref: str) -> int:
-    from ..journal.query import duration
+    from ..journal.query import duration, host_statuses
 
     with opened(args) as (store, path):
         run = store.find(ref) if store is not None else None
@@ -96,6 +96,7 @@ def show(args: FleetArgs, ref: str) -> int:
                              hint="`agentsync history` lists run ids; a unique prefix or `last` works too")
         detail = store.detail(run)
     detail["duration_s"] = duration(detail)
+    detail["host_status"] = host_statuses(detail, detail["hosts"], detail["steps"])  # `not run` included
     if args.json:
         from ..output import emit_json
 

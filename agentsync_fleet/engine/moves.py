@@ -34,7 +34,7 @@ def carry_out(ctx: RunContext, host: Host, co: Checkout, plan: MovePlan, record:
     result = ctx.result(host)
     if ctx.stopping.is_set():  # interrupted: a move not started yet is not started
         record.status = "interrupted"
-        result.fail("skipped", "interrupted before this host's move started; nothing was changed")
+        result.fail("skipped", "not run: interrupted before this host's move started; nothing was changed")
         return False
     outcome = execute(co, plan, ctx.run_id, git_dir)
     record.data["guard"] = guard_notes(outcome.plan or plan)
@@ -70,5 +70,5 @@ def apply_move(ctx: RunContext, host: Host, co: Checkout, facts: CheckoutFacts, 
 def plan_summary(plan: MovePlan) -> dict:
     """A plan as the journal and `--json` carry it."""
     return {"action": plan.action, "outcome": plan.outcome, "predicted": plan.predicted, "new": plan.new,
-            "stash_paths": list(plan.stash_paths), "incoming": [vars(c) for c in plan.incoming],
+            "stash_paths": list(plan.stash_paths), "replaced": list(plan.replaced), "incoming": [vars(c) for c in plan.incoming],
             "diffstat": plan.diffstat, "files": list(plan.files), "reason": plan.reason}

@@ -22,17 +22,43 @@ def duration(run: dict[str, Any]) -> float | None:
     return round(run["ended"] - run["started"], 3)
 
 
-def summarize(run: dict[str, Any], hosts: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """One line of `history`: the run and how each host ended (from host rows, else its last step)."""
+NOT_RUN = "not run"  # a host the run included but never acted on (interrupted, refused, aborted first)
+READ_ONLY_STAGES = ("preflight",)  # steps that only look: a host with nothing else was not run
+
+
+def host_status(row: dict[str, Any]) -> str:
+    """How a host row reads in the history: a host skipped with `not run: ...` (a --strict abort, an interrupt
+    before its move) is `not run`, not a skip of something that was tried."""
+    if row["status"] == "skipped" and (row.get("message") or "").startswith(NOT_RUN + ":"):
+        return NOT_RUN
+    return row["status"]
+
+
+def host_statuses(run: dict[str, Any], hosts: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, str]:
+    """How each host ended: its final row, else its worst step; in a run that ended early (interrupted,
+    refused, an error) a host with no final row and only read-only steps — or none at all — is `not run`."""
     per_host: dict[str, str] = {}
-    for step in steps:
-        if step["run_id"] == run["id"] and step["status"] != "ok":
+    acted: set[str] = set()
+    for step in (s for s in steps if s["run_id"] == run["id"]):
+        if step["status"] != "ok":
             per_host[step["host"]] = step["status"]
-        elif step["run_id"] == run["id"]:
+        else:
             per_host.setdefault(step["host"], "ok")
+        if step["stage"] not in READ_ONLY_STAGES:
+            acted.add(step["host"])
+    if run["status"] in FINISHED and run["status"] != "ok":
+        for name in (run.get("extra") or {}).get("hosts") or ():
+            per_host.setdefault(name, NOT_RUN)
+        per_host.update({name: NOT_RUN for name, status in per_host.items() if status == "ok" and name not in acted})
     for row in hosts:
         if row["run_id"] == run["id"]:
-            per_host[row["host"]] = row["status"]
+            per_host[row["host"]] = host_status(row)
+    return per_host
+
+
+def summarize(run: dict[str, Any], hosts: list[dict[str, Any]], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line of `history`: the run and how each host ended (`host_statuses`)."""
+    per_host = host_statuses(run, hosts, steps)
     return {**run, "duration_s": duration(run), "hosts": per_host,
             "hosts_ok": sum(1 for s in per_host.values() if s == "ok"), "hosts_total": len(per_host)}
 

@@ -13,8 +13,11 @@ holder and since when. A stale lock — its process gone on this controller,
 or, held from another controller, older than `lock_ttl` by the clock of the
 host that keeps it (never the controller's: see `model.stale_reason`) — is
 taken over with a warning. Locks are released
-when the block ends, normally or by an error; a killed run leaves stale
-locks the next run takes over.
+when the block ends, normally, by an error or by a signal, each host within
+`Timeouts.lock_release` (signals held meanwhile: the wind-down is bounded and
+needs no second Ctrl-C); a lock a host did not release (frozen, lost) is named
+in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
+takes over.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from dataclasses import dataclass, field
 
 from ..errors import FleetError, HostUnreachable, LockHeld
 from ..identity import controller, process_running, process_stamp, who
+from ..interrupts import held
 from ..journal import NullRecorder
 from ..models import Host, Inventory
 from ..pool import run_each
-from ..settings import lock_ttl, state_dir
+from ..settings import TIMEOUTS, lock_ttl, state_dir
 from . import remote
 from .local import LocalLock
-from .model import Holder, stale_reason
+from .model import REMOTE_NAME, Holder, stale_reason
 
 UNLOCK_HINT = ("wait for that run to finish; if it is gone, `agentsync unlock` removes stale locks "
                "(`agentsync unlock --force` removes any lock)")
@@ -47,6 +51,7 @@ class FleetLock:
     warnings: list[str] = field(default_factory=list)
     locked_hosts: dict[str, str] = field(default_factory=dict)  # host -> our record's text there
     not_locked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, no repo...)
+    release_warnings: list[str] = field(default_factory=list)  # locks left behind at the end, and why
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
@@ -79,8 +84,11 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
         yield state  # the caller shows `state.warnings`: this layer prints nothing
     finally:
-        _release_hosts(state, hosts, connector, workers)
-        local.release(holder)
+        try:
+            with held():
+                _release_hosts(state, hosts, connector, workers)
+        finally:
+            local.release(holder)
 
 
 def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
@@ -136,13 +144,21 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.Remot
 
 
 def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
+    """Each host's lock, within `lock_release`; one a host lost or frozen meanwhile keeps is named (the next
+    run takes it over as stale: its process is gone)."""
     mine = [h for h in hosts if h.name in state.locked_hosts]
 
-    def release(host: Host) -> None:
+    def release(host: Host) -> remote.RemoteState:
         session = connector.session(host)
-        remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]))
+        return remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]),
+                                 timeout=TIMEOUTS.lock_release)
 
-    run_each(mine, release, workers)  # best effort: a host lost meanwhile keeps a lock the next run takes over
+    for host, outcome in run_each(mine, release, workers).items():
+        if isinstance(outcome, Exception) or outcome.status not in ("removed", "absent"):
+            why = outcome if isinstance(outcome, Exception) else (outcome.detail or f"the lock is {outcome.status}")
+            state.release_warnings.append(
+                f"could not release the fleet lock on {host.name} ({host.repo}/.git/{REMOTE_NAME}): {why}; the "
+                "next run takes it over as stale, or `agentsync unlock` removes it")
 
 
 @dataclass(frozen=True)

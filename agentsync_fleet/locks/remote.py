@@ -111,8 +111,8 @@ def parse(output: str) -> RemoteState:
     return RemoteState("error", detail=output.strip()[-400:])
 
 
-def run_script(session, host, text: str) -> RemoteState:
-    result = session.run_script(text, timeout=min(host.command_timeout, 60))
+def run_script(session, host, text: str, timeout: float = 60) -> RemoteState:
+    result = session.run_script(text, timeout=min(host.command_timeout, timeout))
     state = parse(result.stdout)
     if state.status == "error":
         return RemoteState("error", detail=(result.tail(4) or f"exit {result.exit_code}"))

@@ -13,7 +13,7 @@ from . import console, human_bytes
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "error": "red", "refused": "yellow", "interrupted": "magenta",
                 "running": "cyan", "unreachable": "red", "conflict": "red", "guarded": "yellow",
-                "skipped": "yellow"}
+                "skipped": "yellow", "not run": "dim"}
 
 
 def when(epoch: float | None) -> str:
@@ -63,10 +63,12 @@ def render_runs(rows: list[dict[str, Any]], journal_path: str) -> None:
     for column in columns:
         table.add_column(column, no_wrap=column not in ("hosts", "args"), min_width=12 if column == "hosts" else None)
     for r in rows:
-        hosts = " ".join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
+        hosts = ("\n" if not wide else " ").join(f"{escape(h)}:{styled(s)}" for h, s in r["hosts"].items())
         cells = [escape(r["id"]), escape(r["task"]), seconds(r["duration_s"]), styled(r["status"]), hosts or "—"]
         table.add_row(*cells, *((escape(r["who"]), escape(_args(r["args"]))) if wide else ()))
     out.print(table)
+    if not wide:  # said, not silently dropped
+        out.print("  [dim]who, arguments: agentsync history.show RUN (or --json, or 110+ columns)[/]")
 
 
 def render_run(run: dict[str, Any]) -> None:
@@ -80,11 +82,17 @@ def render_run(run: dict[str, Any]) -> None:
         out.print(f"  arguments: {escape(_args(run['args']))}")
     if run.get("message"):
         out.print(f"  [bold]message:[/] {escape(run['message'])}", soft_wrap=True)
-    _host_table(out, run["hosts"])
+    _host_table(out, run["hosts"], run.get("host_status") or {})
     _step_table(out, run["steps"])
 
 
-def _host_table(out, hosts: list[dict[str, Any]]) -> None:
+def _host_table(out, hosts: list[dict[str, Any]], statuses: dict[str, str]) -> None:
+    """One row per host: its final row (status as the history reads it), then the hosts the run included but
+    has no final row of (`not run`, or the status of their last step)."""
+    unfinished = [{"host": name, "status": status, "head_before": "", "head_after": "", "pulled": "—",
+                   "pushed": "—", "duration_s": None, "message": "", "warnings": []}
+                  for name, status in statuses.items() if name not in {h["host"] for h in hosts}]
+    hosts = [{**h, "status": statuses.get(h["host"], h["status"])} for h in hosts] + unfinished
     if not hosts:
         return
     narrow = out.width < NARROW

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import threading
 import time
+from collections.abc import Iterable
 
 from rich.live import Live
 from rich.markup import escape
@@ -128,8 +130,24 @@ def render_interrupted(results: list) -> None:
 NEXT_STEP = {
     "conflict": "resolve it on that host by hand (its files are exactly as they were), then run sync-all again",
     "guarded": "stop the process yourself when it is safe, or rerun with --allow-running",
-    "skipped": "finish or abort what is in progress there, then run sync-all again",
 }
+
+
+def next_step(h, report: SyncReport) -> str:
+    """What to do about a host that did not end ok: a hint that fits why (a skip has many reasons), or ""."""
+    if h.status != "skipped":
+        return NEXT_STEP.get(h.status, "")
+    if "--strict" in h.message:
+        down = [x.host for x in report.hosts if x.status == "unreachable"] or ["the unreachable host"]
+        return (f"bring {', '.join(down)} back (agentsync health --hosts {','.join(down)} says why), or run "
+                "sync-all without --strict")
+    if "in progress" in h.message:
+        return "finish or abort what is in progress there, then run sync-all again"
+    if "checked out on" in h.message:
+        return "check the inventory's branch out there again (or change the inventory), then run sync-all again"
+    if "interrupted" in h.message:
+        return "run sync-all --resume"
+    return ""
 
 
 def _notes(h) -> str:
@@ -160,6 +178,33 @@ def _relay_notes(h) -> list[str]:
     return notes
 
 
+def once_per_run(pairs: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
+    """(host, warning) pairs → each distinct warning once, with every host that had it, in first-seen order: a
+    claim that incoming commits touch, a secret held back, a note about the inventory print once per run."""
+    grouped: dict[str, list[str]] = {}
+    for host, warning in pairs:
+        hosts = grouped.setdefault(warning, [])
+        if host not in hosts:
+            hosts.append(host)
+    return [(hosts, warning) for warning, hosts in grouped.items()]
+
+
+def _say(out, mark: str, text: str, lead: int = 2, style: str = "") -> None:
+    """`mark` then `text`, wrapped to the console's width between words (never inside a word, a path or a
+    hash); continuation lines indented under the text. Each line of `text` wraps on its own."""
+    first = " " * lead + ("X " if mark else "")
+    rest = " " * (lead + (4 if mark else 2))
+    lines: list[str] = []
+    for number, paragraph in enumerate(text.splitlines() or [""]):
+        lines += textwrap.wrap(paragraph, max(out.width, 40), initial_indent=first if number == 0 else rest,
+                               subsequent_indent=rest, break_long_words=False, break_on_hyphens=False) or [rest]
+    for index, line in enumerate(lines):
+        shown = escape(line)
+        if index == 0 and mark:
+            shown = " " * lead + mark + escape(line[lead + 1:])
+        out.print(f"[{style}]{shown}[/]" if style else shown, soft_wrap=True)
+
+
 def render_summary(report: SyncReport, task: str = "sync-all") -> None:
     out = console()
     table = Table(title=f"{task} {report.run_id}", title_justify="left")
@@ -173,18 +218,20 @@ def render_summary(report: SyncReport, task: str = "sync-all") -> None:
     out.print(table)
     for h in report.hosts:
         for note in _notes(h).splitlines():
-            out.print(f"  [cyan]·[/] [bold]{escape(h.host)}[/]: {escape(note)}", soft_wrap=True)
-        for warning in h.warnings:
-            out.print(f"  [yellow]![/] [bold]{escape(h.host)}[/]: {escape(warning)}", soft_wrap=True)
+            _say(out, "[cyan]·[/]", f"{h.host}: {note}")
+    for hosts, warning in once_per_run((h.host, w) for h in report.hosts for w in h.warnings):
+        _say(out, "[yellow]![/]", f"{', '.join(hosts)}: {warning}")
+    for h in report.hosts:
         if h.status == "ok":
             continue
-        out.print(f"  [red]✗[/] [bold]{escape(h.host)}[/] {h.status}: {escape(h.message)}", soft_wrap=True)
+        _say(out, "[red]✗[/]", f"{h.host} {h.status}: {h.message}")
         if h.files:
-            out.print(f"      files: {escape(', '.join(h.files))}", soft_wrap=True)
-        if h.status in NEXT_STEP:
-            out.print(f"      [dim]next: {NEXT_STEP[h.status]}[/]", soft_wrap=True)
+            _say(out, "", f"files: {', '.join(h.files)}", lead=6)
+        hint = next_step(h, report)
+        if hint:
+            _say(out, "", f"next: {hint}", lead=6, style="dim")
     if report.aborted:
-        out.print(f"[bold red]aborted[/]: {escape(report.aborted)}")
+        _say(out, "", f"aborted: {report.aborted}", lead=0, style="bold red")
     ok = sum(h.status == "ok" for h in report.hosts)
     verdict = "[bold green]in step[/]" if report.ok else "[bold red]not all hosts in step[/]"
     origin = f", origin at {report.origin_head[:8]}" if report.origin_head else ""

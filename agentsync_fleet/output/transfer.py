@@ -69,6 +69,7 @@ def render_report(report: TransferReport) -> None:
     out.print(title + (" [yellow](dry run: nothing was moved)[/]" if report.dry_run else ""))
     for transfer in report.transfers:
         _render_one(out, transfer)
+    _secrets_held_back(out, report.transfers)
     for problem in report.problems:
         out.print(f"[red]✗[/] {escape(problem)}", soft_wrap=True)
     t = totals(report.transfers)
@@ -112,12 +113,21 @@ def _render_one(out, t: TransferResult) -> None:
         out.print(f"    [yellow]![/] {escape(warning)}", soft_wrap=True)
 
 
+def _secrets_held_back(out, transfers) -> None:
+    """The secrets each transfer held back, once per run: the same files held back from several hosts (a
+    `.env` beside the code pushed to three hosts) are one line naming the transfers."""
+    by_names: dict[str, list[str]] = {}
+    for t in transfers:
+        secrets = [h for h in t.held_back if h["reason"] == "secret"]
+        if secrets:
+            by_names.setdefault(", ".join(f"{h['path']} ({h['pattern']})" for h in secrets), []).append(t.key)
+    for names, keys in by_names.items():
+        out.print(f"[yellow]held back[/] (secrets, never sent): {escape(names)} [dim]— {escape(', '.join(keys))}[/]",
+                  soft_wrap=True)
+
+
 def _held_back(out, t: TransferResult) -> None:
-    secrets = [h for h in t.held_back if h["reason"] == "secret"]
     guarded = [h for h in t.held_back if h["reason"] == "guard"]
-    if secrets:
-        names = ", ".join(f"{h['path']} ({h['pattern']})" for h in secrets)
-        out.print(f"    [yellow]held back[/] (secrets, never sent): {escape(names)}", soft_wrap=True)
     if guarded:
         first = guarded[0]
         why = (f"guarded: pid {first['pid']} {escape(first['command'])} runs" if first["pid"] is not None

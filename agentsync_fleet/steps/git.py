@@ -49,15 +49,8 @@ def status(path: str) -> str:
 _NOT_A_DIRECTORY = 'for p; do { [ -L "$p" ] || { [ -e "$p" ] && [ ! -d "$p" ]; }; } && printf "%s\\0" "$p"; done; :'
 
 
-def in_the_way(old: str, new: str) -> str:
-    """Shell text, run in the checkout's top directory: the untracked or ignored files an update from `old` to
-    `new` would have to overwrite or delete, one per line.
-
-    Those are files at a path the update changes, files inside a directory it turns into a file, and files
-    (or symlinks) where it needs a directory: `reset --keep` refuses the untracked ones but silently
-    replaces ignored ones. `old` and `new` are shell words (a quoted id, or "$h"). Pathspecs are literal,
-    so a file named like pathspec magic (`:notes`, `*`) means itself.
-    """
+def _in_the_way_candidates(old: str, new: str) -> str:
+    """Shell text: the untracked or ignored files at paths an update from `old` to `new` writes, one per line."""
     changed = join(["git", "diff", "-z", "--name-only", "--no-renames", Raw(old), Raw(new)])
     added = join(["git", "diff-tree", "-r", "-t", "-z", "--name-only", "--no-renames", "--diff-filter=A",
                   Raw(old), Raw(new)])
@@ -65,6 +58,64 @@ def in_the_way(old: str, new: str) -> str:
     others = join(["xargs", "-0", "-r", "git", "--literal-pathspecs", "-c", "core.quotepath=off", "ls-files",
                    "--others", "--"])
     return f"{{ {changed}; {added} | {not_dirs}; }} | {others}"
+
+
+def same_as_incoming(new: str) -> str:
+    """Shell condition on "$p" (run in the checkout's top directory): a regular file there holds exactly what
+    commit `new` (a shell word) has at that path — the same bytes as git would write, the same executable bit.
+
+    Such an untracked file is not in the way of the update: it is replaced by the very same bytes (a file
+    push-code sent and the laptop then committed). A file that differs in a byte or its mode still is.
+    """
+    return ('{ [ -f "$p" ] && [ ! -L "$p" ] && '
+            f'm=$(git --literal-pathspecs ls-tree {new} -- "$p" | cut -c1-6) && '
+            f'b=$(git rev-parse --verify --quiet {new}":$p") && '
+            '{ { [ "$m" = 100755 ] && [ -x "$p" ]; } || { [ "$m" = 100644 ] && [ ! -x "$p" ]; }; } && '
+            '[ "$(git hash-object -- "$p")" = "$b" ]; }')
+
+
+def in_the_way(old: str, new: str) -> str:
+    """Shell text, run in the checkout's top directory: the untracked or ignored files an update from `old` to
+    `new` would have to overwrite or delete, one per line — except those already identical to what it writes
+    (`identical_untracked`).
+
+    Those are files at a path the update changes, files inside a directory it turns into a file, and files
+    (or symlinks) where it needs a directory: `reset --keep` refuses the untracked ones but silently
+    replaces ignored ones. `old` and `new` are shell words (a quoted id, or "$h"). Pathspecs are literal,
+    so a file named like pathspec magic (`:notes`, `*`) means itself.
+    """
+    keep = f"{same_as_incoming(new)} || printf '%s\\n' \"$p\""
+    return f"{_in_the_way_candidates(old, new)} | while IFS= read -r p; do {keep}; done"
+
+
+def identical_untracked(old: str, new: str) -> str:
+    """Shell text like `in_the_way`: the untracked or ignored files at paths the update writes that already
+    hold exactly the bytes (and executable bit) it writes there."""
+    same = f"if {same_as_incoming(new)}; then printf '%s\\n' \"$p\"; fi"
+    return f"{_in_the_way_candidates(old, new)} | while IFS= read -r p; do {same}; done"
+
+
+IDENTICAL_CHANGED = 5  # exit status of `reset_keep(replace=...)` when a file to replace changed since it was read
+
+
+def _replace_identical(new: str, paths: tuple[str, ...]) -> str:
+    """Shell text, run in the checkout's top directory: check that every untracked file in `paths` still holds
+    what `new` has there, then remove them so that `reset --keep` writes the same bytes back. Nothing is
+    removed unless all still match."""
+    if not paths:
+        return ""
+    words = join(list(paths))
+    changed = 'echo "$p changed since agentsync read it; nothing was changed" >&2'
+    return (f"for p in {words}; do {same_as_incoming(join([new]))} || {{ {changed}; exit {IDENTICAL_CHANGED}; }}; "
+            f"done; rm -f -- {words}; ")
+
+
+def restore_identical(path: str, new: str, paths: tuple[str, ...]) -> str:
+    """After a failed update: write the untracked files `_replace_identical` removed back (they are `new`'s
+    blobs), untracked again (out of the index)."""
+    return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && git --literal-pathspecs checkout -q "
+                             f"{join([new])} -- \"$@\" && git --literal-pathspecs reset -q -- \"$@\"",
+                 "sh", *paths])
 
 
 def stash_push(path: str, message: str) -> str:
@@ -125,6 +176,39 @@ _RESTORE = (
 )
 
 
+# After a crash mid-update (git killed half-way through `reset --keep`): which of the paths the update changes
+# hold exactly what the update writes (`ours`: their content is the target commit's, or they are gone where the
+# target deletes them) and which hold something else (`theirs`: somebody's, never touched). NUL-separated.
+_UPDATE_WRITES = (
+    'n=$1; shift; for p; do want=$(git rev-parse -q --verify "$n:$p" 2>/dev/null); have=; '
+    'if [ -e "$p" ] || [ -L "$p" ]; then have=$(git hash-object --path="$p" -- "$p" 2>/dev/null) || have=?; fi; '
+    'if [ "$have" = "$want" ]; then w=ours; else w=theirs; fi; printf "%s\\t%s\\0" "$w" "$p"; done'
+)
+
+
+def update_writes(path: str, new: str, paths: tuple[str, ...] | list[str]) -> str:
+    return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && {_UPDATE_WRITES}", "sh", new, *paths])
+
+
+# A crashed git leaves `index.lock`, which blocks every git write. It is the crashed move's own, and removed,
+# only if it is no older than the move's intent record and no process has it open; where that cannot be seen
+# (no /proc to look at, a path find's -lname would read as a pattern), it stays.
+_CRASHED_LOCK = (
+    'cd "$1" && gd=$(pwd -P) && lock="$gd/index.lock" && rec="$gd/$2"; '
+    '[ -e "$lock" ] || { echo absent; exit 0; }; '
+    '{ [ -f "$rec" ] && ! [ "$rec" -nt "$lock" ]; } || { echo older; exit 0; }; '
+    'case $lock in *[][*?\\]*) echo unseen; exit 0;; esac; '
+    'ls /proc/1/fd >/dev/null 2>&1 || { echo unseen; exit 0; }; '
+    'held=$(find /proc/[0-9]*/fd -maxdepth 1 -type l -lname "$lock" 2>/dev/null | head -n 1); '
+    'if [ -n "$held" ]; then p=${held#/proc/}; echo "held ${p%%/*}"; else rm -f "$lock" && echo removed; fi'
+)
+
+
+def remove_crashed_index_lock(git_dir: str) -> str:
+    """Prints `absent`, `older`, `unseen`, `held <pid>` or `removed` (see `_CRASHED_LOCK`)."""
+    return join(["sh", "-c", _CRASHED_LOCK, "sh", git_dir, INTENT])
+
+
 def restore_paths(path: str, paths: tuple[str, ...] | list[str]) -> str:
     return join(["sh", "-c", f"cd {path_arg(path)} && export {ENV} && {_RESTORE}", "sh", *paths])
 
@@ -141,13 +225,15 @@ def stash_pop(path: str) -> str:
 HEAD_MOVED = 3  # exit status of `reset_keep(expect=...)` when HEAD is no longer the commit expected
 
 
-def reset_keep(path: str, commit: str, expect: str | None = None) -> str:
+def reset_keep(path: str, commit: str, expect: str | None = None, replace: tuple[str, ...] = ()) -> str:
     """Move the branch to `commit`; git refuses (and changes nothing) if local changes would be lost.
 
     With `expect`, only while HEAD is still that commit: someone may commit on the host while we work,
-    and `reset` would move the branch from *their* commit, leaving it only in the reflog.
+    and `reset` would move the branch from *their* commit, leaving it only in the reflog. `replace`: untracked
+    files that already hold exactly what `commit` has there (`identical_untracked`); checked again, then
+    removed just before the reset writes the same bytes back (`reset --keep` refuses any untracked file).
     """
-    return _reset(path, "--keep", commit, expect)
+    return _reset(path, "--keep", commit, expect, replace)
 
 
 def reset_merge(path: str, commit: str, expect: str) -> str:
@@ -156,10 +242,12 @@ def reset_merge(path: str, commit: str, expect: str) -> str:
     return _reset(path, "--merge", commit, expect)
 
 
-def _reset(path: str, mode: str, commit: str, expect: str | None) -> str:
+def _reset(path: str, mode: str, commit: str, expect: str | None, replace: tuple[str, ...] = ()) -> str:
     reset = git(path, "reset", "--quiet", mode, commit)
+    if replace:
+        reset = f"( cd {path_arg(path)} && export {ENV} && {_replace_identical(commit, replace)}) && {reset}"
     if expect is None:
-        return reset
+        return join(["sh", "-c", reset]) if replace else reset
     head = join(["git", "-C", path_arg(path), "rev-parse", "--verify", "--quiet", "HEAD"])
     moved = join(["echo", f"HEAD is no longer {expect[:8]}: it moved while agentsync worked"])
     return join(["sh", "-c", f'[ "$({head})" = {join([expect])} ] || {{ {moved} >&2; exit {HEAD_MOVED}; }}; {reset}'])
@@ -288,6 +376,8 @@ def facts_script(path: str, remote: str, branch: str, fetch: bool, target: str |
         "  [ -n \"$changed\" ] && printf '%s\\n' \"$changed\"",
         f"  {section('in_the_way')}",
         "  [ -n \"$changed\" ] && " + in_the_way('"$h"', '"$t"'),
+        f"  {section('identical')}",
+        "  [ -n \"$changed\" ] && " + identical_untracked('"$h"', '"$t"'),
         f"  {section('incoming')}",
         f"  git log --format=%h%x09%an%x09%s -n {INCOMING_SHOWN} \"$h..$t\"",
         f"  {section('diffstat')}",

@@ -8,12 +8,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+from typing import NamedTuple
 
 from ..errors import FleetError
 from ..models import Host
 from ..probes import guard_probe, parse_guard
 from ..records import GuardState
-from ..shell import split_sections
+from ..shell import Framing, split_sections
 from ..steps.rsync import ssh_argv
 from ..steps.rsync_tool import CANDIDATES, Found, RsyncTool, choose, parse_version, parse_versions
 from .proc import SshSettings, child_env
@@ -21,18 +22,33 @@ from .proc import SshSettings, child_env
 LAPTOP = "this machine (the laptop)"
 
 
-def ask(ssh: SshSettings, host: Host, script: str) -> tuple[int, bytes, str]:
+class Answer(NamedTuple):
+    """What `ask` got back: the script's own output, and the first line the host's shell startup printed
+    around it ("" on a quiet host)."""
+
+    code: int
+    stdout: bytes
+    stderr: str
+    noise: str = ""
+
+
+def ask(ssh: SshSettings, host: Host, script: str) -> Answer:
     """Run a POSIX sh script on `host` (on stdin: no inventory value is on a command line); bounded by the
-    host's timeouts. (exit status, stdout, stderr)."""
+    host's timeouts. The script's output is framed (shell.Framing's markers, without its wrapper): a banner
+    from the login shell's startup files is kept apart as `noise`, and rsync to that host is filtered
+    (remote/rshfilter.py)."""
     target = ssh(host)
+    framing = Framing.new()
+    framed = f"printf '%s\\n' '{framing.start}'; printf '%s\\n' '{framing.start}' >&2\n{script}"
     try:
         proc = subprocess.run([*ssh_argv(target), target.target, "sh -s"],
-                              input=script.encode("utf-8", "surrogateescape"), capture_output=True,
+                              input=framed.encode("utf-8", "surrogateescape"), capture_output=True,
                               timeout=host.command_timeout + host.connect_timeout)
     except subprocess.TimeoutExpired:
         raise FleetError(f"{host.name} did not answer within {host.command_timeout + host.connect_timeout:g}s",
                          host=host.name, hint="nothing was sent; `agentsync health` shows what is wrong") from None
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+    out, err, noise = framing.unframe_bytes(proc.stdout, proc.stderr)
+    return Answer(proc.returncode, out, err.decode("utf-8", "replace"), noise)
 
 
 class RsyncTools:
@@ -40,6 +56,7 @@ class RsyncTools:
 
     def __init__(self) -> None:
         self._remote: dict[str, RsyncTool | FleetError] = {}
+        self._noisy: dict[str, str] = {}  # host → the first line its shell startup prints (a banner)
         self._local: RsyncTool | FleetError | None = None
         self._lock = threading.Lock()
 
@@ -47,11 +64,19 @@ class RsyncTools:
         with self._lock:
             return host.name in self._remote
 
-    def record(self, host: Host, probe_output: str) -> None:
-        """Keep what the version probe (`rsync_tool.version_script`) found on `host`, or why it will not do."""
+    def record(self, host: Host, probe_output: str, noise: str = "") -> None:
+        """Keep what the version probe (`rsync_tool.version_script`) found on `host`, or why it will not do,
+        and whether the host's shell startup printed anything around it (`ask`'s noise)."""
         found = parse_versions(probe_output)
         with self._lock:
             self._remote[host.name] = _choice(found, host.name)
+            if noise:
+                self._noisy[host.name] = noise
+
+    def noise(self, host: Host) -> str:
+        """The banner `host`'s login shell prints ("" for a quiet host): rsync to it goes through a filter."""
+        with self._lock:
+            return self._noisy.get(host.name, "")
 
     def remote(self, host: Host) -> RsyncTool:
         with self._lock:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from ..errors import FleetError, HostUnreachable
 from ..guard import is_critical
 from ..models import Host, Inventory
+from ..remote import rshfilter
 from ..shell import join, quote_path
 from ..steps.rsync import PARTIAL_DIR, remote_command, rsync_argv, secret_rules, ssh_argv
 from ..steps.rsync_tool import version_script
@@ -101,7 +102,7 @@ class Runner:
         if not want_tool and not dirs:
             return []
         script = (version_script() if want_tool else "") + (D.probe_script(root, dirs) if dirs else "")
-        code, stdout, stderr = ask(self.ssh, host, script)
+        code, stdout, stderr, noise = ask(self.ssh, host, script)
         problem = diagnose(code, stderr, host.name, "the laptop", host.name)
         if problem is not None and problem.reason in UNREACHABLE:
             result.fail("unreachable", problem.message, self._hint(problem, leg), problem.detail)
@@ -111,14 +112,25 @@ class Runner:
                         "nothing was sent; `agentsync health` shows what is wrong", problem.detail)
             return None
         if want_tool:
-            self.tools.record(host, stdout.decode("utf-8", "replace"))
+            self.tools.record(host, stdout.decode("utf-8", "replace"), noise)
         return D.parse_probe(stdout, dirs) if dirs else []
 
     def _with_tools(self, leg: P.Leg) -> P.Leg:
-        """The leg with the rsync each end runs; a missing or too old one is a FleetError naming the host."""
+        """The leg with the rsync each end runs; a missing or too old one is a FleetError naming the host.
+        A peer whose shell startup prints a banner is reached through the banner filter (remote/rshfilter.py);
+        a quiet one keeps plain ssh, with no start-up cost added."""
         program = (self.tools.local() if leg.on is None else self.tools.remote(leg.on)).path
         remote = self.tools.remote(leg.peer).path if leg.peer is not None else "rsync"
-        return replace(leg, call=replace(leg.call, program=program, remote_program=remote))
+        call = replace(leg.call, program=program, remote_program=remote)
+        noise = self.tools.noise(leg.peer) if leg.peer is not None else ""
+        if noise and leg.on is not None:
+            raise FleetError(f"{leg.peer.name}'s login shell prints {noise!r} before every command, which breaks "
+                             f"rsync run on {leg.on.name} (direct: true); nothing was sent", host=leg.peer.name,
+                             hint="remove direct: true (the relay through the laptop filters the banner), or make "
+                                  f"{leg.peer.name}'s startup files print only in interactive shells")
+        if noise:
+            call = replace(call, rsh=tuple(rshfilter.rsh_argv(call.rsh)))
+        return replace(leg, call=call)
 
     def _argv(self, leg: P.Leg) -> list[str]:
         argv = rsync_argv(leg.call)
@@ -176,7 +188,7 @@ class Runner:
             return None
         receiving = leg.receiver is not None
         path = (os.path.dirname(leg.dest_dir.rstrip("/")) if receiving else route.src.resolved.rstrip("/")) or "/"
-        code, stdout, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
+        code, stdout, _, _ = ask(self.ssh, far, f"[ -e {quote_path(path)} ] || echo agentsync-missing\n")
         if code != 0 or b"agentsync-missing" not in stdout:
             return None
         if receiving:
