@@ -30,8 +30,8 @@ class Timeouts:
     notify: float = 30.0  # the `notify` command (`notify.timeout`)
     journal_busy: float = 15.0  # waiting for another agentsync process that is writing the journal
     lock_ttl: float = 2 * 3600.0  # a sync or transfer that holds the fleet longer than this is presumed dead
-    lock_release: float = 4.0  # releasing a host's lock at the end of a run (one tiny script); a host frozen
-    # meanwhile keeps its lock, named in a warning, and the next run takes it over as stale
+    lock_release: float = 4.0  # releasing a host's lock after Ctrl-C/SIGTERM/SIGHUP (one tiny script); a host
+    # frozen meanwhile keeps its lock, named in a warning, and the next run takes it over as stale
     claim_ttl: float = 4 * 3600.0  # a claim not checked in for this long shows as stale
     check_run: float = 60.0  # a deploy-gate `run:` check (`checks[].timeout`)
     check_http: float = 10.0  # a deploy-gate `http:` check (`checks[].timeout`)

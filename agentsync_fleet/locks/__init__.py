@@ -13,10 +13,10 @@ holder and since when. A stale lock — its process gone on this controller,
 or, held from another controller, older than `lock_ttl` by the clock of the
 host that keeps it (never the controller's: see `model.stale_reason`) — is
 taken over with a warning. Locks are released
-when the block ends, normally, by an error or by a signal, each host within
-`Timeouts.lock_release` (signals held meanwhile: the wind-down is bounded and
-needs no second Ctrl-C); a lock a host did not release (frozen, lost) is named
-in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
+when the block ends, normally, by an error or by a signal (then each host
+within `Timeouts.lock_release`; signals are held meanwhile: the wind-down is
+bounded and needs no second Ctrl-C); a lock a host did not release (frozen,
+lost) is named in `FleetLock.release_warnings`. A killed run leaves stale locks the next run
 takes over.
 """
 
@@ -85,14 +85,20 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     taken = local.acquire(holder, lambda existing: _judge(existing, "", ttl, "on this controller"))
     if taken:
         state.warnings.append(taken)
+    # A run that ends as planned waits for a slow host's release: a lock left is stale for others only after
+    # lock_ttl. An interrupted one does not (`Timeouts.lock_release`).
+    deadline = 60.0
     try:
         _lock_hosts(state, hosts, connector, ttl, workers, also)
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
         yield state  # the caller shows `state.warnings`: this layer prints nothing
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the wind-down is short, and bounded
+        deadline = TIMEOUTS.lock_release
+        raise
     finally:
         try:
             with held():
-                _release_hosts(state, hosts, connector, workers)
+                _release_hosts(state, hosts, connector, workers, deadline)
         finally:
             local.release(holder)
 
@@ -152,15 +158,15 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float, also: str = "")
     return state
 
 
-def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
-    """Each host's lock, within `lock_release`; one a host lost or frozen meanwhile keeps is named (the next
-    run takes it over as stale: its process is gone)."""
+def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None, deadline: float) -> None:
+    """Each host's lock, within `deadline` (and the host's command timeout); one a host lost or frozen meanwhile
+    keeps is named (the next run from this controller takes it over as stale: its process is gone)."""
     mine = [h for h in hosts if h.name in state.locked_hosts]
 
     def release(host: Host) -> remote.RemoteState:
         session = connector.session(host)
         return remote.run_script(session, host, remote.release_script(host.repo, state.locked_hosts[host.name]),
-                                 timeout=TIMEOUTS.lock_release)
+                                 timeout=deadline)
 
     for host, outcome in run_each(mine, release, workers).items():
         if isinstance(outcome, Exception) or outcome.status not in ("removed", "absent"):
