@@ -40,12 +40,12 @@ def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, al
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
     tools = RsyncTools()  # each host's rsync: asked along with taking the lock there (one round trip for both)
     try:
-        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector, tools),
+        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector, tools) as lock,
               TransferDisplay(enabled=not dry_run) as display):
             return run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                             workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
                             allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
-                            tools=tools,
+                            tools=tools, refusal=lock.refusal if lock is not None else None,
                             on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
                                                                                  results))
     finally:
@@ -76,10 +76,10 @@ def _fleet_lock(args: FleetArgs, inv, involved, task: str, dry_run: bool, worker
     from ..steps.rsync_tool import version_script
 
     if dry_run:
-        yield
+        yield None
         return
     with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder,
                       also=lambda host: version_script()) as lock:
         for name, (output, noise) in lock.answers.items():
             tools.record(inv.hosts[name], output, noise)
-        yield
+        yield lock
