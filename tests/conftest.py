@@ -163,6 +163,10 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("slim", hide_tools=PROCPS)
     box.add_host("bbox", hide_tools=PROCPS)
     box.add_host("blind", proc_hidden=True)
+    # No /proc anyone can read, yet processes can be listed: only by procps' ps (as on a BSD or macOS host), or
+    # only by busybox's ps on a host without procps.
+    box.add_host("psonly", proc_hidden=True, ps_only="/usr/bin/ps")
+    box.add_host("bbonly", proc_hidden=True, ps_only=f"{shutil.which('busybox')} ps", hide_tools=PROCPS)
     for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
         box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell),
                      sshrc=SSHRC)

@@ -38,11 +38,12 @@ def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, al
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
     try:
-        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector),
+        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector) as lock,
               TransferDisplay(enabled=not dry_run) as display):
             return run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                             workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
                             allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
+                            refusal=lock.refusal if lock is not None else None,
                             on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
                                                                                  results))
     finally:
@@ -70,7 +71,7 @@ def _touched(inv, hosts, routes_for, explicit: bool) -> list:
 def _fleet_lock(args: FleetArgs, inv, involved, task: str, dry_run: bool, workers: int | None, connector):
     """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
     if dry_run:
-        yield
+        yield None
         return
-    with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder):
-        yield
+    with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder) as lock:
+        yield lock
