@@ -244,6 +244,10 @@ BASE_HOST = {"ssh": "sh-bash", "repo": f"{MOUNT_POINT}/crpbot",
              "checks": [{"name": "c", "run": "true"}], "jobs": {"j": {"run": "true"}}}
 REFUSED = [  # (where, the value, what the error says)
     ("hosts.NAME", payload("hostname"), "host name"),
+    ("order", [payload("order")], "which is not defined under hosts"),
+    ("defaults", {"branch": payload("defaultbranch", spaces=False) + " x"}, "is not a valid git branch name"),
+    ("defaults", {"remote": payload("defaultremote")}, "is not a valid git branch name"),
+    ("s3", {"profile": payload("topprofile"), "region": "eu-central-1"}, "is not a profile name"),
     ("hosts.h.ssh", payload("ssh"), "is not an ssh_config alias"),
     ("hosts.h.ssh", payload("sshnospace", spaces=False), "is not an ssh_config alias"),
     ("hosts.h.branch", payload("branchspaces"), "is not a valid git branch name"),
