@@ -116,7 +116,7 @@ class Values:
         self.s3_path, self.s3_prefix, self.s3_exclude = p("s3path"), p("s3prefix", newline=False), p("s3exclude")
         self.metric_file, self.metric_key = p("metricfile"), p("metrickey")
         self.http, self.untracked = p("http", spaces=False), p("untracked")
-        self.job_cwd, self.job_env, self.job_run = p("jobcwd"), p("jobenv"), p("jobrun")
+        self.job_cwd, self.job_env = p("jobcwd"), p("jobenv")
         self.secret, self.backup = p("secret", newline=False), p("backup")
         self.notify, self.ssh_config, self.state = p("notify"), p("sshconfig", newline=False), p("state")
 
@@ -134,8 +134,10 @@ def host_settings(v: Values, http_port: int, bucket: Bucket) -> dict:
         "checks": [{"name": "canary-metric", "metric": {"file": v.metric_file, "key": v.metric_key, "min": 0.5}},
                    {"name": "canary-http", "http": {"url": f"http://127.0.0.1:{http_port}/{v.http}", "expect": 404}}],
         "allow_untracked": [v.untracked, v.metric_file, v.res_remote + "/", v.s3_path + "/", v.src, v.dest],
-        "jobs": {"canary": {"run": shlex.join(["printf", "%s", v.job_run]), "cwd": v.job_cwd,
-                            "env": {"CANARY": v.job_env}}},
+        # `run` is code for the login shell ($SHELL -c, as `ssh HOST cmd`): one every shell reads alike
+        # (fish in the POSIX locale re-encodes non-ASCII in what it exports and prints: a UTF-8 locale, as users have)
+        "jobs": {"canary": {"run": "printenv CANARY; pwd", "cwd": v.job_cwd,
+                            "env": {"CANARY": v.job_env, "LC_ALL": "C.UTF-8"}}},
     }
 
 
@@ -151,6 +153,7 @@ def prepare_host(fleet, name: str, v: Values) -> Path:
     write(repo / v.res_remote / v.res_exclude, "left out by the entry's exclude\n")
     write(repo / v.metric_file, json.dumps({v.metric_key: 0.9}))
     write(repo / v.untracked, "allowed untracked\n")
+    (repo / v.job_cwd).mkdir()  # empty: git does not list it
     write(repo / v.s3_path / "weights.bin", "w" * 100)
     write(repo / v.s3_path / v.s3_exclude, "left out of S3\n")
     return repo
@@ -168,9 +171,10 @@ def inventory(fleet, name: str, v: Values, http_port: int, bucket: Bucket) -> Pa
     return path
 
 
-def cli(fleet, task: str, inv: Path, v: Values, aws_env: dict) -> tuple[int, dict]:
-    env = {**laptop_env(aws_env), "AGENTSYNC_STATE_DIR": str(fleet.root / v.state)}
-    result = fleet.agentsync(task, "--json", inventory=inv, env=env)
+def cli(fleet, task: str, inv: Path, v: Values, aws_env: dict, *args: str) -> tuple[int, dict]:
+    env = {**laptop_env(aws_env), "AGENTSYNC_STATE_DIR": str(fleet.root / v.state),
+           "XDG_STATE_HOME": str(fleet.root / "laptop-state")}  # the laptop's job records: this test's own
+    result = fleet.agentsync(task, *args, "--json", inventory=inv, env=env)
     assert result.stdout.startswith("{"), result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -208,6 +212,15 @@ def test_canaries_in_every_inventory_string_create_nothing_and_arrive_as_data_on
     assert result["notify"]["ok"] is True, result["notify"]
     assert canaries(fleet, name) == []
 
+    code, started = cli(fleet, "run", inv, v, aws_env, name, "canary")  # the job preset: its cwd and env are data
+    assert code == 0, started
+    code, _ = cli(fleet, "wait", inv, v, aws_env, started["job"]["id"])
+    logs = fleet.agentsync("logs", started["job"]["id"], inventory=inv,
+                           env={"AGENTSYNC_STATE_DIR": str(fleet.root / v.state),
+                                "XDG_STATE_HOME": str(fleet.root / "laptop-state")})
+    assert code == 0 and logs.stdout == f"{v.job_env}\n{MOUNT_POINT}/{v.repo}/{v.job_cwd}\n", logs
+    assert canaries(fleet, name) == []
+
 
 # ---------------------------------------------------------------- values validation refuses
 
@@ -231,6 +244,10 @@ BASE_HOST = {"ssh": "sh-bash", "repo": f"{MOUNT_POINT}/crpbot",
              "checks": [{"name": "c", "run": "true"}], "jobs": {"j": {"run": "true"}}}
 REFUSED = [  # (where, the value, what the error says)
     ("hosts.NAME", payload("hostname"), "host name"),
+    ("order", [payload("order")], "which is not defined under hosts"),
+    ("defaults", {"branch": payload("defaultbranch", spaces=False) + " x"}, "is not a valid git branch name"),
+    ("defaults", {"remote": payload("defaultremote")}, "is not a valid git branch name"),
+    ("s3", {"profile": payload("topprofile"), "region": "eu-central-1"}, "is not a profile name"),
     ("hosts.h.ssh", payload("ssh"), "is not an ssh_config alias"),
     ("hosts.h.ssh", payload("sshnospace", spaces=False), "is not an ssh_config alias"),
     ("hosts.h.branch", payload("branchspaces"), "is not a valid git branch name"),

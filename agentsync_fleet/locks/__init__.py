@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -55,6 +55,7 @@ class FleetLock:
     locked_hosts: dict[str, str] = field(default_factory=dict)  # host -> our record's text there
     not_locked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, no repo...)
     release_warnings: list[str] = field(default_factory=list)  # locks left behind at the end, and why
+    answers: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> (`also` output, shell noise)
     errors: dict[str, FleetError] = field(default_factory=dict)  # host -> what kept its lock from being taken
     no_repo: set[str] = field(default_factory=set)  # hosts without a repo at `repo`: nowhere to keep a lock
 
@@ -89,8 +90,13 @@ def _judge(holder: Holder | None, text: str, ttl: float, where: str, age: float 
 
 @contextmanager
 def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_id: str | None = None,
-               workers: int | None = None, recorder=None) -> Iterator[FleetLock]:
-    """Hold the fleet lock for `hosts` of `inv` for the duration of the block (journaled by `recorder`)."""
+               workers: int | None = None, recorder=None,
+               also: Callable[[Host], str] | None = None) -> Iterator[FleetLock]:
+    """Hold the fleet lock for `hosts` of `inv` for the duration of the block (journaled by `recorder`).
+
+    `also(host)`: a read-only script the task would run next anyway (transfers: which rsync the host has),
+    sent with the lock itself to save a round trip; what it printed on each host that was locked at the first
+    try is in `answers`, with the first line the host's shell startup printed, if any."""
     recorder = recorder if recorder is not None else NullRecorder()
     holder = new_holder(inv, task, run_id or recorder.run_id)
     ttl = lock_ttl(inv)
@@ -104,7 +110,7 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     # lock_ttl. An interrupted one does not (`Timeouts.lock_release`).
     deadline = 60.0
     try:
-        _lock_hosts(state, hosts, connector, ttl, workers)
+        _lock_hosts(state, hosts, connector, ttl, workers, also)
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
         beating = Heartbeat(lambda: _refresh_hosts(state, hosts, connector, workers), interval(ttl)).start()
         yield state  # the caller shows `state.warnings`: this layer prints nothing
@@ -121,11 +127,14 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
             local.release(holder)
 
 
-def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
+def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None,
+                also: Callable[[Host], str] | None = None) -> None:
     def lock(host: Host) -> remote.RemoteState:
-        outcome = _lock_one(connector, host, state.holder, ttl)
+        outcome = _lock_one(connector, host, state.holder, ttl, also(host) if also and not host.local else "")
         if outcome.status == "acquired":  # noted at once: a Ctrl-C before all hosts answer still releases it
             state.locked_hosts[host.name] = state.holder.to_json()
+        if outcome.also:
+            state.answers[host.name] = (outcome.also, connector.session(host).startup_noise)
         return outcome
 
     outcomes = run_each(hosts, lock, workers)
@@ -154,11 +163,11 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
                        hint=UNLOCK_HINT)
 
 
-def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.RemoteState:
+def _lock_one(connector, host: Host, holder: Holder, ttl: float, also: str = "") -> remote.RemoteState:
     """Take `.git/agentsync.lock` on one host; a stale one is taken over (twice at most, if it keeps moving)."""
     session = connector.session(host)
     where = f"on {host.name} ({host.repo}/.git)"
-    state = remote.run_script(session, host, remote.acquire_script(host.repo, holder))
+    state = remote.run_script(session, host, remote.acquire_script(host.repo, holder, also))
     for _ in range(2):
         if state.status != "held":
             break

@@ -34,6 +34,7 @@ class RemoteState:
     text: str = ""  # the lock file's content when it matters (held, changed, present)
     detail: str = ""
     age_s: float | None = None  # how old the lock file is by the host's own clock (None: not known)
+    also: str = ""  # what the read-only script sent along with `acquire_script` printed (its `also` section)
 
     @property
     def holder(self) -> Holder | None:
@@ -65,8 +66,10 @@ def _create(holder: Holder) -> list[str]:
     ]
 
 
-def acquire_script(repo: str, holder: Holder) -> str:
-    return script(_prelude(repo) + _create(holder))
+def acquire_script(repo: str, holder: Holder, also: str = "") -> str:
+    """Take the lock; `also`, a read-only script the task needs anyway, runs in the same round trip after it
+    (its output under the `also` section)."""
+    return script(_prelude(repo) + _create(holder) + ([section("also"), also] if also else []))
 
 
 def takeover_script(repo: str, holder: Holder, stale_text: str) -> str:
@@ -120,7 +123,7 @@ def parse(output: str) -> RemoteState:
             age = parts.get("age", "").strip()
             failed = name in ("norepo", "gitfailed")
             return RemoteState(name, "" if failed else text, text if failed else "",
-                               float(age) if age.lstrip("-").isdigit() else None)
+                               float(age) if age.lstrip("-").isdigit() else None, parts.get("also", ""))
     return RemoteState("error", detail=output.strip()[-400:])
 
 

@@ -59,13 +59,14 @@ def _nothing_hint(task: str) -> str:
 def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor, *, state_dir: str,
              dry_run: bool, workers: int | None, explicit: bool, listener: Listener,
              allow_running: bool = False, on_host_done: HostDone | None = None, connector=None,
-             run_id: str | None = None, refusal: Refusal | None = None) -> TransferReport:
+             run_id: str | None = None, refusal: Refusal | None = None, tools=None) -> TransferReport:
+    """Every route of `hosts`, hosts in parallel; `tools`: the rsync already found at each end (else asked)."""
     start = time.monotonic()
     run_id = run_id or new_run_id()  # the history's id, so backups/<run>/ and `history.show <run>` name the same run
     opts = P.LegOptions.for_inventory(inv, run_id, state_dir, dry_run)
     names = ",".join(h.name for h in hosts) if explicit else ""
     rerun = f"`agentsync {task}{' --host ' + names if names else ''}`"
-    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running, connector=connector)
+    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running, connector=connector, tools=tools)
 
     def one_host(host: Host) -> list[TransferResult]:
         results = [refused(route, refusal, dry_run, listener) or runner.run(route)
