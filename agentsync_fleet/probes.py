@@ -68,7 +68,8 @@ def repo_probe(host: Host, fetch: bool) -> list[str]:
         "  [ -f \"$3\" ] && echo leftover_intent; for d in \"$4\"*; do [ -e \"$d\" ] && "
         "echo \"leftover_scratch $d\"; done",
         f"  if counts=$(git rev-list --left-right --count {join(['HEAD...' + ref])} 2>/dev/null); then",
-        f"    echo \"upstream {host.remote}/{host.branch}\"; echo \"counts $counts\"",
+        # quoted like every other value: a branch or remote name may hold `$(...)` and backticks (git allows them)
+        f"    printf 'upstream %s\\n' {join([host.remote + '/' + host.branch])}; echo \"counts $counts\"",
         "  fi",
         f"  {section('status')}",  # raw porcelain lines: each starts with its two-letter code, never a marker
         # allowed untracked files (allow_untracked) are matched one by one, so list them, not their directory

@@ -50,6 +50,9 @@ class SandboxHost:
     sftp: bool = True  # False: no `Subsystem sftp` line (a host without an SFTP server)
     hide_tools: list[str] = field(default_factory=list)  # commands left off PATH (a slim image without procps)
     proc_hidden: bool = False  # an empty filesystem over /proc: no process can be listed by any tool
+    # With proc_hidden: the one program that still lists processes, run as `ps` with a /proc of its own (a host
+    # where no /proc can be read but `ps` works, as on BSD or macOS), e.g. "/usr/bin/ps" or "busybox ps".
+    ps_only: str = ""
     login_shell: str = ""  # the user's login shell on this host (default: the controller's passwd entry)
     bashrc: str = ""  # ~/.bashrc's text on this host (default: empty; e.g. a banner `echo`)
     # /etc/ssh/sshrc's text: sshd runs it with /bin/sh before every session's command, whatever the login
@@ -171,6 +174,8 @@ class Sandbox:
                            sftp=sftp, **options)
         if host.hide_tools:
             _link_commands(host.path_dir, set(host.hide_tools))
+        if host.ps_only:
+            _install_ps_only(host)
         if own_ssh_dir:
             (host_dir / "dot-ssh").mkdir(mode=0o700, exist_ok=True)
         self.hosts[name] = host
@@ -253,6 +258,8 @@ class Sandbox:
             passwd = Path(host.dir) / "etc" / "passwd"
             passwd.write_text(_with_login_shell(Path("/etc/passwd").read_text(), os.getuid(), host.login_shell))
             binds.append(f"mount --bind {passwd} /etc/passwd")
+        if host.ps_only:  # mounted before /proc is hidden: `ps` binds it over /proc in a mount namespace of its own
+            binds.append(f"mount -t proc agentsync-ps-proc {_ps_proc(host)}")
         if host.proc_hidden:
             binds.append("mount -t tmpfs -o size=16k agentsync-no-proc /proc")
         if host.sshrc:  # an /etc/ssh of this host's own (sshd reads its config and keys from the host's dir)
@@ -399,6 +406,22 @@ def _link_commands(target: Path, hidden: set[str]) -> None:
             if entry.name in hidden or link.is_symlink() or not os.access(entry, os.X_OK):
                 continue
             link.symlink_to(entry)
+
+
+_PS_ONLY = """exec unshare --mount --propagation private sh -c 'mount --bind {proc} /proc && exec "$@"' sh {ps} "$@"
+"""
+
+
+def _ps_proc(host: SandboxHost) -> Path:
+    return Path(host.dir) / "ps-proc"
+
+
+def _install_ps_only(host: SandboxHost) -> None:
+    """`ps` on the host's PATH: `host.ps_only`, seeing the host's processes through a /proc only it can see."""
+    _ps_proc(host).mkdir(exist_ok=True)
+    ps = host.bin_dir / "ps"
+    ps.write_text("#!/bin/sh\n" + _PS_ONLY.format(proc=_ps_proc(host), ps=host.ps_only))
+    ps.chmod(0o755)
 
 
 def _run(argv: list[str]) -> None:

@@ -63,6 +63,13 @@ def nonempty(value: Any) -> str | None:
     return None if len(value) > 0 else "must not be empty"
 
 
+def checkout_path_problem(value: str) -> str | None:
+    """A checkout's path is read back from git's line-based output on the host: one line, like a transfer path."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character (newline, tab...); a checkout's path must be one line"
+    return nonempty(value)
+
+
 def text(expected: str = "a string", **kw: Any) -> Field:
     return Field((str,), expected, check=kw.pop("check", nonempty), **kw)
 
@@ -93,7 +100,7 @@ GUARD = Field((dict,), "a mapping with processes and critical_files", keys={
 })
 
 WORKTREE = Field((dict,), "a mapping with path, branch, merge, strategy, push", keys={
-    "path": Field((str,), "the worktree's path", required=True, check=nonempty),
+    "path": Field((str,), "the worktree's path", required=True, check=checkout_path_problem),
     "branch": Field((str,), "the worktree's branch", required=True, check=git_ref_problem),
     "merge": BRANCH,
     "strategy": Field((str,), "merge or rebase", choices=("merge", "rebase")),
@@ -315,7 +322,7 @@ def job_name_problem(value: Any) -> str | None:
 HOST_KEYS: dict[str, Field] = {
     "local": Field((bool,), "true or false", hint="local: true means the controller itself (no SSH)"),
     "ssh": text("an ssh_config alias, user@host or user@host:port", check=ssh_target_problem),
-    "repo": Field((str,), "the path of the git checkout on that host", required=True, check=nonempty,
+    "repo": Field((str,), "the path of the git checkout on that host", required=True, check=checkout_path_problem,
                   hint="e.g. repo: ~/crpbot or repo: /root/crpbot"),
     "branch": BRANCH,
     "remote": text("a git remote name, e.g. origin", check=git_ref_problem),

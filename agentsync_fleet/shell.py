@@ -8,6 +8,7 @@ inject shell. The only unquoted text is our own fixed control structure.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -217,3 +218,30 @@ def _between(text: AnyStr, start: AnyStr, end: AnyStr) -> tuple[AnyStr, AnyStr]:
     if not found_end:
         return rest, head
     return body, head + tail
+
+
+# ---------------------------------------------------------------- git's quoted paths in its output
+
+_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote_git_path(text: str) -> str:
+    """Undo git's C-style quoting of a path (`"dir/\\303\\251t\\303\\251"` → `dir/été`); plain text passes."""
+    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
+        return text
+    body, out, i = text[1:-1], bytearray(), 0
+    while i < len(body):
+        char = body[i]
+        if char != "\\" or i + 1 == len(body):
+            out += char.encode()
+            i += 1
+        elif body[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[body[i + 1]])
+            i += 2
+        elif re.match(r"[0-7]{3}", body[i + 1:i + 4]):
+            out.append(int(body[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out += body[i + 1].encode()
+            i += 2
+    return out.decode("utf-8", errors="replace")

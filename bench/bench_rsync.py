@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import yaml
+from measure import compile_package
 
 from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox, free_port
 
@@ -209,6 +210,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds added each way (0.025: 50 ms RTT)")
     args = parser.parse_args()
+    compile_package()  # .pyc files as an installed copy has them (see measure.compile_package)
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-rsync-"))
     bench = Bench(root, max(5, args.rounds), args.delay)
     try:

@@ -36,7 +36,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from fleet import BenchFleet  # noqa: E402
-from measure import Series, alternate, run_ok  # noqa: E402
+from measure import Series, alternate, compile_package, run_ok  # noqa: E402
 from peers import PEERS, probe_script  # noqa: E402
 from report import write_results  # noqa: E402
 
@@ -131,10 +131,12 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     sections = set(args.only.split(","))
+    compile_package()  # .pyc files as an installed copy has them, whatever PYTHONDONTWRITEBYTECODE says
     started = time.monotonic()
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds,
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "kernel": platform.release(), "load_before": os.getloadavg()}}
+                                 "kernel": platform.release(), "load_before": os.getloadavg(),
+                                 "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))}}
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-"))
     fleet = BenchFleet(root, max(sizes + [3])).up()
     try:

@@ -199,3 +199,11 @@ def test_two_checks_on_one_file_read_it_once_in_the_probe():
     text = "\n".join(lines)
     assert text.count("f=r/m.json") == 1 and 'f="$HOME"/other.yaml' in text
     assert "metric-1" in text and "metric-2" not in text
+
+
+def test_allow_untracked_matches_names_git_quotes_as_they_are_written():
+    from agentsync_fleet.gate.model import split_untracked
+
+    status = '?? "a \\"b\\"\\\\c\\nd"\n?? plain.txt\n M tracked.py\n'
+    allowed, other = split_untracked(status, ['a "b"\\c\nd', "plain.txt"])
+    assert allowed == ['"a \\"b\\"\\\\c\\nd"', "plain.txt"] and other == ["tracked.py"]

@@ -208,3 +208,19 @@ def test_patch_relay_from_and_to_a_host_whose_bashrc_prints_a_banner_matches_a_q
     assert code == 0 and report["applied"] == 1 and report["validation"]["output_tail"] == "ok", report
     assert commit_facts(fleet, "noisy", f"{base}..HEAD") == commit_facts(fleet, "cloud", "HEAD~1..HEAD")
     assert fleet.git("noisy", "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_a_direct_transfer_into_a_noisy_host_is_refused_before_anything_moves(fleet):
+    fleet.prepare("noisy")
+    write(fleet.sandbox.hosts["edge"].path("data") / "weights.bin", MODEL)
+    entry = {"name": "straight", "direction": "pull", "src": f"{MOUNT_POINT}/data/", "dest": "noisy:direct-in/",
+             "direct": True}
+    inv = inventory_with_backups(fleet, {"laptop": {}, "edge": {"rsync": [entry]}, "noisy": {}})
+
+    code, data = run(fleet, "results", "--host", "edge", inv=inv)
+
+    t = data["by_name"]["straight"]
+    assert code == 1 and t["status"] == "failed" and t["legs"] == [], t
+    assert BANNER in t["error"] and "direct: true" in t["error"] and "nothing was sent" in t["error"]
+    assert "remove direct: true" in t["hint"]
+    assert not (fleet.repo("noisy") / "direct-in").exists()

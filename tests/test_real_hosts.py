@@ -19,7 +19,7 @@ RUNTIME = "apps/runtime/v7_runtime.py"
 TOKEN = "agentsync-test-proc-hosts"
 PROC = f"python3 -c 'import time; time.sleep(600)' {TOKEN} v7_runtime"
 GUARD = {"guard": {"processes": ["v7_runtime"], "critical_files": [RUNTIME]}}
-PS_HOSTS: tuple[str, ...] = ()
+PS_HOSTS = ("psonly", "bbonly")  # no readable /proc: only `ps` lists processes (procps, then busybox)
 
 
 def namespace_processes(fleet, name: str) -> list[int]:
@@ -103,6 +103,40 @@ def test_without_procps_the_guard_still_sees_the_process_and_sync_all_refuses_th
     assert code == 1 and result[name]["status"] == "guarded", result[name]
     assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
     assert (fleet.repo(name) / RUNTIME).read_text() == before
+
+
+@pytest.mark.parametrize("name, method", [("psonly", "ps"), ("bbonly", "busybox-ps")])
+def test_where_no_proc_can_be_read_ps_then_busybox_ps_find_the_process_and_sync_all_refuses_the_critical_file(
+        fleet, name, method):
+    fleet.prepare(name)
+    try:
+        start_test_process(fleet, name)
+        inv = fleet.inventory({"laptop": {}, name: GUARD})
+
+        code, health = run_json(fleet, "health", inv)
+        guard = health[name]["guard"]
+        assert guard["method"] == method and guard["status"] == "ok", guard
+        assert [p["pattern"] for p in health[name]["processes"]] == ["v7_runtime"], health[name]
+        found = health[name]["processes"][0]
+        assert TOKEN in found["command"] and found["pid"] == pid_on_host(fleet, name)
+        assert (found["uptime_s"] is not None) == (method == "ps")  # busybox's ps knows no elapsed time
+
+        before = (fleet.repo(name) / RUNTIME).read_text()
+        critical_change(fleet)
+        code, result = run_json(fleet, "sync-all", inv)
+        assert running_test_processes(fleet, name), "the test process is gone: the guard had nothing to see"
+        assert code == 1 and result[name]["status"] == "guarded", result[name]
+        assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
+        assert (fleet.repo(name) / RUNTIME).read_text() == before
+    finally:
+        kill_test_processes(fleet)
+
+
+def pid_on_host(fleet, name: str) -> int:
+    """The test process's pid as the host numbers it (the last NSpid of its status), read from the controller."""
+    (pid,) = running_test_processes(fleet, name)
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("NSpid:"))
+    return int(line.split()[-1])
 
 
 def test_a_host_where_processes_cannot_be_listed_fails_the_gate_and_keeps_its_critical_files(hosts):

@@ -150,3 +150,15 @@ def test_history_at_80_columns_says_where_the_columns_it_leaves_out_are(monkeypa
     render_runs([row], "/home/ann/.local/state/agentsync/journal.sqlite3")
     wide = capsys.readouterr().out
     assert "--hosts cloud,gpu" in wide and "ann@laptop" in wide and "who, arguments:" not in wide
+
+
+def test_history_show_prints_a_warning_several_hosts_had_once_with_their_names(monkeypatch, capsys):
+    hosts = [{**h, "warnings": [CLAIM] + (["git_access: false: relayed through the local host"]
+                                           if h["host"] == "cloud" else [])} for h in RUN["hosts"]]
+    for columns in (80, 200):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        render_run({**RUN, "hosts": hosts})
+        flat = " ".join(capsys.readouterr().out.split())
+        assert flat.count("incoming commits touch 'strategies/'") == 1, (columns, flat)
+        assert "cloud, gpu: ! incoming commits touch 'strategies/'" in flat
+        assert "cloud: ! git_access: false" in flat

@@ -86,9 +86,9 @@ def _base(host: Host, index: int, entry: S3Entry, dry_run: bool) -> dict:
 
 
 def failed_entry(host: Host, index: int, entry: S3Entry, dry_run: bool, error: FleetError,
-                 started: float | None = None) -> EntryResult:
-    """An entry that could not run at all (host unreachable, timeout)."""
-    status = "unreachable" if isinstance(error, HostUnreachable) else "failed"
+                 started: float | None = None, status: str = "failed") -> EntryResult:
+    """An entry that could not run at all (host unreachable, timeout; `skipped`: not tried)."""
+    status = "unreachable" if isinstance(error, HostUnreachable) else status
     now = time.time()
     return EntryResult(**_base(host, index, entry, dry_run), status=status, bytes=None, started_at=started or now,
                        finished_at=now, duration_s=round(now - (started or now), 3), message=scrub(error.message),
@@ -163,10 +163,17 @@ def interpret(host: Host, index: int, entry: S3Entry, dry_run: bool, exit_code: 
 
 def run_host(connector, host: Host, direction: str, dry_run: bool,
              on_progress: ProgressFn | None = None,
-             on_done: Callable[[EntryResult], None] | None = None) -> list[EntryResult]:
-    """A host's entries of one direction, one after another (one link, one disk); failures do not stop the rest."""
+             on_done: Callable[[EntryResult], None] | None = None,
+             refused: FleetError | None = None) -> list[EntryResult]:
+    """A host's entries of one direction, one after another (one link, one disk); failures do not stop the rest.
+    `refused`: why this host must not be touched (its fleet lock was not taken): every entry says so, none runs."""
     results = []
     for index, entry in entries(host, direction):
+        if refused is not None:
+            results.append(failed_entry(host, index, entry, dry_run, refused, status="skipped"))
+            if on_done is not None:
+                on_done(results[-1])
+            continue
         try:
             session = connector.session(host)
         except FleetError as exc:
@@ -181,15 +188,17 @@ def run_host(connector, host: Host, direction: str, dry_run: bool,
 
 def run_fleet(connector, hosts: list[Host], *, direction: str | None = None, dry_run: bool = False,
               workers: int | None = None, on_progress: ProgressFn | None = None,
-              on_done: Callable[[EntryResult], None] | None = None) -> list[EntryResult]:
-    """Every up entry (hosts in parallel), then every down entry; results in host order, ups first."""
+              on_done: Callable[[EntryResult], None] | None = None,
+              refusal: Callable[[str], FleetError | None] | None = None) -> list[EntryResult]:
+    """Every up entry (hosts in parallel), then every down entry; results in host order, ups first.
+    `refusal(host name)`: why a host must not be touched (`locks.FleetLock.refusal`); the others go on."""
     results: list[EntryResult] = []
     for phase in ("up", "down"):
         if direction not in (None, phase):
             continue
         chosen = [h for h in hosts if entries(h, phase)]
-        outcomes = run_each(chosen, lambda h, p=phase: run_host(connector, h, p, dry_run, on_progress, on_done),
-                            workers)
+        outcomes = run_each(chosen, lambda h, p=phase: run_host(connector, h, p, dry_run, on_progress, on_done,
+                                                                refusal(h.name) if refusal else None), workers)
         for host, outcome in outcomes.items():
             if isinstance(outcome, Exception):  # a bug: report it on every entry of that host, go on
                 error = FleetError(f"internal error: {outcome!r}")

@@ -56,15 +56,16 @@ def _unrecorded():
 
 
 @contextmanager
-def fleet_locked(inv, hosts: list, connector, *, task: str, recorder, workers: int | None = None) -> Iterator:
+def fleet_locked(inv, hosts: list, connector, *, task: str, recorder, workers: int | None = None,
+                 also=None) -> Iterator:
     """`locks.fleet_lock` for a task that changes the fleet; the stale locks it took over, and the locks it could not
-    release at the end, are printed as warnings."""
+    release at the end, are printed as warnings. `also`: see `locks.fleet_lock`."""
     from ..locks import fleet_lock
     from ..output import warn
 
     state = None
     try:
-        with fleet_lock(inv, hosts, connector, task=task, workers=workers, recorder=recorder) as state:
+        with fleet_lock(inv, hosts, connector, task=task, workers=workers, recorder=recorder, also=also) as state:
             for warning in state.warnings:
                 warn(warning)
             yield state

@@ -53,7 +53,8 @@ def run(args: FleetArgs, *, direction: str | None = None, dry_run: bool = False)
     start = time.monotonic()
     options = {"direction": direction, "dry_run": dry_run, "workers": args.worker_limit(inv)}
     try:
-        with _lock(args, dry_run, inv, hosts, connector, options["workers"]):
+        with _lock(args, dry_run, inv, hosts, connector, options["workers"]) as lock:
+            options["refusal"] = lock.refusal if lock is not None else None
             if args.json or not hosts:
                 def journal_entry(outcome) -> None:
                     journal_artifact_entry(args.recorder, outcome)

@@ -16,10 +16,9 @@ def journal_transfers(recorder, task: str, host, results) -> None:
     the sync-all stage of the same name records it, and how the host ended."""
     from ..models import to_jsonable
     from ..records import CommandRecord, HostOutcome, StepRecord, worst_status
-    from ..transfer.model import totals
-    from ..transfer.stages import CodePushStage, ResultsStage
+    from ..transfer.model import ACTIONS, totals  # not transfer.stages: that would import the sync engine
 
-    action = {stage.name: stage.action for stage in (CodePushStage, ResultsStage)}[task]
+    action = ACTIONS[task]
     action += " (dry run)" if any(t.dry_run for t in results) else ""
     failed = [t for t in results if not t.ok]
     status = worst_status([t.status for t in failed])

@@ -51,9 +51,10 @@ def run(args: FleetArgs, source: str | None, target: str | None, *, push: bool =
                          hint="relay to a host that can reach origin (the default is the local host)")
     connector = Connector(inv)
     try:
-        with _lock(args, dry_run, inv, [src, dst], connector):
+        with _lock(args, dry_run, inv, [src, dst], connector) as lock:
             result = run_relay(connector, src, dst, RelayOptions(new_run_id(), dry_run, push, allow_running,
-                                                                     secret_patterns(inv.settings)))
+                                                                     secret_patterns(inv.settings)),
+                               lock.refusal if lock is not None else None)
     finally:
         connector.close_all()
     journal_relay(args.recorder, result, dry_run)

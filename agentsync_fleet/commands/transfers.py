@@ -29,6 +29,7 @@ def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, al
     """Run the transfers and return the report, printing nothing on stdout (`wait --then-results` uses it too)."""
     from ..output.transfer import TransferDisplay
     from ..remote import Connector
+    from ..transfer.facts import RsyncTools
     from ..transfer.task import choose_hosts, run_task
 
     inv = inv or args.load()
@@ -37,12 +38,14 @@ def transfer_report(args: FleetArgs, task: str, routes_for, *, dry_run: bool, al
         check(inv, [h for h in hosts if any(r.is_code for r in routes_for(inv, h, bool(args.hosts)))])
     touched = _touched(inv, hosts, routes_for, bool(args.hosts))
     connector = Connector(inv)  # the lock, rsync and every command share one master per host
+    tools = RsyncTools()  # each host's rsync: asked along with taking the lock there (one round trip for both)
     try:
-        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector),
+        with (_fleet_lock(args, inv, touched, task, dry_run, args.worker_limit(inv), connector, tools) as lock,
               TransferDisplay(enabled=not dry_run) as display):
             return run_task(inv, hosts, task, routes_for, state_dir=state_dir(inv), dry_run=dry_run,
                             workers=args.worker_limit(inv), explicit=bool(args.hosts), listener=display.event,
                             allow_running=allow_running, connector=connector, run_id=args.recorder.run_id,
+                            tools=tools, refusal=lock.refusal if lock is not None else None,
                             on_host_done=lambda host, results: journal_transfers(args.recorder, task, host,
                                                                                  results))
     finally:
@@ -67,10 +70,16 @@ def _touched(inv, hosts, routes_for, explicit: bool) -> list:
 
 
 @contextlib.contextmanager
-def _fleet_lock(args: FleetArgs, inv, involved, task: str, dry_run: bool, workers: int | None, connector):
-    """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks."""
+def _fleet_lock(args: FleetArgs, inv, involved, task: str, dry_run: bool, workers: int | None, connector, tools):
+    """Moving files holds the fleet lock on the hosts involved and the laptop; a dry run only looks. The rsync
+    version check rides along with the lock (a host it could not ask there is asked before its first transfer)."""
+    from ..steps.rsync_tool import version_script
+
     if dry_run:
-        yield
+        yield None
         return
-    with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder):
-        yield
+    with fleet_locked(inv, involved, connector, task=task, workers=workers, recorder=args.recorder,
+                      also=lambda host: version_script()) as lock:
+        for name, (output, noise) in lock.answers.items():
+            tools.record(inv.hosts[name], output, noise)
+        yield lock

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from ..models import CheckSpec, HttpSpec, MetricSpec
 from ..records import CheckResult
 from ..settings import TIMEOUTS
+from ..shell import unquote_git_path
 
 __all__ = ["CheckResult", "CheckSpec", "HttpSpec", "MetricSpec", "build_checks", "select", "compare", "matches"]
 
@@ -104,8 +105,9 @@ def split_untracked(status: str, patterns: Sequence[str]) -> tuple[list[str], li
 
 
 def _unquote(path: str) -> str:
-    """git quotes paths with spaces or odd bytes ("a b.txt"); patterns are written without quotes."""
-    return path[1:-1] if len(path) >= 2 and path[0] == path[-1] == '"' else path
+    """git quotes paths with a quote, a backslash or a control character in them (C-style, `\"`, `\n`...);
+    patterns are written as the names are."""
+    return unquote_git_path(path)
 
 
 def not_running(patterns: Sequence[str], running: Iterable[str]) -> list[str]:

@@ -12,7 +12,9 @@ are kept apart too. A second run is refused with `LockHeld`, naming the
 holder and since when. A stale lock — its process gone on this controller,
 or, held from another controller, older than `lock_ttl` by the clock of the
 host that keeps it (never the controller's: see `model.stale_reason`) — is
-taken over with a warning. Locks are released
+taken over with a warning. While a run holds the lock, a heartbeat keeps its
+host locks young (`heartbeat.py`), so a run longer than `lock_ttl` is never
+judged stale by another controller while it is alive. Locks are released
 when the block ends, normally, by an error or by a signal (then each host
 within `Timeouts.lock_release`; signals are held meanwhile: the wind-down is
 bounded and needs no second Ctrl-C); a lock a host did not release (frozen,
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -36,6 +38,7 @@ from ..models import Host, Inventory
 from ..pool import run_each
 from ..settings import TIMEOUTS, lock_ttl, state_dir
 from . import remote
+from .heartbeat import Heartbeat, interval
 from .local import LocalLock
 from .model import REMOTE_NAME, Holder, stale_reason
 
@@ -52,6 +55,24 @@ class FleetLock:
     locked_hosts: dict[str, str] = field(default_factory=dict)  # host -> our record's text there
     not_locked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, no repo...)
     release_warnings: list[str] = field(default_factory=list)  # locks left behind at the end, and why
+    answers: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> (`also` output, shell noise)
+    errors: dict[str, FleetError] = field(default_factory=dict)  # host -> what kept its lock from being taken
+    no_repo: set[str] = field(default_factory=set)  # hosts without a repo at `repo`: nowhere to keep a lock
+
+    def refusal(self, host: str) -> FleetError | None:
+        """Why this run must not touch `host` at all: its lock was not taken (None: it was).
+
+        Another run may be changing that host right now, so nothing of this run reaches it, not even a host
+        that answers again later in the run. An unreachable host is refused with its own error (message, hint,
+        `HostUnreachable`), so the report reads as before. A host with no repo at `repo` has nowhere to keep a
+        lock; tasks that need no checkout there (`results`, `artifacts`) may still run on it."""
+        if host not in self.not_locked or host in self.no_repo:
+            return None
+        if isinstance(self.errors.get(host), HostUnreachable):
+            return self.errors[host]
+        return FleetError(f"the fleet lock could not be taken on {host} ({self.not_locked[host]}); nothing was "
+                          "done there", host=host, hint="`agentsync unlock` shows who holds it; run again once the "
+                                                        "host can be locked")
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
@@ -69,8 +90,13 @@ def _judge(holder: Holder | None, text: str, ttl: float, where: str, age: float 
 
 @contextmanager
 def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_id: str | None = None,
-               workers: int | None = None, recorder=None) -> Iterator[FleetLock]:
-    """Hold the fleet lock for `hosts` of `inv` for the duration of the block (journaled by `recorder`)."""
+               workers: int | None = None, recorder=None,
+               also: Callable[[Host], str] | None = None) -> Iterator[FleetLock]:
+    """Hold the fleet lock for `hosts` of `inv` for the duration of the block (journaled by `recorder`).
+
+    `also(host)`: a read-only script the task would run next anyway (transfers: which rsync the host has),
+    sent with the lock itself to save a round trip; what it printed on each host that was locked at the first
+    try is in `answers`, with the first line the host's shell startup printed, if any."""
     recorder = recorder if recorder is not None else NullRecorder()
     holder = new_holder(inv, task, run_id or recorder.run_id)
     ttl = lock_ttl(inv)
@@ -79,17 +105,21 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
     taken = local.acquire(holder, lambda existing: _judge(existing, "", ttl, "on this controller"))
     if taken:
         state.warnings.append(taken)
+    beating: Heartbeat | None = None
     # A run that ends as planned waits for a slow host's release: a lock left is stale for others only after
     # lock_ttl. An interrupted one does not (`Timeouts.lock_release`).
     deadline = 60.0
     try:
-        _lock_hosts(state, hosts, connector, ttl, workers)
+        _lock_hosts(state, hosts, connector, ttl, workers, also)
         recorder.annotate(lock={"warnings": state.warnings, "not_locked": state.not_locked})
+        beating = Heartbeat(lambda: _refresh_hosts(state, hosts, connector, workers), interval(ttl)).start()
         yield state  # the caller shows `state.warnings`: this layer prints nothing
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the wind-down is short, and bounded
         deadline = TIMEOUTS.lock_release
         raise
     finally:
+        if beating is not None:
+            beating.stop()
         try:
             with held():
                 _release_hosts(state, hosts, connector, workers, deadline)
@@ -97,11 +127,14 @@ def fleet_lock(inv: Inventory, hosts: list[Host], connector, *, task: str, run_i
             local.release(holder)
 
 
-def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None) -> None:
+def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, workers: int | None,
+                also: Callable[[Host], str] | None = None) -> None:
     def lock(host: Host) -> remote.RemoteState:
-        outcome = _lock_one(connector, host, state.holder, ttl)
+        outcome = _lock_one(connector, host, state.holder, ttl, also(host) if also and not host.local else "")
         if outcome.status == "acquired":  # noted at once: a Ctrl-C before all hosts answer still releases it
             state.locked_hosts[host.name] = state.holder.to_json()
+        if outcome.also:
+            state.answers[host.name] = (outcome.also, connector.session(host).startup_noise)
         return outcome
 
     outcomes = run_each(hosts, lock, workers)
@@ -111,25 +144,30 @@ def _lock_hosts(state: FleetLock, hosts: list[Host], connector, ttl: float, work
             refusals.append((host.name, outcome))
         elif isinstance(outcome, HostUnreachable):
             state.not_locked[host.name] = f"unreachable: {outcome.message}"
+            state.errors[host.name] = outcome
         elif isinstance(outcome, Exception):
             state.not_locked[host.name] = f"lock not taken: {outcome}"
             state.warnings.append(f"{host.name}: {state.not_locked[host.name]}")
+            if isinstance(outcome, FleetError):
+                state.errors[host.name] = outcome
         elif outcome.status == "acquired":
             if outcome.detail:
                 state.warnings.append(outcome.detail)
         else:
             state.not_locked[host.name] = outcome.detail or outcome.status
+            if outcome.status == "norepo":
+                state.no_repo.add(host.name)
     if refusals:
         more = [name for name, _ in refusals[1:]]
         raise LockHeld(refusals[0][1].message + (f" (also locked on {', '.join(more)})" if more else ""),
                        hint=UNLOCK_HINT)
 
 
-def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.RemoteState:
+def _lock_one(connector, host: Host, holder: Holder, ttl: float, also: str = "") -> remote.RemoteState:
     """Take `.git/agentsync.lock` on one host; a stale one is taken over (twice at most, if it keeps moving)."""
     session = connector.session(host)
     where = f"on {host.name} ({host.repo}/.git)"
-    state = remote.run_script(session, host, remote.acquire_script(host.repo, holder))
+    state = remote.run_script(session, host, remote.acquire_script(host.repo, holder, also))
     for _ in range(2):
         if state.status != "held":
             break
@@ -147,6 +185,13 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float) -> remote.Remot
     if state.status != "acquired":
         raise FleetError(f"could not take the lock {where}: {state.detail or state.status}", host=host.name)
     return state
+
+
+def _refresh_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None) -> None:
+    """One heartbeat (`heartbeat.py`): every host lock of ours gets a fresh mtime by its host's clock."""
+    mine = [h for h in hosts if h.name in state.locked_hosts]
+    run_each(mine, lambda h: remote.run_script(connector.session(h), h,
+                                               remote.refresh_script(h.repo, state.locked_hosts[h.name])), workers)
 
 
 def _release_hosts(state: FleetLock, hosts: list[Host], connector, workers: int | None, deadline: float) -> None:

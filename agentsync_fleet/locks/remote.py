@@ -21,7 +21,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
-from ..shell import SECTION_MARK, script, section, split_sections
+from ..shell import SECTION_MARK, path_arg, script, section, split_sections
 from ..steps import git as G
 from .model import REMOTE_NAME, Holder
 
@@ -30,10 +30,11 @@ from .model import REMOTE_NAME, Holder
 class RemoteState:
     """What a lock script found on a host."""
 
-    status: str  # acquired | held | changed | released | removed | absent | kept | norepo
+    status: str  # acquired | held | changed | released | removed | absent | kept | norepo | gitfailed
     text: str = ""  # the lock file's content when it matters (held, changed, present)
     detail: str = ""
     age_s: float | None = None  # how old the lock file is by the host's own clock (None: not known)
+    also: str = ""  # what the read-only script sent along with `acquire_script` printed (its `also` section)
 
     @property
     def holder(self) -> Holder | None:
@@ -41,8 +42,11 @@ class RemoteState:
 
 
 def _prelude(repo: str) -> list[str]:
+    """Find the repo's common git dir. No checkout at `repo` at all is `norepo` (a host that keeps no lock);
+    a checkout whose git fails to answer is `gitfailed`: its lock is not taken, and the run must not touch it."""
     return [
-        f"d=$({G.common_dir(repo)} 2>&1) || {{ {section('norepo')}; printf '%s\\n' \"$d\"; exit 0; }}",
+        f"d=$({G.common_dir(repo)} 2>&1) || {{ if [ -e {path_arg(repo)}/.git ]; then {section('gitfailed')}; "
+        f"else {section('norepo')}; fi; printf '%s\\n' \"$d\"; exit 0; }}",
         f'lock="$d/{REMOTE_NAME}"',
     ]
 
@@ -62,8 +66,10 @@ def _create(holder: Holder) -> list[str]:
     ]
 
 
-def acquire_script(repo: str, holder: Holder) -> str:
-    return script(_prelude(repo) + _create(holder))
+def acquire_script(repo: str, holder: Holder, also: str = "") -> str:
+    """Take the lock; `also`, a read-only script the task needs anyway, runs in the same round trip after it
+    (its output under the `also` section)."""
+    return script(_prelude(repo) + _create(holder) + ([section("also"), also] if also else []))
 
 
 def takeover_script(repo: str, holder: Holder, stale_text: str) -> str:
@@ -92,6 +98,15 @@ def release_script(repo: str, expected_text: str) -> str:
     ])
 
 
+def refresh_script(repo: str, expected_text: str) -> str:
+    """The lock's heartbeat: set its mtime to the host's "now" only if it holds exactly `expected_text` (ours);
+    `touch -c` never creates it, should a release remove it meanwhile."""
+    return script(_prelude(repo) + [
+        f'if [ "$(cat "$lock" 2>/dev/null)" = {shlex.quote(expected_text)} ] && touch -c "$lock"; then '
+        f'{section("refreshed")}; elif [ -e "$lock" ]; then {section("kept")}; else {section("absent")}; fi',
+    ])
+
+
 def read_script(repo: str) -> str:
     return script(_prelude(repo) + [
         f'if [ -e "$lock" ]; then {section("held")}; {_show_lock()}; else {section("absent")}; fi',
@@ -106,8 +121,9 @@ def parse(output: str) -> RemoteState:
             name = line[len(SECTION_MARK):].strip()
             text = parts.get(name, "").strip()
             age = parts.get("age", "").strip()
-            return RemoteState(name, text if name != "norepo" else "", text if name == "norepo" else "",
-                               float(age) if age.lstrip("-").isdigit() else None)
+            failed = name in ("norepo", "gitfailed")
+            return RemoteState(name, "" if failed else text, text if failed else "",
+                               float(age) if age.lstrip("-").isdigit() else None, parts.get("also", ""))
     return RemoteState("error", detail=output.strip()[-400:])
 
 

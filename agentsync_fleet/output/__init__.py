@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from ..models import to_jsonable
 from ..units import human_bytes, human_duration  # noqa: F401 - re-exported for the renderers
+
+
+def once_per_run(pairs: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
+    """(host, warning) pairs → each distinct warning once, with every host that had it, in first-seen order: a
+    claim that incoming commits touch, a secret held back, a note about the inventory print once per run."""
+    grouped: dict[str, list[str]] = {}
+    for host, warning in pairs:
+        hosts = grouped.setdefault(warning, [])
+        if host not in hosts:
+            hosts.append(host)
+    return [(hosts, warning) for warning, hosts in grouped.items()]
 
 
 def console(stderr: bool = False):

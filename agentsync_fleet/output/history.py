@@ -9,7 +9,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from . import console, human_bytes
+from . import console, human_bytes, once_per_run
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "error": "red", "refused": "yellow", "interrupted": "magenta",
                 "running": "cyan", "unreachable": "red", "conflict": "red", "guarded": "yellow",
@@ -102,14 +102,15 @@ def _host_table(out, hosts: list[dict[str, Any]], statuses: dict[str, str]) -> N
         table.add_column(column, no_wrap=column != "message")
     notes = []
     for h in hosts:
-        message = "\n".join([h["message"].strip(), *(f"! {w}" for w in h.get("warnings") or [])]).strip()
+        message = h["message"].strip()
         cells = [escape(h["host"]), styled(h["status"]),
                  f"{(h['head_before'] or '—')[:8]}→{(h['head_after'] or '—')[:8]}", str(h["pulled"]),
                  str(h["pushed"]), seconds(h["duration_s"])]
         table.add_row(*cells, *(() if narrow else (escape(message),)))
         notes += [(h["host"], line) for line in message.splitlines()] if narrow else []
     out.print(table)
-    _stacked(out, notes)
+    warnings = once_per_run((h["host"], w) for h in hosts for w in h.get("warnings") or [])
+    _stacked(out, notes + [(", ".join(names), f"! {warning}") for names, warning in warnings])
 
 
 def _step_table(out, steps: list[dict[str, Any]]) -> None:

@@ -6,7 +6,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterable
 
 from rich.live import Live
 from rich.markup import escape
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from ..records import SyncReport
 from ..steps.git import ENV as GIT_ENV
-from . import console, human_bytes
+from . import console, human_bytes, once_per_run
 
 STATUS_STYLE = {"ok": "green", "unreachable": "red", "conflict": "red", "guarded": "yellow", "failed": "red",
                 "skipped": "yellow"}
@@ -176,17 +175,6 @@ def _relay_notes(h) -> list[str]:
         if bundle and bundle.get("method") == "bundle":
             notes.append(f"received {bundle['tip'][:8]} as a git bundle ({human_bytes(bundle['bytes'])})")
     return notes
-
-
-def once_per_run(pairs: Iterable[tuple[str, str]]) -> list[tuple[list[str], str]]:
-    """(host, warning) pairs → each distinct warning once, with every host that had it, in first-seen order: a
-    claim that incoming commits touch, a secret held back, a note about the inventory print once per run."""
-    grouped: dict[str, list[str]] = {}
-    for host, warning in pairs:
-        hosts = grouped.setdefault(warning, [])
-        if host not in hosts:
-            hosts.append(host)
-    return [(hosts, warning) for warning, hosts in grouped.items()]
 
 
 def _say(out, mark: str, text: str, lead: int = 2, style: str = "") -> None:

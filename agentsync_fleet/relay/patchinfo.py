@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..shell import unquote_git_path
+
 PATCH_NAME = re.compile(r"^[0-9]{4,}-[A-Za-z0-9._-]*\.patch$")
 FIELD_SEP, RECORD_SEP = "\x1f", "\x1e"
 @dataclass(frozen=True)
@@ -126,31 +128,6 @@ def parse_name_list_z(text: str) -> list[str]:
         if item:
             seen.setdefault(item, None)
     return list(seen)
-
-
-_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
-
-
-def unquote_git_path(text: str) -> str:
-    """Undo git's C-style quoting of a path (`"dir/\\303\\251t\\303\\251"` → `dir/été`); plain text passes."""
-    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
-        return text
-    body, out, i = text[1:-1], bytearray(), 0
-    while i < len(body):
-        char = body[i]
-        if char != "\\" or i + 1 == len(body):
-            out += char.encode()
-            i += 1
-        elif body[i + 1] in _ESCAPES:
-            out.append(_ESCAPES[body[i + 1]])
-            i += 2
-        elif re.match(r"[0-7]{3}", body[i + 1:i + 4]):
-            out.append(int(body[i + 1:i + 4], 8))
-            i += 4
-        else:
-            out += body[i + 1].encode()
-            i += 2
-    return out.decode("utf-8", errors="replace")
 
 
 def _strip_prefix(name: str, prefix: str) -> str:

@@ -30,9 +30,15 @@ def repo_problem(co: Checkout, host: Host, checked_out: bool) -> str | None:
     return f"{host.name}: {old_git}" if old_git else None
 
 
-def run_relay(connector, src: Host, dst: Host, opts: RelayOptions) -> RelayResult:
+def run_relay(connector, src: Host, dst: Host, opts: RelayOptions, refusal=None) -> RelayResult:
+    """`refusal(host name)`: why a host must not be touched (its fleet lock was not taken); then nothing runs."""
     logs = {src.name: StepLog(), dst.name: StepLog()}
     result = RelayResult(src.name, dst.name, source_branch=src.branch)
+    refused = next((e for e in (refusal(h.name) for h in (src, dst)) if e is not None), None) if refusal else None
+    if refused is not None:
+        result.status = "unreachable" if isinstance(refused, HostUnreachable) else "skipped"
+        result.message = str(refused)
+        return result
     try:
         ends = [End(h, Checkout(connector.session(h), h.repo, h.command_timeout, logs[h.name], h.name))
                 for h in (src, dst)]

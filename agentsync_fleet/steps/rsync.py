@@ -44,6 +44,7 @@ PARTIAL_DIR = ".agentsync-partial"
 PORT_SUFFIX = re.compile(r"^(.*):(\d{1,5})$")
 RSH_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./~-]+$")
 GLOB_CHARS = re.compile(r"[*?[\\]")
+WILDCARDS = re.compile(r"[*?[]")
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def backup_args(backup_dir: str, *, remote_receiver: bool, program: str = "rsync
 def remote_spec(target: str, path: str, *, sender: bool = False) -> str:
     """`target:path`. A remote *sender* expands wildcards in its paths itself (with -s no shell does it first):
     escaped, `run[1]/` names only that directory (not `run1/`), as a path on the laptop does."""
-    if sender:
+    if sender and WILDCARDS.search(path):  # without a wildcard rsync takes the path as it is (a backslash stays one)
         path = GLOB_CHARS.sub(lambda m: "\\" + m.group(0), path)
     return f"{target}:{path}"
 

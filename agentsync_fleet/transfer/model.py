@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# What each transfer task does, in the journal's words: the sync-all stage and the task of the same name share it.
+ACTIONS = {"push-code": "push code and push entries", "results": "bring results back"}
+
 
 @dataclass
 class LegResult:

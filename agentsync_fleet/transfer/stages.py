@@ -24,7 +24,7 @@ from ..settings import state_dir
 from ..units import human_bytes
 from . import plan as P
 from .facts import RsyncTools
-from .model import TransferEvent, TransferResult, totals
+from .model import ACTIONS, TransferEvent, TransferResult, totals
 from .run import Runner
 
 
@@ -122,7 +122,7 @@ class TransferStage(Stage):
 
 class CodePushStage(TransferStage):
     name = "push-code"
-    action = "push code and push entries"
+    action = ACTIONS[name]
 
     def routes(self, ctx: RunContext, host: Host) -> list[P.Route]:
         return P.push_routes(ctx.inventory, host, code=host.push_code and not host.local)
@@ -130,7 +130,7 @@ class CodePushStage(TransferStage):
 
 class ResultsStage(TransferStage):
     name = "results"
-    action = "bring results back"
+    action = ACTIONS[name]
 
     def routes(self, ctx: RunContext, host: Host) -> list[P.Route]:
         return P.pull_routes(ctx.inventory, host)

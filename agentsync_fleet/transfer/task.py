@@ -9,16 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..errors import UsageError
+from ..errors import FleetError, HostUnreachable, UsageError
 from ..identity import new_run_id
 from ..models import Host, Inventory
 from ..pool import run_each
 from . import plan as P
-from .model import TransferReport, TransferResult
+from .model import TransferEvent, TransferReport, TransferResult
 from .run import Listener, Runner
 
 RoutesFor = Callable[[Inventory, Host, bool], list[P.Route]]  # (inventory, host, named explicitly) → routes
 HostDone = Callable[[Host, list[TransferResult]], None]  # told as each host's transfers end (the run journal)
+Refusal = Callable[[str], FleetError | None]  # host name → why it must not be touched (`locks.FleetLock.refusal`)
 
 
 def code_routes(inv: Inventory, host: Host, explicit: bool) -> list[P.Route]:
@@ -58,16 +59,18 @@ def _nothing_hint(task: str) -> str:
 def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor, *, state_dir: str,
              dry_run: bool, workers: int | None, explicit: bool, listener: Listener,
              allow_running: bool = False, on_host_done: HostDone | None = None, connector=None,
-             run_id: str | None = None) -> TransferReport:
+             run_id: str | None = None, refusal: Refusal | None = None, tools=None) -> TransferReport:
+    """Every route of `hosts`, hosts in parallel; `tools`: the rsync already found at each end (else asked)."""
     start = time.monotonic()
     run_id = run_id or new_run_id()  # the history's id, so backups/<run>/ and `history.show <run>` name the same run
     opts = P.LegOptions.for_inventory(inv, run_id, state_dir, dry_run)
     names = ",".join(h.name for h in hosts) if explicit else ""
     rerun = f"`agentsync {task}{' --host ' + names if names else ''}`"
-    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running, connector=connector)
+    runner = Runner(inv, opts, listener, rerun=rerun, allow_running=allow_running, connector=connector, tools=tools)
 
     def one_host(host: Host) -> list[TransferResult]:
-        results = [runner.run(route) for route in routes_for(inv, host, explicit)]
+        results = [refused(route, refusal, dry_run, listener) or runner.run(route)
+                   for route in routes_for(inv, host, explicit)]
         if on_host_done is not None:
             on_host_done(host, results)
         return results
@@ -82,3 +85,17 @@ def run_task(inv: Inventory, hosts: list[Host], task: str, routes_for: RoutesFor
             transfers += outcome
     return TransferReport(task, run_id, dry_run, tuple(transfers), round(time.monotonic() - start, 3),
                           tuple(problems))
+
+
+def refused(route: P.Route, refusal: Refusal | None, dry_run: bool, listener: Listener) -> TransferResult | None:
+    """A route with an end on a host whose fleet lock was not taken does not run; its result says why."""
+    errors = [refusal(place.host.name) for place in (route.src, route.dest)] if refusal else []
+    error = next((e for e in errors if e is not None), None)
+    if error is None:
+        return None
+    result = TransferResult(route.owner.name, route.entry.name, route.entry.kind, route.src.display,
+                            route.dest.display, route.mode, dry_run)
+    result.fail("unreachable" if isinstance(error, HostUnreachable) else "skipped", error.message, error.hint or "")
+    listener(TransferEvent(result.key, "start", f"{route.src.display} → {route.dest.display}"))
+    listener(TransferEvent(result.key, "end", result=result))
+    return result
