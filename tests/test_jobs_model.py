@@ -181,6 +181,13 @@ def test_health_shows_lost_jobs_and_those_that_died_since_the_last_look():
     assert [j.id for j in died_since(jobs, 100_000.0, None)] == ["gone"]
     assert [j.id for j in died_since(jobs, 700.0, Look(500.0, frozenset({"edge"})))] == ["new", "gone"]
     assert [j.id for j in died_since(jobs, 700.0, Look(500.0))] == ["edge", "new", "gone"]  # ended in that second
+    # three looks in the second the job ended: the third does not show it again either
+    from agentsync_fleet.jobs.looks import next_look
+
+    first = next_look(jobs, 500.0, None, died_since(jobs, 500.0, None))
+    assert "edge" in first.shown
+    second = next_look(jobs, 500.0, first, died_since(jobs, 500.0, first))
+    assert "edge" in second.shown and "edge" not in [j.id for j in died_since(jobs, 500.0, second)]
 
 
 def test_a_job_end_is_journaled_once_per_controller(tmp_path):

@@ -50,6 +50,14 @@ def died_since(jobs: list[Job] | tuple[Job, ...], now: float | None, last: Look 
     return died
 
 
+def next_look(jobs: list[Job] | tuple[Job, ...], now: float, last: Look | None, died: list[Job]) -> Look:
+    """What to remember of this look: the host's clock, and every job the next look must not show again —
+    those shown now, and those shown before that ended in this very second (clocks are whole seconds)."""
+    before = last.shown if last else frozenset()
+    again = {j.id for j in jobs if j.id in before and j.ended is not None and j.ended >= now}
+    return Look(now, frozenset({j.id for j in died if j.state != "lost"} | again))
+
+
 class Looks:
     """The markers under `<state dir>/jobs/` (see the module docstring)."""
 

@@ -16,7 +16,7 @@ from ..models import Host
 from ..pool import run_each
 from ..shell import split_sections
 from . import scripts
-from .looks import Look, died_since
+from .looks import Look, died_since, next_look
 from .model import Job, JobRefused, JobSpec, busy_message, unknown_program
 
 FOLLOW_TIMEOUT_S = 30 * 24 * 3600.0  # `logs --follow` streams as long as the job runs
@@ -157,7 +157,9 @@ class HealthProbe:
         now, jobs, complete = scripts.parse_list(host.name, text, host.gpu)
         if not complete:
             return (), ["jobs: the listing ended early"]
-        died = died_since(jobs, now, self.last_looks.get(host.name))
-        self.seen[host.name] = HealthLook(now, tuple(jobs), tuple(j.id for j in died if j.state != "lost"))
+        last = self.last_looks.get(host.name)
+        died = died_since(jobs, now, last)
+        look = next_look(jobs, now, last, died) if now is not None else None
+        self.seen[host.name] = HealthLook(now, tuple(jobs), tuple(look.shown) if look else ())
         warnings = [f"job {j.id} ({j.name}) {j.label}" + (f": {j.last_line}" if j.last_line else "") for j in died]
         return tuple(j for j in jobs if j.running or j in died), warnings
