@@ -169,8 +169,8 @@ def sandbox(tmp_path_factory, aws_env):
     box.add_host("bbonly", proc_hidden=True, ps_only=f"{shutil.which('busybox')} ps", hide_tools=PROCPS)
     for shell, path in LOGIN_SHELLS.items():  # every login shell sshd may hand our commands to
         box.add_host(f"sh-{shell}", login_shell=path or str(box.root / "hosts" / f"sh-{shell}" / "bin" / shell),
-                     sshrc=SSHRC)
-    box.add_host("noisy", bashrc=NOISY_BASHRC)  # a cloud image's ~/.bashrc that greets every session
+                     sshrc=SSHRC, env=HOST_ENV)  # job records on the host's disk, not in the shared real home
+    box.add_host("noisy", bashrc=NOISY_BASHRC, env=HOST_ENV)  # a cloud image's ~/.bashrc that greets every session
     box.add_host("oldgit")  # Debian 11's git 2.30 (`make setup` unpacks it into .cache/)
     assert box.hosts["inner"].address == f"127.{SUBNET}.0.5"
     install_tool(box, "gpu", "nvidia-smi", NVIDIA_SMI)
