@@ -42,6 +42,7 @@ from .heartbeat import Heartbeat, interval
 from .local import LocalLock
 from .model import REMOTE_NAME, Holder, stale_reason
 
+RRSYNC = "rrsync error"  # what rsync's restricted wrapper says to any command that is not rsync
 UNLOCK_HINT = ("wait for that run to finish; if it is gone, `agentsync unlock` removes stale locks "
                "(`agentsync unlock --force` removes any lock)")
 
@@ -70,9 +71,10 @@ class FleetLock:
             return None
         if isinstance(self.errors.get(host), HostUnreachable):
             return self.errors[host]
+        own = self.errors.get(host)
         return FleetError(f"the fleet lock could not be taken on {host} ({self.not_locked[host]}); nothing was "
-                          "done there", host=host, hint="`agentsync unlock` shows who holds it; run again once the "
-                                                        "host can be locked")
+                          "done there", host=host, hint=own.hint if own is not None and own.hint else
+                          "`agentsync unlock` shows who holds it; run again once the host can be locked")
 
 
 def new_holder(inv: Inventory, task: str, run_id: str) -> Holder:
@@ -182,6 +184,11 @@ def _lock_one(connector, host: Host, holder: Holder, ttl: float, also: str = "")
         raise LockHeld(f"the lock {where} keeps changing hands; not starting", hint=UNLOCK_HINT)
     if state.status == "norepo":
         return remote.RemoteState("norepo", detail=f"no git repo at {host.repo}: {state.detail}")
+    if state.status != "acquired" and RRSYNC in state.detail:
+        raise FleetError(f"could not take the lock {where}: the key ssh uses for {host.name} is restricted to "
+                         f"rsync there (authorized_keys `command=\"rrsync …\"`): {state.detail}", host=host.name,
+                         hint=f"agentsync needs a shell on {host.name} (its lock, the rsync check): give it a key "
+                              "without the rrsync restriction (IdentityFile in ssh_config); nothing was done there")
     if state.status != "acquired":
         raise FleetError(f"could not take the lock {where}: {state.detail or state.status}", host=host.name)
     return state
