@@ -79,6 +79,9 @@ def pytest_configure(config) -> None:
     state = tempfile.mkdtemp(prefix="agentsync-state-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT"))
     config._agentsync_state = state
     os.environ["AGENTSYNC_STATE_DIR"] = state
+    # The laptop is a local host: its per-user job records (${XDG_STATE_HOME:-~/.local/state}/agentsync/jobs)
+    # would otherwise be the real user's. Tests that look at them name their own with monkeypatch.
+    os.environ["XDG_STATE_HOME"] = os.path.join(state, "xdg-state")
 
 
 def pytest_unconfigure(config) -> None:
