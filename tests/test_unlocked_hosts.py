@@ -1,5 +1,5 @@
 """A host whose fleet lock was not taken is never touched, by any task that changes the fleet: `artifacts`,
-`results`, `push-code` and `patch-relay` refuse it with the reason (sync-all's own test is in
+`results`, `push-code`, `patch-relay` and `recover` refuse it with the reason (sync-all's own test is in
 test_real_hosts.py), and the other hosts go on. Real sshd hosts, real git, rsync and AWS CLI (moto's server).
 
 The lock is kept from being taken the way a real host can: its git fails when the lock asks for the repo's
@@ -18,6 +18,7 @@ from test_artifacts import by_path, write_files
 from test_relay import OFFLINE, commit_dated, relay, relay_dirs
 
 from agentsync_fleet.sandbox_fleet import install_tool
+from agentsync_fleet.steps.git import INTENT
 
 LOCK_FAILS = ('#!/bin/sh\ncase "$*" in *--git-common-dir*) echo "fatal: cannot lock the repo" >&2; exit 128 ;; '
               'esac\nexec /usr/bin/git "$@"\n')
@@ -110,3 +111,19 @@ def test_patch_relay_never_touches_either_end_when_one_ends_lock_was_not_taken(f
     code, report = relay(fleet, inv, "--from", "cloud")  # the lock can be taken again: the relay runs
     assert code == 0 and report["status"] == "ok", report["message"]
     assert "Cloud work" in fleet.git("laptop", "log", "--format=%s", "-n", "1")
+
+
+def test_recover_never_heals_a_host_whose_lock_was_not_taken_and_the_others_go_on(fleet):
+    inv = fleet.inventory({"laptop": {}, "cloud": {}, "gpu": {}})
+    for host in ("cloud", "gpu"):  # a leftover recover would act on: an intent record it cannot read
+        (fleet.repo(host) / ".git" / INTENT).write_text("{not json")
+
+    with lock_fails_on(fleet, "cloud"):
+        result = fleet.agentsync("recover", "--hosts", "cloud,gpu", "--json", inventory=inv)
+
+    rows = {row["host"]: row for row in json.loads(result.stdout)["hosts"]}
+    assert result.returncode == 1 and rows["cloud"]["status"] == "failed", rows
+    assert WHY in rows["cloud"]["problem"] and "intent record" not in rows["cloud"]["problem"]
+    assert rows["cloud"]["actions"] == [] and rows["cloud"]["stashes"] == []
+    assert (fleet.repo("cloud") / ".git" / INTENT).read_text() == "{not json"  # left exactly as it was
+    assert "unreadable intent record" in rows["gpu"]["problem"]  # gpu, locked, was looked at

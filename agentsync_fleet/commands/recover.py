@@ -19,8 +19,8 @@ def run(args: FleetArgs) -> int:
     connector = Connector(inv)
     workers = args.worker_limit(inv)
     try:
-        with fleet_locked(inv, hosts, connector, task="recover", recorder=args.recorder, workers=workers):
-            outcomes = run_each(hosts, lambda h: recover_host(connector, h), workers)
+        with fleet_locked(inv, hosts, connector, task="recover", recorder=args.recorder, workers=workers) as lock:
+            outcomes = run_each(hosts, lambda h: recover_host(connector, h, lock.refusal(h.name)), workers)
     finally:
         connector.close_all()
     rows = [_row(host.name, outcome) for host, outcome in outcomes.items()]
@@ -28,10 +28,13 @@ def run(args: FleetArgs) -> int:
     return 0 if all(r["status"] == "ok" and not r["stashes"] for r in rows) else 1
 
 
-def recover_host(connector, host):
+def recover_host(connector, host, refusal=None):
+    """Heal one host; `refusal` (its lock was not taken): another run may be moving it, so nothing is done."""
     from ..gitops import Checkout, StepLog
     from ..heal import agentsync_stashes, heal
 
+    if refusal is not None:
+        raise refusal
     co = Checkout(connector.session(host), host.repo, host.command_timeout, StepLog(), host.name)
     healed = heal(co, co.facts(host.remote, host.branch, fetch=False))
     return healed, agentsync_stashes(co)
