@@ -28,9 +28,9 @@ def run(fleet, task: str, *flags: str, inv: Path) -> tuple[int, dict]:
     return result.returncode, data
 
 
-def write(path: Path, text: str) -> Path:
+def write(path: Path, content: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
     return path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import BANNER_ERR, BANNER_OUT, LOGIN_SHELLS
 from rsync_support import inventory as inventory_with_backups
-from rsync_support import run
+from rsync_support import run, write
 from test_relay import OFFLINE, commit_dated, commit_facts, cut_off, relay
 
 from agentsync_fleet.sandbox import MOUNT_POINT
@@ -24,12 +24,6 @@ from agentsync_fleet.sandbox import MOUNT_POINT
 MODEL = random.Random(7).randbytes(2_000_000)  # the same bytes on every host; enough to fill every pipe
 BANNER = "Welcome to vm! 4 updates can be applied."
 SHELL_HOSTS = [f"sh-{shell}" for shell in LOGIN_SHELLS]
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
 
 
 def digest_tree(root: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rsync_support import BACKUPS, run
+from rsync_support import BACKUPS, run, write
 from rsync_support import inventory as inventory_with_backups
 
 from agentsync_fleet.sandbox import MOUNT_POINT
@@ -24,12 +24,6 @@ RESULTS = {"results": [{"remote": "results/", "local": "results/gpu/"}]}
 def inventory(fleet, hosts: dict | None = None, **top) -> Path:
     return inventory_with_backups(fleet, hosts if hosts is not None else {"laptop": {}, "gpu": RESULTS}, **top)
 
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
 
 
 def digest_tree(root: Path) -> dict[str, str]:
