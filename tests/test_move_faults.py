@@ -46,13 +46,8 @@ def test_disk_full_mid_update_puts_the_checkout_back_exactly_and_says_why(fleet,
                            "big/blob.bin": os.urandom(3 * 1024 * 1024).hex()[:2_000_000],
                            "src/zz.py": "late = 1\n"}, "Upstream with a big file")
     fleet.git("laptop", "fetch", "-q")
+    before = add_user_work(fleet, "laptop")
     repo = fleet.repo("laptop")
-    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")  # unrelated edit, stays in place
-    (repo / "staged.txt").write_text("staged\n")
-    git(repo, "add", "staged.txt")  # staged: stashed around the update, so the put-back pops it too
-    (repo / "run.sh").write_text("#!/bin/sh\n")
-    (repo / "run.sh").chmod(0o755)
-    before = full_snapshot(fleet, "laptop")
 
     code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
 
@@ -212,13 +207,8 @@ def test_a_missing_lfs_object_puts_the_checkout_back_exactly_and_says_so(fleet):
     store = fleet.repo("laptop") / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
     store.mkdir(parents=True)
     (store / oid).write_bytes(blob)  # the laptop has the object: it converges
+    before = add_user_work(fleet, "cloud")
     repo = fleet.repo("cloud")
-    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")  # unrelated edit, stays in place
-    (repo / "staged.txt").write_text("staged\n")
-    git(repo, "add", "staged.txt")  # staged: stashed around the update, so the put-back pops it too
-    (repo / "run.sh").write_text("#!/bin/sh\n")
-    (repo / "run.sh").chmod(0o755)
-    before = full_snapshot(fleet, "cloud")
 
     code, hosts = sync(fleet, fleet.inventory({"laptop": {}, "cloud": {}}))
 
@@ -250,3 +240,14 @@ def test_a_failing_post_checkout_hook_never_blocks_a_move(fleet):
     assert not (repo / "hook-ran").exists()
     assert fleet.git("cloud", "log", "-1", "--format=%s") == "Cloud work"
     assert git(repo, "diff", "--cached", "--name-only") == "staged.txt" and git(repo, "stash", "list") == ""
+
+
+def add_user_work(fleet, host: str) -> dict:
+    """An unrelated edit, a staged file and an executable untracked one on `host`; its snapshot after."""
+    repo = fleet.repo(host)
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")  # unrelated edit, stays in place
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")  # staged: stashed around the update, so the put-back pops it too
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    return full_snapshot(fleet, host)
