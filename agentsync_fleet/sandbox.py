@@ -12,6 +12,10 @@ Facts that shaped this module:
   `SetEnv`.
 * To stop a host we signal the namespace's init (sshd itself), not the
   `unshare` wrapper: when init dies the kernel ends every process in the host.
+* Every host shares the controller's home directory. Per-user state (job
+  records under $XDG_STATE_HOME) and tmux servers ($TMUX_TMPDIR) are kept on
+  the host's own disk (`HOST_STATE_ENV`), so hosts never see each other's jobs
+  and nothing lands in the real user's ~/.local/state.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .errors import FleetError, UsageError
 
 SSHD = "/usr/sbin/sshd"
 MOUNT_POINT = "/srv/agentsync"
+HOST_STATE_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -190,7 +195,8 @@ class Sandbox:
                   str(self.client_key)])
 
     def _write_sshd_config(self, host: SandboxHost) -> None:
-        env = {"PATH": f"{host.bin_dir}:{host.path_dir if host.hide_tools else BASE_PATH}", **host.env}
+        env = {"PATH": f"{host.bin_dir}:{host.path_dir if host.hide_tools else BASE_PATH}", **HOST_STATE_ENV,
+               **host.env}
         etc = Path(host.dir) / "etc"
         lines = [
             *host.sshd_extra,

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from agentsync_fleet.remote import control_dir, disconnect_all
-from agentsync_fleet.sandbox import MOUNT_POINT, Sandbox
+from agentsync_fleet.sandbox import HOST_STATE_ENV, MOUNT_POINT, Sandbox
 from agentsync_fleet.sandbox_fleet import (
     NVIDIA_SMI,
     ZEROTIER_CLI,
@@ -63,8 +63,9 @@ BANNER_ERR = f"{MOUNT_POINT}/.agentsync-test-banner-err"
 SSHRC = f"[ -f {BANNER_OUT} ] && cat {BANNER_OUT}\n[ -f {BANNER_ERR} ] && cat {BANNER_ERR} >&2\ntrue\n"
 PROCPS = ["ps", "pgrep", "pkill", "pidof", "pwdx", "top", "pgrep.procps", "pkill.procps"]
 # Sandbox hosts share the controller's home directory; per-user state (job records) and tmux servers are kept
-# on each host's own disk instead, so hosts (and tests: the disk is wiped for each) do not see each other's.
-HOST_ENV = {"XDG_STATE_HOME": f"{MOUNT_POINT}/.state", "TMUX_TMPDIR": MOUNT_POINT}
+# on each host's own disk instead (every sandbox host's default), so hosts (and tests: the disk is wiped for each)
+# do not see each other's.
+HOST_ENV = HOST_STATE_ENV
 # The test fleet's addresses are 127.<SUBNET>.0.x; parallel runs of the suite (worktrees) each pick their own.
 SUBNET = int(os.environ.get("AGENTSYNC_TEST_SUBNET", "91"))
 # Where a real user's agentsync keeps its journal, locks and backups: the suite must never write there.

@@ -309,6 +309,13 @@ def test_sandbox_up_and_down_touch_only_a_root_they_made_and_say_which(tmp_path)
         assert results.returncode == 0, results.stdout + results.stderr
         assert (laptop_results / "gpu" / "exp-001" / "metrics.json").is_file()  # gpu's results/ contents, once
         assert not list(laptop_results.rglob("results")) and not (laptop_results / "gpu" / "exp-001" / ".env").exists()
+        # Sandbox hosts share the controller's home: a job's record must land on the host's own disk, never in the
+        # real user's ~/.local/state (where every sandbox host, bench and demo would pile up each other's jobs).
+        started = agentsync("run", "gpu", "echo hi", "--json", "--inventory", str(root / "fleet.yaml"))
+        assert started.returncode == 0, started.stderr
+        job_id = json.loads(started.stdout)["job"]["id"]
+        assert (root / "hosts" / "gpu" / "disk" / ".state" / "agentsync" / "jobs" / job_id).is_dir()
+        assert not (Path.home() / ".local" / "state" / "agentsync" / "jobs" / job_id).exists()
     finally:
         down = agentsync("sandbox.down", "--root", str(root))
     assert down.returncode == 0, down.stderr
