@@ -118,11 +118,12 @@ def gpu_reports(fleet, script: str):
         smi.write_text(original)
 
 
-def write_old_jobs(jobs_dir: Path, machine: str, count: int, ended: int, status: int = 0) -> list[str]:
+def write_old_jobs(jobs_dir: Path, machine: str, count: int, ended: int, status: int = 0, first: int = 0) -> list[str]:
     """`count` job records that ended at `ended` (host epoch), written straight to a host's disk as the start
-    script and the wrapper leave them (see jobs/scripts.py): ids `01d00000`, `01d00001`..., names `old0`..."""
+    script and the wrapper leave them (see jobs/scripts.py): ids `01d00000`, `01d00001`..., names `old0`...
+    (numbered from `first`); each log's last line is `last words of old<n>`."""
     ids = []
-    for i in range(count):
+    for i in range(first, first + count):
         job_id, name = f"01d{i:05x}", f"old{i}"
         record = {"id": job_id, "host": "", "name": name, "command": f"echo {name}", "cwd": "/srv/agentsync/crpbot",
                   "env": [], "results": False, "preset": "", "who": "test@laptop", "protect": []}
