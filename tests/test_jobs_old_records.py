@@ -68,7 +68,7 @@ def test_listing_a_host_with_thousands_of_old_jobs_forks_only_for_the_jobs_it_sh
         logs = fleet.agentsync("logs", old[1234], inventory=inv)
         assert logs.returncode == 0 and logs.stdout == "starting old1234\nlast words of old1234\n"
         assert fleet.agentsync("logs", "old1999", "--tail", "1", inventory=inv).stdout == "last words of old1999\n"
-        assert od_runs() - before == 2 * len(shown)  # finding an old job by id or name reads no old log
+        assert od_runs() - before == 0  # finding a job by id or name lists only those it may name, the old briefly
 
         before = od_runs()
         report = as_json(fleet.agentsync("health", "--json", "--no-fetch", inventory=inv))

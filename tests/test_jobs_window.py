@@ -3,6 +3,7 @@ run by the real `sh` under `faketime` on records written as a host keeps them (t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -10,8 +11,9 @@ import time
 import pytest
 from jobs_support import write_old_jobs
 
+from agentsync_fleet.errors import UsageError
 from agentsync_fleet.guardprobe import PROC_FUNCTIONS
-from agentsync_fleet.jobs import scripts
+from agentsync_fleet.jobs import model, scripts
 from agentsync_fleet.jobs.looks import SETTLE_S, Look, Looks, died_since, listing_window
 from agentsync_fleet.jobs.model import RECENT_S, Window, shown
 
@@ -37,10 +39,10 @@ def ended_at(base, *epochs: int) -> list[str]:
     return [write_old_jobs(base, here, 1, epoch, first=i)[0] for i, epoch in enumerate(epochs)]
 
 
-def listed(window: Window | None, job_id: str | None = None) -> dict:
+def listed(window: Window | None, job_id: str | None = None, match: str | None = None) -> dict:
     """The jobs the list script prints at NOW on the host's clock, by id."""
     frozen = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW))  # libfaketime: an absolute time stands still
-    out = subprocess.run(["faketime", "-f", frozen, "sh", "-c", scripts.list_script(False, job_id, window)],
+    out = subprocess.run(["faketime", "-f", frozen, "sh", "-c", scripts.list_script(False, job_id, window, match)],
                          capture_output=True, text=True, check=True, env={**os.environ, "TZ": "UTC"}).stdout
     now, jobs, complete = scripts.parse_list("here", out, False)
     assert complete and now == NOW
@@ -102,3 +104,22 @@ def test_the_last_listing_is_remembered_per_host_and_nonsense_is_forgotten(tmp_p
         assert looks.listed("gpu") is None
     looks.remember_listed("../etc", NOW)
     assert looks.listed("../etc") is None and not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize(("ref", "kept"), [("01d00003", 1), ("01d0000", 12), ("0", 12), ("", 12), ("old3", 1),
+                                           ("same", 4), ("*", 0), ("old3'; x", 0), ("nope", 0)])
+def test_a_listing_for_a_reference_keeps_every_job_it_may_name_and_resolves_it_alike(state, ref, kept):
+    ids = ended_at(state, *[NOW - i * DAY for i in range(12)])
+    for i in ids[8:]:  # four jobs of one name, as a preset run every night leaves them
+        record = json.loads((state / i / "job.json").read_text())
+        (state / i / "job.json").write_text(json.dumps({**record, "name": "same"}, separators=(",", ":")) + "\n")
+        (state / i / "name").write_text("same\n")
+
+    def resolved(jobs: dict) -> str:
+        try:
+            return model.resolve(list(jobs.values()), ref).id
+        except UsageError as exc:
+            return exc.message
+
+    everything, matching = listed(None), listed(Window(), match=ref)
+    assert len(matching) == kept and resolved(matching) == resolved(everything)

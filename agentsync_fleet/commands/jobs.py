@@ -246,10 +246,10 @@ def _check_results(inv, target) -> None:
     choose_hosts(inv, target.name, "results", result_routes)
 
 
-def _fleet(connector, hosts, workers, windows=None):
+def _fleet(connector, hosts, workers, windows=None, match=None):
     from ..jobs import runner
 
-    return runner.fleet_jobs(connector, hosts, workers, windows)
+    return runner.fleet_jobs(connector, hosts, workers, windows, match)
 
 
 def _find(inv, connector, ref: str, host: str | None):
@@ -258,8 +258,8 @@ def _find(inv, connector, ref: str, host: str | None):
     from ..jobs import model
 
     hosts = [_host(inv, host)] if host else inv.select(None)
-    # every job, for `resolve` to tell ids, prefixes and names apart; the old ones without their log's last line
-    answers = _fleet(connector, hosts, None, {h.name: model.Window() for h in hosts})
+    # only the jobs `ref` may name (`resolve` looks at no other), the old ones without their log's last line
+    answers = _fleet(connector, hosts, None, {h.name: model.Window() for h in hosts}, (ref or "").strip())
     jobs = [j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs]
     try:
         job = model.resolve(jobs, ref)

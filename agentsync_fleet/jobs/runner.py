@@ -71,9 +71,11 @@ def _refusal(host: Host, spec: JobSpec, outcome: str, detail: str, result) -> Fl
                       host=host.name, hint=f"see `agentsync logs {spec.id}`")
 
 
-def list_host(session, host: Host, job_id: str | None = None, window: Window | None = None) -> HostJobs:
-    """The host's jobs (or the one), those outside `window` read cheaply or left out (`model.Window`)."""
-    result = session.run_script(scripts.list_script(host.gpu, job_id, window), timeout=host.command_timeout)
+def list_host(session, host: Host, job_id: str | None = None, window: Window | None = None,
+              match: str | None = None) -> HostJobs:
+    """The host's jobs (or the one; or those `match` may name), those outside `window` read cheaply or left out
+    (`model.Window`)."""
+    result = session.run_script(scripts.list_script(host.gpu, job_id, window, match), timeout=host.command_timeout)
     now, jobs, complete = scripts.parse_list(host.name, result.stdout, host.gpu)
     if not complete:
         raise FleetError(f"listing jobs on {host.name} ended early (exit {result.exit_code}): {result.tail(3)}",
@@ -82,10 +84,12 @@ def list_host(session, host: Host, job_id: str | None = None, window: Window | N
 
 
 def fleet_jobs(connector, hosts: list[Host], workers: int | None = None,
-               windows: Mapping[str, Window | None] | None = None) -> dict[str, HostJobs | Exception]:
+               windows: Mapping[str, Window | None] | None = None,
+               match: str | None = None) -> dict[str, HostJobs | Exception]:
     """Every host's jobs: one round trip per host, hosts in parallel; `windows` by host name (none: all)."""
     windows = windows or {}
-    results = run_each(hosts, lambda h: list_host(connector.session(h), h, window=windows.get(h.name)), workers)
+    results = run_each(hosts, lambda h: list_host(connector.session(h), h, window=windows.get(h.name), match=match),
+                       workers)
     return {host.name: value for host, value in results.items()}
 
 

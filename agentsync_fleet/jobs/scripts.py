@@ -231,10 +231,20 @@ def _window(window: Window | None) -> tuple[list[str], list[str]]:
     return cutoff, turn
 
 
-def list_script(gpu: bool, job_id: str | None = None, window: Window | None = None) -> str:
+def _matching(ref: str | None) -> list[str]:
+    """Skip every job `ref` cannot name (`model.resolve`: an id, a prefix of one, a name), with builtins."""
+    if ref is None:
+        return []
+    quoted = shlex.quote(ref)
+    return [f'  case ${{jd##*/}} in {quoted}*) ;; *) [ -f "$jd/name" ] && {{ _n=; read -r _n < "$jd/name"; '
+            f'[ "$_n" = {quoted} ] || continue; }} ;; esac']
+
+
+def list_script(gpu: bool, job_id: str | None = None, window: Window | None = None, match: str | None = None) -> str:
     """Every job on the host (or one), with the host's clock and, on GPU hosts, the compute processes.
 
     `window` (see `model.Window`): which ended jobs are read in full; None, and always for one job: all.
+    `match`: only the jobs that reference may name (for `resolve`, which looks at no other).
     """
     cutoff, turn = _window(None if job_id else window)
     jobs = [f"for jd in {job_dir(job_id)}; do"] if job_id else [f"for jd in {BASE}/*/; do"]
@@ -245,6 +255,7 @@ def list_script(gpu: bool, job_id: str | None = None, window: Window | None = No
         *jobs,
         '  jd=${jd%/}',
         *turn,
+        *_matching(None if job_id else match),
         '  [ -f "$jd/job.json" ] && mine "$jd" || continue',
         f"  echo {shlex.quote('@@agentsync@@ ')}\"job ${{jd##*/}}\"",
         *("  " + line for line in _emit_job('"$jd"', windowed=True)),
