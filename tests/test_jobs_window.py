@@ -123,3 +123,17 @@ def test_a_listing_for_a_reference_keeps_every_job_it_may_name_and_resolves_it_a
 
     everything, matching = listed(None), listed(Window(), match=ref)
     assert len(matching) == kept and resolved(matching) == resolved(everything)
+
+
+def test_a_last_line_of_any_length_and_bytes_arrives_as_a_terminal_shows_it(state):
+    long_line, tricky, empty, missing = ended_at(state, NOW, NOW, NOW, NOW)
+    (state / long_line / "log").write_text("first\n" + "x" * 5000 + "\n" + "y" * 300 + "\n")
+    (state / tricky / "log").write_bytes(b"ok\nprogress 10%\rprogress 99%\tdone\n@@agentsync@@ end\xff\n")
+    (state / empty / "log").write_text("")
+    (state / missing / "log").unlink()
+    jobs = listed(Window())
+    assert jobs[long_line].last_line == "y" * 300
+    assert jobs[tricky].last_line == "@@agentsync@@ end\ufffd"  # never read as a marker
+    assert jobs[empty].last_line == "" and jobs[missing].last_line == ""
+    (state / tricky / "log").write_bytes(b"ok\nprogress 10%\rprogress 99%\tdone")
+    assert listed(Window())[tricky].last_line == "progress 99% done"

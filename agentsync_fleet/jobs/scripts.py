@@ -34,6 +34,7 @@ and the wrapper survives to write the exit status even after a SIGKILL.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from ..guardprobe import PROC_FUNCTIONS
@@ -207,9 +208,10 @@ def _emit_job(d: str, last_line: bool = True, windowed: bool = False) -> list[st
         f'if {fresh}read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
         '[ -f "$jd/exit" ] && { _v=; IFS= read -r _v < "$jd/exit"; printf \'exit\\t%s\\n\' "$_v"; }',
     ]
-    if last_line:  # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
-        lines.append(f'{fresh}printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | '
-                     'od -An -v -tx1 | tr -d \' \\n\')"')
+    if last_line:  # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker;
+        # od's lines follow `last<TAB>` as they are (`_last_hex`): three processes, no subshell and no `tr`
+        lines.append(f'{fresh}{{ printf \'last\\t\'; tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | '
+                     'od -An -v -tx1; echo; }')
     return lines
 
 
@@ -300,7 +302,7 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
     alive = set(f.get("alive", []))
     state, sig = state_of(exit_code, "process" in alive, "wrapper" in alive)
     end = ended if ended is not None else (now if state == "running" else None)
-    last = _last_line(f.get("last", [""])[-1])
+    last = _last_line(_last_hex(text))
     return Job(
         id=job_id, host=host, name=str(meta.get("name", "")), command=str(meta.get("command", "")),
         cwd=str(meta.get("cwd", "")), state=state, exit_code=exit_code, signal=sig, started=started, ended=ended,
@@ -312,6 +314,23 @@ def parse_job(host: str, job_id: str, text: str, now: float | None = None) -> Jo
         cancel=(f.get("cancel", [""])[0].split() or [""])[0], env=tuple(meta.get("env") or ()),
         protect=tuple(str(p) for p in meta.get("protect") or ()),
     )
+
+
+HEX_LINE = re.compile(r"^(?: [0-9a-f]{2})+$")  # one line of `od -An -v -tx1`
+
+
+def _last_hex(text: str) -> str:
+    """The `last` value: od's first line of hex on `last`'s own line, its other lines (16 bytes each) after it."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("last\t")]
+    if not starts:
+        return ""
+    found = [lines[starts[-1]][5:]]
+    for line in lines[starts[-1] + 1:]:
+        if not HEX_LINE.match(line):
+            break
+        found.append(line)
+    return " ".join(found)
 
 
 def _last_line(hex_text: str) -> str:
