@@ -151,6 +151,27 @@ def test_a_vanished_job_is_lost_and_a_process_that_reuses_its_pid_is_never_signa
     assert again.returncode == 0, again.stderr
 
 
+def test_a_job_records_its_repo_as_it_was_and_never_takes_a_tmux_session_it_did_not_make(jobs_fleet):
+    fleet = jobs_fleet
+    (fleet.repo("gpu") / "notes.txt").write_text("untracked\n")
+    fleet.sandbox.ssh("gpu", "tmux new-session -d -s train sleep 600")  # the user's own session, named like the job
+    inv = fleet.inventory({"gpu": {"gpu": True}, "cloud": {"repo": f"{MOUNT_POINT}/fresh"},
+                           "nocli": {"repo": f"{MOUNT_POINT}/plain"}})
+    job = start(fleet, inv, "gpu", GATED, "--name", "train")
+    assert job["head"] == fleet.head("gpu") and job["dirty"] is True
+    assert job["tmux"] == f"train-{job['id']}" and job["state"] == "running"
+    fleet.sandbox.ssh("gpu", f"tmux has-session -t =train-{job['id']}")
+    assert "sleep 600" in fleet.sandbox.ssh("gpu", "tmux list-panes -t =train -F '#{pane_current_command} "
+                                                   "#{pane_start_command}'")
+
+    fleet.sandbox.ssh("cloud", f"git init -q {MOUNT_POINT}/fresh && touch {MOUNT_POINT}/fresh/a")
+    unborn = start(fleet, inv, "cloud", "true")  # a repo with no commit yet
+    assert unborn["head"] == "" and unborn["dirty"] is True
+    fleet.sandbox.ssh("nocli", f"mkdir -p {MOUNT_POINT}/plain")
+    plain = start(fleet, inv, "nocli", "true")  # no repo at all
+    assert plain["head"] == "" and plain["dirty"] is None
+
+
 def test_a_second_job_of_the_same_name_is_refused_while_the_first_runs(jobs_fleet):
     fleet = jobs_fleet
     inv = inventory(fleet)
