@@ -17,12 +17,14 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 
 from .process import wait_with_deadline
 
 MUX_MSG_HELLO = 0x00000001
 MUX_VERSION = 4
 PROBE_TIMEOUT = 2.0
+SSH_ENV = {"SSH_ASKPASS_REQUIRE": "never"}  # with BatchMode and no tty: never any prompt, not even askpass
 
 
 def master_alive(path: str) -> bool:
@@ -50,21 +52,64 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+class MasterAttempt:
+    """One `ssh -M -N -f` under way: begun now, its outcome read later (`result`), or given up (`abandon`).
+
+    Begun early (remote/early.py, before the program has loaded) or by the
+    Connector, it is awaited by whoever needs the connection; an attempt
+    still under way when its run ends is abandoned: its process group is
+    killed, so no handshake outlives the run that began it.
+    """
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.argv = argv
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
+                                      start_new_session=True, env=env)
+        self._outcome: tuple[int | None, str] | None = None
+        self._lock = threading.Lock()  # `abandon` (the run ending) may come while a thread awaits `result`
+
+    @property
+    def in_flight(self) -> bool:
+        return self._outcome is None and self._proc.poll() is None
+
+    def result(self, timeout: float) -> tuple[int | None, str]:
+        """Wait until ssh has authenticated (exit 0) or failed; (exit code or None on timeout, stderr)."""
+        try:
+            code = wait_with_deadline(self._proc, timeout) if self._outcome is None else None
+        except BaseException:
+            self.abandon()
+            raise
+        with self._lock:
+            if self._outcome is None:
+                if code is not None and code != 0:
+                    _kill_group(self._proc.pid)  # its proxies, if any are left
+                self._err.seek(0)
+                self._outcome = (code, self._err.read().decode(errors="replace"))
+                self._err.close()
+            return self._outcome
+
+    @property
+    def succeeded(self) -> bool:
+        """It ended having made its master (exit 0)."""
+        return self._outcome is not None and self._outcome[0] == 0
+
+    def abandon(self) -> None:
+        """Kill the attempt if it is still under way (a master it already made stays: it is a normal one)."""
+        killed = False
+        if self._outcome is None and self._proc.poll() is None:
+            _kill_group(self._proc.pid)
+            self._proc.wait()
+            killed = True
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = (None if killed else self._proc.returncode, "abandoned")
+                self._err.close()
+
+
 def start_master(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, str]:
     """Run `ssh -M -N -f …` until it has authenticated (exit 0) or failed; (exit code or None on timeout, stderr)."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True, env=env)
-        try:
-            code = wait_with_deadline(proc, timeout)
-        except BaseException:
-            _kill_group(proc.pid)
-            proc.wait()
-            raise
-        if code is not None and code != 0:
-            _kill_group(proc.pid)  # its proxies, if any are left
-        err.seek(0)
-        return code, err.read().decode(errors="replace")
+    return MasterAttempt(argv, env).result(timeout)
 
 
 def _kill_group(pgid: int) -> None:
