@@ -12,14 +12,12 @@ process group (ssh, its proxies, a jump chain) is killed.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 
-from .process import wait_with_deadline
+from .deadline import kill_pgid, wait_with_deadline
 
 MUX_MSG_HELLO = 0x00000001
 MUX_VERSION = 4
@@ -63,7 +61,7 @@ class MasterAttempt:
 
     def __init__(self, argv: list[str], env: dict[str, str]):
         self.argv = argv
-        self._err = tempfile.TemporaryFile()
+        self._err = _scratch_file()
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
                                       start_new_session=True, env=env)
         self._outcome: tuple[int | None, str] | None = None
@@ -113,7 +111,18 @@ def start_master(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[
 
 
 def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    kill_pgid(pgid)
+
+
+def _scratch_file():
+    """An anonymous file for ssh's stderr. `tempfile` costs 3 ms to import, paid before the early start
+    (remote/early.py): Linux's O_TMPFILE needs nothing; elsewhere, tempfile it is."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag:
+        try:
+            return os.fdopen(os.open(os.environ.get("TMPDIR") or "/tmp", flag | os.O_RDWR, 0o600), "w+b")
+        except OSError:
+            pass
+    import tempfile
+
+    return tempfile.TemporaryFile()
