@@ -130,7 +130,7 @@ def _claim() -> list[str]:
     """
     return [
         "command -v flock >/dev/null 2>&1 || { printf 'noflock\\t\\n'; exit 0; }",
-        f"mkdir -p {BASE} || {{ printf 'nodir\\t%s\\n' {BASE}; exit 0; }}",
+        f"[ -d {BASE} ] || mkdir -p {BASE} || {{ printf 'nodir\\t%s\\n' {BASE}; exit 0; }}",
         f'exec 9>>{BASE}/.start.lock || {{ printf \'nodir\\t%s\\n\' {BASE}; exit 0; }}',
         f"flock -w {CLAIM_WAIT_S} 9 || {{ printf 'claimed\\t\\n'; exit 0; }}",
     ]
@@ -202,7 +202,7 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         *_running_with_name(spec.name),
         *(_gpu_check() if check_gpu else []),
         f"mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
-        f"d=$(cd {d} && pwd)",
+        f"d={d}; case $d in /*) ;; *) d=$(cd \"$d\" && pwd) ;; esac",  # absolute (no subshell when it is)
         'printf \'%s\\n\' "$machine" > "$d/machine"',
         f"printf '%s' {shlex.quote(spec.command)} > \"$d/command\"",
         f"printf '%s\\n' {shlex.quote(spec.name)} > \"$d/name\"",
