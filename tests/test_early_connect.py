@@ -184,3 +184,39 @@ def test_ctrl_c_while_a_run_is_still_connecting_leaves_no_ssh_behind(fleet, begu
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+
+def holds_open(pid: int, path: str) -> bool:
+    """`pid` has `path` open (what a process waiting on an flock shows from outside)."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("begun", ["early", "while-loading"])
+def test_two_runs_connecting_to_one_host_at_once_share_one_master_and_leave_no_other_ssh(fleet, begun):
+    inv = reached_once(fleet)
+    env = {**os.environ, "AGENTSYNC_STATE_DIR": str(fleet.root / "state"),
+           **({"AGENTSYNC_EARLY": "0"} if begun != "early" else {})}
+    sock = json.loads(Path(early.cache_file(inv)).read_text())["hosts"]["cloud"]["sock"]
+    frozen = namespace_processes(fleet, "cloud")
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)  # both runs reach the host while it is still shaking hands with the first
+    try:
+        first = subprocess.Popen([*AGENTSYNC, "run", "cloud", "true", "--inventory", str(inv)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: master_processes(sock), what="the first run connecting")
+        second = subprocess.Popen([*AGENTSYNC, "run", "cloud", "true", "--name", "other", "--inventory", str(inv)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: holds_open(second.pid, f"{sock}.lock") or len(master_processes(sock)) > 1,
+                   what="the second run connecting too")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    for run in (first, second):
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err.decode()
+    assert len(master_processes(sock)) == 1  # the one master both used: no plain connection left behind
+    assert fleet.agentsync("disconnect", inventory=inv).returncode == 0
+    wait_until(lambda: not master_processes(sock), what="nothing left once disconnected")

@@ -32,7 +32,7 @@ from . import early
 from .control import control_dir, persist_arg, socket_name
 from .diagnose import SshFailure, classify, ssh_lines
 from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
-from .master import SSH_ENV, MasterAttempt, master_alive, start_master
+from .master import SSH_ENV, MasterAttempt, StartLock, master_alive, start_master
 from .resolve import Resolution, Target, resolve, resolve_argv, split_jump
 from .session import LocalSession, OpenSSHSession, Session
 
@@ -188,7 +188,13 @@ class Connector:
         if attempt is None:
             if master_alive(sock):
                 return
-            attempt = MasterAttempt(argv, {**os.environ, **SSH_ENV})
+            lock = StartLock(sock)  # another run opening this very master: wait for it, then use its master
+            if not lock.acquire(timeout + DEADLINE_GRACE):
+                raise self._failure(session, res, None, "", timeout)
+            if master_alive(sock):
+                lock.release()
+                return
+            attempt = MasterAttempt(argv, {**os.environ, **SSH_ENV}, start_lock=lock)
         with self._guard:
             self._attempts.append(attempt)
         code, stderr = attempt.result(timeout + DEADLINE_GRACE)

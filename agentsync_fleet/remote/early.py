@@ -31,7 +31,7 @@ import os
 import stat
 import subprocess
 
-from .master import SSH_ENV, MasterAttempt, master_alive
+from .master import SSH_ENV, MasterAttempt, StartLock, master_alive
 
 VERSION = 1
 RESOLVE_TIMEOUT = 5.0  # an `ssh -G` slower than this (a slow `Match exec`) is not worth beginning early
@@ -91,7 +91,13 @@ def begin(inventory: str | os.PathLike, host: str) -> MasterAttempt | None:
                                 stdin=subprocess.DEVNULL, errors="replace")
         if answer.returncode != 0 or answer.stdout != entry["resolved"]:
             return None
-        attempt = MasterAttempt(entry["master"], {**os.environ, **SSH_ENV})
+        lock = StartLock(entry["sock"])
+        if not lock.acquire(0):  # another run is opening it: this run waits for that one, later
+            return None
+        if master_alive(entry["sock"]):
+            lock.release()
+            return None
+        attempt = MasterAttempt(entry["master"], {**os.environ, **SSH_ENV}, start_lock=lock)
     except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
         return None
     atexit.register(attempt.abandon)

@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 from .deadline import kill_pgid, wait_with_deadline
 
@@ -50,6 +51,46 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+class StartLock:
+    """`<socket>.lock`, held while one process opens the master for that socket.
+
+    Two runs opening the same host's master at once would both start
+    `ssh -M`: the second finds the socket taken, turns multiplexing off and
+    stays in the background as a plain connection nobody ever closes. Under
+    this lock the second waits, then finds the first's master and uses it.
+    It is an `flock`: the kernel drops it with the process, however it ends.
+    """
+
+    POLL_S = 0.01
+
+    def __init__(self, sock: str):
+        self.path = f"{sock}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the lock (0: only if free now)."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(self.POLL_S)
+                continue
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file drops the flock
+            self._fd = None
+
+
 class MasterAttempt:
     """One `ssh -M -N -f` under way: begun now, its outcome read later (`result`), or given up (`abandon`).
 
@@ -59,13 +100,23 @@ class MasterAttempt:
     killed, so no handshake outlives the run that began it.
     """
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], start_lock: StartLock | None = None):
         self.argv = argv
+        self._start_lock = start_lock  # held until the attempt has ended (made its master or failed)
         self._err = _scratch_file()
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
-                                      start_new_session=True, env=env)
+        try:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=self._err, start_new_session=True, env=env)
+        except BaseException:
+            self._ended()
+            raise
         self._outcome: tuple[int | None, str] | None = None
         self._lock = threading.Lock()  # `abandon` (the run ending) may come while a thread awaits `result`
+
+    def _ended(self) -> None:
+        self._err.close()
+        if self._start_lock is not None:
+            self._start_lock.release()
 
     @property
     def in_flight(self) -> bool:
@@ -84,7 +135,7 @@ class MasterAttempt:
                     _kill_group(self._proc.pid)  # its proxies, if any are left
                 self._err.seek(0)
                 self._outcome = (code, self._err.read().decode(errors="replace"))
-                self._err.close()
+                self._ended()
             return self._outcome
 
     @property
@@ -102,7 +153,7 @@ class MasterAttempt:
         with self._lock:
             if self._outcome is None:
                 self._outcome = (None if killed else self._proc.returncode, "abandoned")
-                self._err.close()
+                self._ended()
 
 
 def start_master(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, str]:
