@@ -116,3 +116,24 @@ def gpu_reports(fleet, script: str):
         yield
     finally:
         smi.write_text(original)
+
+
+def write_old_jobs(jobs_dir: Path, machine: str, count: int, ended: int, status: int = 0, first: int = 0) -> list[str]:
+    """`count` job records that ended at `ended` (host epoch), written straight to a host's disk as the start
+    script and the wrapper leave them (see jobs/scripts.py): ids `01d00000`, `01d00001`..., names `old0`...
+    (numbered from `first`); each log's last line is `last words of old<n>`."""
+    ids = []
+    for i in range(first, first + count):
+        job_id, name = f"01d{i:05x}", f"old{i}"
+        record = {"id": job_id, "host": "", "name": name, "command": f"echo {name}", "cwd": "/srv/agentsync/crpbot",
+                  "env": [], "results": False, "preset": "", "who": "test@laptop", "protect": []}
+        directory = jobs_dir / job_id
+        directory.mkdir(parents=True)
+        files = {"job.json": json.dumps(record, separators=(",", ":")) + "\n", "command": f"echo {name}",
+                 "name": f"{name}\n", "machine": f"{machine}\n", "facts": f"{ended - 60} - -\n",
+                 "pid": f"{4000000 + i} {4000000 + i} 1\n", "wrapper": f"{4100000 + i} 1\n",
+                 "exit": f"{status} {ended}\n", "log": f"starting {name}\nlast words of {name}\n"}
+        for file, text in files.items():
+            (directory / file).write_text(text)
+        ids.append(job_id)
+    return ids

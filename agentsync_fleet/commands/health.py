@@ -35,7 +35,8 @@ def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()
     hosts = args.selected(inv)
     unknown_checks(checks or (), hosts)
     looks = Looks(state_dir(inv))
-    jobs = HealthProbe({h.name: look for h in hosts if (look := looks.last(h.name)) is not None})
+    jobs = HealthProbe({h.name: look for h in hosts if (look := looks.last(h.name)) is not None},
+                       {h.name: listed for h in hosts if (listed := looks.listed(h.name)) is not None})
     connector = Connector(inv)
     try:
         report = check_fleet(inv, hosts, connector, fetch=fetch, workers=args.worker_limit(inv),
@@ -56,13 +57,15 @@ def run(args: FleetArgs, fetch: bool = True, checks: tuple[str, ...] | None = ()
 
 
 def remember_jobs(recorder, looks, jobs) -> None:
-    """Journal the job ends this health saw first; remember what it showed, for the next look."""
+    """Journal the job ends this health saw first; remember what it showed, for the next look, and that every
+    end it saw is journaled (`Looks.listed`)."""
     from ..jobs.looks import Look
 
     for host, seen in sorted(jobs.seen.items()):
         journal_first_ends(recorder, looks, seen.jobs)
         if seen.now is not None:
             looks.remember(host, Look(seen.now, frozenset(seen.shown)))
+            looks.remember_listed(host, seen.now)
 
 
 def report_json(report) -> dict:

@@ -74,18 +74,23 @@ def _start(args: FleetArgs, connector, target, spec, allow_busy: bool):
 
 def listing(args: FleetArgs, host: str | None = None, show_all: bool = False) -> int:
     from ..jobs import model
+    from ..jobs.looks import listing_window
     from .journaling import journal_first_ends
 
     inv = args.load()
     hosts = FleetArgs(args.inventory, host).selected(inv)
+    looks = _looks(inv)
+    windows = {h.name: None if show_all else listing_window(looks.listed(h.name)) for h in hosts}
     with _connector(inv) as connector:
-        answers = _fleet(connector, hosts, args.worker_limit(inv))
+        answers = _fleet(connector, hosts, args.worker_limit(inv), windows)
     now = {n: a.now for n, a in answers.items() if not isinstance(a, Exception) and a.now}
     jobs = model.shown([j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs], now,
                        show_all)
     problems = {n: getattr(a, "message", str(a)) for n, a in answers.items() if isinstance(a, Exception)}
-    journal_first_ends(args.recorder, _looks(inv),
+    journal_first_ends(args.recorder, looks,
                        [j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs])
+    for name, when in now.items():  # every end these listings saw is journaled: the next ones may skip them
+        looks.remember_listed(name, when)
     data = {"jobs": jobs, "problems": problems, "hosts": [h.name for h in hosts]}
     _show(args, data, lambda out: out.render_jobs(jobs, problems))
     return 1 if problems else 0
@@ -241,10 +246,10 @@ def _check_results(inv, target) -> None:
     choose_hosts(inv, target.name, "results", result_routes)
 
 
-def _fleet(connector, hosts, workers):
+def _fleet(connector, hosts, workers, windows=None, match=None):
     from ..jobs import runner
 
-    return runner.fleet_jobs(connector, hosts, workers)
+    return runner.fleet_jobs(connector, hosts, workers, windows, match)
 
 
 def _find(inv, connector, ref: str, host: str | None):
@@ -253,7 +258,8 @@ def _find(inv, connector, ref: str, host: str | None):
     from ..jobs import model
 
     hosts = [_host(inv, host)] if host else inv.select(None)
-    answers = _fleet(connector, hosts, None)
+    # only the jobs `ref` may name (`resolve` looks at no other), the old ones without their log's last line
+    answers = _fleet(connector, hosts, None, {h.name: model.Window() for h in hosts}, (ref or "").strip())
     jobs = [j for a in answers.values() if not isinstance(a, Exception) for j in a.jobs]
     try:
         job = model.resolve(jobs, ref)

@@ -59,6 +59,26 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class Window:
+    """Which of a host's ended jobs a listing reads in full; the others cost it only builtins, or nothing.
+
+    Jobs are never pruned, so a host keeps every record it ever had, and the one read that forks (the log's
+    last line: `tail`, `od`...) must not be paid for each of them. A job is read in full when it has no exit
+    status, or ended at or after the cutoff: `recent_s` before the host's clock, or the earliest of `since`
+    (host epochs) when that is earlier. An older ended job is listed without its last line, or left out
+    altogether with `omit_older`. `recent_s=None` reads every job in full (`jobs --all`).
+    """
+
+    recent_s: int | None = RECENT_S
+    since: tuple[int, ...] = ()
+    omit_older: bool = False
+
+    @classmethod
+    def everything(cls) -> Window:
+        return cls(recent_s=None)
+
+
+@dataclass(frozen=True)
 class GpuUse:
     """One compute process on a GPU host: pid, MiB in use, and the session it belongs to (a job's pid)."""
 

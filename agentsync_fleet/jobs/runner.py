@@ -8,7 +8,7 @@ turned into values per host by `pool.run_each` when the whole fleet is asked.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import CommandTimeout, FleetError
@@ -16,8 +16,8 @@ from ..models import Host
 from ..pool import run_each
 from ..shell import split_sections
 from . import scripts
-from .looks import Look, died_since, next_look
-from .model import Job, JobRefused, JobSpec, busy_message, unknown_program
+from .looks import Look, died_since, listing_window, next_look
+from .model import Job, JobRefused, JobSpec, Window, busy_message, unknown_program
 
 FOLLOW_TIMEOUT_S = 30 * 24 * 3600.0  # `logs --follow` streams as long as the job runs
 POLL_S = (0.2, 2.0)  # `wait`: first poll after 0.2 s, then slower, at most every 2 s
@@ -71,8 +71,11 @@ def _refusal(host: Host, spec: JobSpec, outcome: str, detail: str, result) -> Fl
                       host=host.name, hint=f"see `agentsync logs {spec.id}`")
 
 
-def list_host(session, host: Host, job_id: str | None = None) -> HostJobs:
-    result = session.run_script(scripts.list_script(host.gpu, job_id), timeout=host.command_timeout)
+def list_host(session, host: Host, job_id: str | None = None, window: Window | None = None,
+              match: str | None = None) -> HostJobs:
+    """The host's jobs (or the one; or those `match` may name), those outside `window` read cheaply or left out
+    (`model.Window`)."""
+    result = session.run_script(scripts.list_script(host.gpu, job_id, window, match), timeout=host.command_timeout)
     now, jobs, complete = scripts.parse_list(host.name, result.stdout, host.gpu)
     if not complete:
         raise FleetError(f"listing jobs on {host.name} ended early (exit {result.exit_code}): {result.tail(3)}",
@@ -80,9 +83,13 @@ def list_host(session, host: Host, job_id: str | None = None) -> HostJobs:
     return HostJobs(host.name, now, tuple(jobs), complete)
 
 
-def fleet_jobs(connector, hosts: list[Host], workers: int | None = None) -> dict[str, HostJobs | Exception]:
-    """Every host's jobs: one round trip per host, hosts in parallel."""
-    results = run_each(hosts, lambda h: list_host(connector.session(h), h), workers)
+def fleet_jobs(connector, hosts: list[Host], workers: int | None = None,
+               windows: Mapping[str, Window | None] | None = None,
+               match: str | None = None) -> dict[str, HostJobs | Exception]:
+    """Every host's jobs: one round trip per host, hosts in parallel; `windows` by host name (none: all)."""
+    windows = windows or {}
+    results = run_each(hosts, lambda h: list_host(connector.session(h), h, window=windows.get(h.name), match=match),
+                       workers)
     return {host.name: value for host, value in results.items()}
 
 
@@ -139,19 +146,23 @@ class HealthLook:
 class HealthProbe:
     """The jobs part of `health`'s one round trip: running jobs, and jobs that died since the last look.
 
-    `last_looks` is what health showed the previous time (`looks.Looks.last`);
-    what it sees now is kept in `seen`, for the command to journal job ends
-    and remember this look.
+    `last_looks` is what health showed the previous time (`looks.Looks.last`),
+    `listed` each host's clock at the last listing whose ends were all
+    journaled (`looks.Looks.listed`): together they say which old jobs the
+    host need not read in full (`looks.listing_window`). What it sees now is
+    kept in `seen`, for the command to journal job ends and remember this look.
     """
 
     name = "jobs"
 
-    def __init__(self, last_looks: dict[str, Look] | None = None):
+    def __init__(self, last_looks: dict[str, Look] | None = None, listed: dict[str, float] | None = None):
         self.last_looks = dict(last_looks or {})
+        self.listed = dict(listed or {})
         self.seen: dict[str, HealthLook] = {}  # filled from the hosts' threads, one key per host
 
     def script(self, host: Host) -> str:
-        return scripts.list_script(host.gpu)
+        return scripts.list_script(host.gpu, window=listing_window(self.listed.get(host.name),
+                                                                   self.last_looks.get(host.name)))
 
     def parse(self, host: Host, text: str) -> tuple[tuple[Job, ...], list[str]]:
         now, jobs, complete = scripts.parse_list(host.name, text, host.gpu)

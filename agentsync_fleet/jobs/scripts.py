@@ -39,7 +39,7 @@ import shlex
 from ..guardprobe import PROC_FUNCTIONS, PROC_HELPERS
 from ..probes import GPU_QUERY
 from ..shell import quote_path, script, section, split_sections
-from .model import GpuUse, Job, JobSpec, state_of
+from .model import GpuUse, Job, JobSpec, Window, state_of
 
 BASE = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/jobs"'
 START_WAIT_S = 10  # how long the start script waits for the wrapper to record the job's pid
@@ -222,36 +222,75 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
     ])
 
 
-def _emit_job(d: str, last_line: bool = True) -> list[str]:
+def _emit_job(d: str, last_line: bool = True, windowed: bool = False) -> list[str]:
     """Print one job's record as `key<TAB>value` lines (liveness checked before the exit status is read).
 
     Each file holds one line (`job.json` is compact ASCII JSON): `read`, a builtin, not a `cat` per file.
+    `windowed`: a job the listing's window marked `old` (ended before the cutoff, see `_window`) is printed
+    with builtins only: its exit status decides its state, and its log's last line is left out.
     """
+    fresh = '[ -z "$old" ] && ' if windowed else ""
     lines = [
         f'jd={d}',
         'for f in job.json facts pid wrapper cancel tmux; do',
         '  [ -f "$jd/$f" ] && { _v=; IFS= read -r _v < "$jd/$f"; printf \'%s\\t%s\\n\' "$f" "$_v"; }',
         'done',
-        'if read p g s < "$jd/pid" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\tprocess\\n\'; fi',
-        'if read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
+        f'if {fresh}read p g s < "$jd/pid" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\tprocess\\n\'; fi',
+        f'if {fresh}read p s < "$jd/wrapper" 2>/dev/null && alive "$p" "$s"; then printf \'alive\\twrapper\\n\'; fi',
         '[ -f "$jd/exit" ] && { _v=; IFS= read -r _v < "$jd/exit"; printf \'exit\\t%s\\n\' "$_v"; }',
     ]
     if last_line:  # the log's last line travels as hex: no byte of the job's output can end a line or fake a marker
-        lines.append('printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | od -An -v -tx1 | '
-                     'tr -d \' \\n\')"')
+        lines.append(f'{fresh}printf \'last\\t%s\\n\' "$(tail -c 4000 "$jd/log" 2>/dev/null | tail -n 1 | '
+                     'od -An -v -tx1 | tr -d \' \\n\')"')
     return lines
 
 
-def list_script(gpu: bool, job_id: str | None = None) -> str:
-    """Every job on the host (or one), with the host's clock and, on GPU hosts, the compute processes."""
+def _window(window: Window | None) -> tuple[list[str], list[str]]:
+    """(lines that set the cutoff `c`, lines at the top of each job's turn that set `old` and maybe skip it).
+
+    `old` is set only for a job whose `exit` holds an ended epoch before the cutoff, read with the builtin
+    `read`: a job without one (running, lost, a record being written) is always read in full.
+    """
+    if window is None or window.recent_s is None:
+        return [], ["  old="]
+    cutoff = [f'c=$((now - {int(window.recent_s)}))', *(f'[ {int(s)} -lt "$c" ] && c={int(s)}' for s in window.since)]
+    turn = [
+        '  old=; _e=; [ -f "$jd/exit" ] && read -r _x _e _y 2>/dev/null < "$jd/exit"',
+        '  case $_e in ""|*[!0-9]*) ;; *) [ "$_e" -lt "$c" ] && old=1 ;; esac',
+    ]
+    if window.omit_older:
+        turn.append('  [ -n "$old" ] && continue')
+    return cutoff, turn
+
+
+def _matching(ref: str | None) -> list[str]:
+    """Skip every job `ref` cannot name (`model.resolve`: an id, a prefix of one, a name), with builtins."""
+    if ref is None:
+        return []
+    quoted = shlex.quote(ref)
+    return [f'  case ${{jd##*/}} in {quoted}*) ;; *) [ -f "$jd/name" ] && {{ _n=; read -r _n < "$jd/name"; '
+            f'[ "$_n" = {quoted} ] || continue; }} ;; esac']
+
+
+def list_script(gpu: bool, job_id: str | None = None, window: Window | None = None, match: str | None = None) -> str:
+    """Every job on the host (or one), with the host's clock and, on GPU hosts, the compute processes.
+
+    `window` (see `model.Window`): which ended jobs are read in full; None, and always for one job: all.
+    `match`: only the jobs that reference may name (for `resolve`, which looks at no other).
+    """
+    cutoff, turn = _window(None if job_id else window)
     jobs = [f"for jd in {job_dir(job_id)}; do"] if job_id else [f"for jd in {BASE}/*/; do"]
     lines = [
         *PROC_FUNCTIONS,
-        section("now"), "date +%s",
+        section("now"), "now=$(date +%s)", 'printf \'%s\\n\' "$now"',
+        *cutoff,
         *jobs,
-        '  jd=${jd%/}; [ -f "$jd/job.json" ] && mine "$jd" || continue',
+        '  jd=${jd%/}',
+        *turn,
+        *_matching(None if job_id else match),
+        '  [ -f "$jd/job.json" ] && mine "$jd" || continue',
         f"  echo {shlex.quote('@@agentsync@@ ')}\"job ${{jd##*/}}\"",
-        *("  " + line for line in _emit_job('"$jd"')),
+        *("  " + line for line in _emit_job('"$jd"', windowed=True)),
         "done",
     ]
     if gpu:
