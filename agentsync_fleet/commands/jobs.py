@@ -209,10 +209,11 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
 class _connector:
     """A Connector closed on the way out, whatever happens."""
 
-    def __init__(self, inv, early: tuple = ()):
+    def __init__(self, inv, early: tuple | None = None):
+        """`early`: connections begun for `run` (None for the other commands, which do not begin any)."""
         from ..remote import Connector
 
-        self.connector = Connector(inv, early=early)
+        self.connector = Connector(inv, early=early or (), remember=early is not None)
 
     def __enter__(self):
         return self.connector

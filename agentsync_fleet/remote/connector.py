@@ -43,9 +43,11 @@ DEADLINE_GRACE = 1.0  # seconds past connect_timeout before the process group is
 class Connector:
     """Opens and caches one session per host (and per jump hop) for a run."""
 
-    def __init__(self, inventory: Inventory, *, state: str | None = None, early: Iterable[MasterAttempt] = ()):
+    def __init__(self, inventory: Inventory, *, state: str | None = None, early: Iterable[MasterAttempt] = (),
+                 remember: bool = False):
         self.inventory = inventory
         self._early = {_control_path(a.argv): a for a in early}  # begun before the program loaded (early.py)
+        self._remember = remember  # write down how hosts were reached, for the next run to begin early
         self._attempts: list[MasterAttempt] = []
         self.config = str(inventory.ssh_config) if inventory.ssh_config else None
         self.persist = control_persist(inventory)
@@ -201,7 +203,7 @@ class Connector:
         if code != 0:
             raise self._failure(session, res, code, stderr, timeout)
         self._started.append(sock)
-        if not session.hop and not res.proxy_jump:  # a host reached directly: the next run may begin it early
+        if self._remember and not session.hop and not res.proxy_jump:  # the next run may begin it early
             early.remember(self.inventory.path, self.inventory.sha256, session.name,
                            resolve_argv=resolve_argv(res.target, self.config), resolved=res.text,
                            master_argv=argv, sock=sock)

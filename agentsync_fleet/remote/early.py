@@ -2,9 +2,10 @@
 
 A cold `agentsync run gpu …` spends ~0.4 s in ssh's handshake, and used to
 spend ~0.1 s before it could even begin it: loading Python, Invoke and the
-inventory, asking `ssh -G`. So, after each master the Connector opens for a
-host it reaches directly (no jump hop), it writes down here what it ran: the
-inventory's sha256, `ssh -G`'s whole answer, and the `ssh -M -N -f` argv.
+inventory, asking `ssh -G`. So, after each master `run`'s Connector opens
+for a host it reaches directly (no jump hop), it writes down here what it ran:
+the inventory's sha256, `ssh -G`'s whole answer, and the `ssh -M -N -f` argv
+(only `run` does: it is the one command that begins early).
 The next `run` for that host (launch.py, before anything else is imported)
 reads it back and, only if the inventory file still has the same bytes and
 `ssh -G` still answers the same, begins that very argv at once. The run's
@@ -65,7 +66,7 @@ def remember(inventory: str | os.PathLike, inventory_sha: str, host: str, *, res
     data["hosts"][host] = entry
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle)
