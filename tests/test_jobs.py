@@ -119,6 +119,8 @@ def test_cancel_ends_the_job_and_every_child_and_shows_how_it_was_killed(jobs_fl
     assert data["outcome"] == "done" and data["signal"] == "SIGTERM"
     assert data["job"]["label"] == "killed (SIGTERM)"
     wait_until(lambda: not group_members(fleet, "cloud", job["pgid"]), what="every process of the job gone")
+    cancelled = as_json(fleet.agentsync("history", "--json", "--task", "cancel", inventory=inv))["runs"][0]
+    assert cancelled["status"] == "ok" and cancelled["hosts"] == {"cloud": "ok"}  # ended as asked: not a failure
 
     stubborn = start(fleet, inv, "gpu", "trap '' TERM; sleep 300", "--name", "stubborn")
     result = fleet.agentsync("cancel", stubborn["id"], "--grace", "1", inventory=inv)

@@ -198,7 +198,7 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
     now = after[0] if after else found
     if outcome == "done":
         _looks(inv).first_end(now)
-        journal_job_end(args.recorder, now)
+        journal_job_end(args.recorder, now, cancelled=True)
     _show(args, {"job": now, "outcome": outcome, "signal": sent}, lambda out: out.render_cancel(now, outcome, sent))
     return 0 if outcome in ("done", "ended") else 1
 
