@@ -1,5 +1,5 @@
 """`python -m agentsync_fleet` is the `agentsync` command."""
 
-from .cli import main
+from .launch import main
 
 main()

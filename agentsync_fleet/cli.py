@@ -37,6 +37,7 @@ class TaskRun:
 
     invoke: Any
     recorder: Any
+    early: tuple = ()  # connections begun before the command line was parsed (launch.py); `run` takes them
 
 
 def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Callable[..., int]:
@@ -61,7 +62,7 @@ def _guarded(body: Callable[..., int], name: str, journal: bool = True) -> Calla
             task_help(ns, wrapper)
             return 0
         recorder = RunRecorder(name, arguments(body, c, args, kwargs), warn=warn) if journal else NullRecorder()
-        code = run_body(body, recorder, TaskRun(c, recorder), *args, **kwargs)
+        code = run_body(body, recorder, TaskRun(c, recorder, program.early), *args, **kwargs)
         if code in INTERRUPTED:
             raise Exit("interrupted", code=code)
         if code:
@@ -388,8 +389,9 @@ def run(c, host, command, name=None, cwd=None, env=None, then_results=False, all
     """Start COMMAND on HOST, detached (tmux when there, else its own session); returns at once with the job id."""
     from .commands import jobs as command_
 
-    return command_.run(FleetArgs(inventory, None, json, recorder=c.recorder), host, command, name=name, cwd=cwd, env=env,
-                        then_results=then_results, allow_busy=allow_busy, literal=literal, protect=protect)
+    return command_.run(FleetArgs(inventory, None, json, recorder=c.recorder, early=c.early), host, command, name=name,
+                        cwd=cwd, env=env, then_results=then_results, allow_busy=allow_busy, literal=literal,
+                        protect=protect)
 
 
 @fleet_task(help={**JOB_HELP, "host": "only this host's jobs (comma-separated for several)"})
@@ -439,7 +441,9 @@ ns = build_collection()
 program = FleetProgram(namespace=ns, version=__version__, name="agentsync", binary="agentsync")
 
 
-def main() -> None:
+def main(early: tuple = ()) -> None:
+    """Run the program; `early`: connections launch.py began before this module was even imported."""
+    program.early = early
     try:
         program.run()
     except BrokenPipeError:  # `agentsync --help | head`: the reader left; not an error worth a traceback

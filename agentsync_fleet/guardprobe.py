@@ -27,12 +27,12 @@ from .models import Host
 from .records import GuardState, ProcessInfo, RunningJob
 from .shell import join, section
 
+# This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side, and a
+# host only ever looks at (or signals) its own.
+MACHINE = "_m=; read -r _m 2>/dev/null < /etc/machine-id; machine=\"$_m/$(readlink /proc/self/ns/pid 2>/dev/null)\""
 # /proc/<pid>/stat after the ")" that ends the command name: $1 state, $3 pgrp, $4 session, $20 start time.
 # Shell builtins only where they run often (`read`, not `cat`): on a loaded host every fork costs.
-PROC_FUNCTIONS = [
-    # This machine and PID namespace: a home shared by several hosts (NFS) holds their jobs side by side,
-    # and a host only ever looks at (or signals) its own.
-    "_m=; read -r _m 2>/dev/null < /etc/machine-id; machine=\"$_m/$(readlink /proc/self/ns/pid 2>/dev/null)\"",
+PROC_HELPERS = [
     'mine() { _m=; read -r _m 2>/dev/null < "$1/machine"; [ "$_m" = "$machine" ]; }',
     # stat_in PID: that process's stat fields after the command name, in $_st (no fork)
     "stat_in() { _st=; read -r _st 2>/dev/null < \"/proc/$1/stat\" || return 1; _st=${_st##*) }; }",
@@ -43,6 +43,7 @@ PROC_FUNCTIONS = [
     # started PID: its start time (zombies too)
     "started() { stat_in \"$1\" || return 1; set -- $_st; shift 19; printf '%s\\n' \"$1\"; }",
 ]
+PROC_FUNCTIONS = [MACHINE, *PROC_HELPERS]
 
 # Jobs running on a host (`agentsync run`) declare themselves here, one file per job, for the guard to see:
 # line 1 the machine (PROC_FUNCTIONS' `machine`), line 2 "<job pid> <start> <wrapper pid> <start>", line 3

@@ -20,13 +20,14 @@ import yaml
 from .entries import build_results_entries, build_rsync_entries, check_transfers
 from .errors import InventoryError
 from .gate.model import build_checks
+from .locations import DEFAULT_INVENTORY, INVENTORY_ENV, inventory_path
 from .models import Guard, Host, Inventory, JobPreset, S3Entry, WorktreeSpec
 from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .secrets import SECRET_PATTERNS, secret_patterns
 from .settings import TIMEOUTS
 
-DEFAULT_PATH = "inventory/fleet.yaml"
-ENV_VAR = "AGENTSYNC_INVENTORY"
+DEFAULT_PATH = DEFAULT_INVENTORY
+ENV_VAR = INVENTORY_ENV
 BUILTIN_DEFAULTS = {"branch": "main", "remote": "origin", "connect_timeout": TIMEOUTS.connect,
                     "command_timeout": TIMEOUTS.command}
 
@@ -90,7 +91,7 @@ class _Problems:
 
 def resolve_path(path: str | os.PathLike | None) -> Path:
     """The inventory to use: the argument, else $AGENTSYNC_INVENTORY, else inventory/fleet.yaml."""
-    return Path(path or os.environ.get(ENV_VAR) or DEFAULT_PATH).expanduser()
+    return Path(inventory_path(path))
 
 
 def load(path: str | os.PathLike | None = None) -> Inventory:

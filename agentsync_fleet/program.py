@@ -71,6 +71,8 @@ def bad_input_exits_2(program: Program) -> None:
 class FleetProgram(Program):
     """`agentsync`: our tasks, `--help`, `--list`, `--version` and shell completion; nothing else."""
 
+    early: tuple = ()  # connections begun before the program loaded (launch.py), handed to the task that wants them
+
     def core_args(self) -> list[Argument]:
         return [
             Argument(names=("help", "h"), optional=True,

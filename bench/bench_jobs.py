@@ -9,7 +9,10 @@ parallel) against 3 sequential `ssh hNN 'cat exit_code; tail -1 log'`.
 Each run is a fresh process. agentsync keeps its ssh master open between runs
 (ControlPersist): "warm" reuses it, "cold" closes it first (`agentsync
 disconnect`, untimed), so it pays the full handshake as plain ssh (ControlMaster
-no) always does. Writes bench/results/jobs.md.
+no) always does; its handshake begins before the program loads, as on any
+host this computer reached before (remote/early.py). "cold, first contact" is
+a host never reached from here (AGENTSYNC_EARLY=0: the handshake begins once
+the program and inventory are loaded). Writes bench/results/jobs.md.
 
 The package is byte-compiled first (`compileall`), as a pip install leaves it:
 with PYTHONDONTWRITEBYTECODE set (as in some shells and CI), an editable
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,9 +45,11 @@ def commands(fleet: BenchFleet, link: str) -> dict[str, dict]:
     config = fleet.dir(link) / "ssh_config"
     plain_dir = "/tmp/agentsync-bench-plain-job"
 
-    def agentsync_run() -> None:
-        run_ok([AGENTSYNC, "run", "h00", "true", "--json", "--inventory", str(inventory)],
-               lambda r: json.loads(r.stdout)["job"]["pid"] > 0)
+    def agentsync_run(**env: str) -> Callable[[], None]:
+        def run() -> None:
+            run_ok([AGENTSYNC, "run", "h00", "true", "--json", "--inventory", str(inventory)],
+                   lambda r: json.loads(r.stdout)["job"]["pid"] > 0, env={**os.environ, **env})
+        return run
 
     def ssh_run() -> None:
         run_ok(["ssh", "-F", str(config), "h00", f"mkdir -p {plain_dir} && cd {REPO} && "
@@ -57,7 +64,9 @@ def commands(fleet: BenchFleet, link: str) -> dict[str, dict]:
             run_ok(["ssh", "-F", str(config), host, f"cat {plain_dir}/exit_code 2>/dev/null; "
                     f"tail -n 1 {plain_dir}/log 2>/dev/null; true"])
 
-    return {"run (start a job on 1 host)": {"agentsync run (cold)": agentsync_run, "agentsync run (warm)": agentsync_run,
+    return {"run (start a job on 1 host)": {"agentsync run (cold)": agentsync_run(),
+                                            "agentsync run (warm)": agentsync_run(),
+                                            "agentsync run (cold, first contact)": agentsync_run(AGENTSYNC_EARLY="0"),
                                             "plain ssh setsid nohup": ssh_run},
             "jobs (list 3 hosts)": {"agentsync jobs (cold)": agentsync_jobs, "agentsync jobs (warm)": agentsync_jobs,
                                     "3 sequential ssh": ssh_jobs}}
@@ -65,7 +74,7 @@ def commands(fleet: BenchFleet, link: str) -> dict[str, dict]:
 
 def disconnect_before_cold(inventory: Path):
     def before(name: str) -> None:
-        if "(cold)" in name:
+        if "(cold" in name:
             run_ok([AGENTSYNC, "disconnect", "--inventory", str(inventory)])
     return before
 
@@ -89,6 +98,8 @@ def main() -> None:
     if not args.from_source:
         byte_compile()
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-jobs-"))
+    # agentsync's journal, sockets and cache for this bench only, never the user's own
+    os.environ.update(AGENTSYNC_STATE_DIR=str(root / "state"), XDG_CACHE_HOME=str(root / "cache"))
     fleet = BenchFleet(root, len(HOSTS)).up()
     compiled = "from source each run" if args.from_source else "byte-compiled, as installed"
     lines = ["# Jobs benchmark", "", f"3 sshd hosts behind the 25 ms/way proxy (50 ms RTT), {args.rounds} rounds "
@@ -102,8 +113,8 @@ def main() -> None:
                 lines.append(f"| {step} | {tool} | {s.median:.3f} | {min(s.samples):.3f} | {max(s.samples):.3f} |")
                 print(f"{step:30} {tool:24} {s.median:.3f}s", flush=True)
             names = list(series)
-            for name in names[:2]:
-                ratio = series[name].median / series[names[2]].median
+            for name in names[:-1]:
+                ratio = series[name].median / series[names[-1]].median
                 lines.append(f"| {step} | ratio {name} / plain | {ratio:.2f}× | | |")
                 print(f"{step:30} ratio {name} / plain {ratio:.2f}x", flush=True)
     finally:

@@ -11,6 +11,8 @@ GOALS_TEXT = {
     "health_vs_ansible": "health at 20 hosts, 50 ms RTT, both warm (Ansible's ControlPersist): ≥ 4× faster than Ansible",
     "sync_vs_sequential": "sync-all (3 hosts, 50 ms RTT): ≥ 2× faster than the sequential ssh script",
     "rsync_no_change": "no-change rsync: ≤ 1.2× plain rsync",
+    "run_vs_ssh": "`run` (cold, 50 ms RTT): within 1.2× of starting the job with plain `ssh host 'setsid nohup … &'`",
+    "jobs_vs_sequential": "`jobs` on 3 hosts (cold, 50 ms RTT): faster than 3 sequential ssh calls (ratio < 1.0)",
     "help_cold_start": "`agentsync --help` under 0.3 s",
 }
 
@@ -73,6 +75,12 @@ def goals(results: dict) -> dict:
             s = list(row["series"].values())
             ratio = s[0]["median"] / s[1]["median"]
             out["rsync_no_change"] = {"value": round(ratio, 2), "met": ratio <= 1.2}
+    for row in results.get("jobs", []):
+        s = row["series"]
+        key = "run_vs_ssh" if row["step"].startswith("run") else "jobs_vs_sequential"
+        cold = next(v for n, v in s.items() if n.endswith("(cold)"))
+        ratio = cold["median"] / list(s.values())[1]["median"]
+        out[key] = {"value": round(ratio, 2), "met": ratio <= 1.2 if key == "run_vs_ssh" else ratio < 1.0}
     cold = results.get("cold_start", {}).get("series", {}).get("agentsync --help")
     if cold:
         out["help_cold_start"] = {"value": cold["median"], "met": cold["median"] < 0.3}
@@ -93,6 +101,8 @@ def markdown(results: dict, causes: dict[str, str]) -> str:
     lines += ["", "## health --no-fetch", "", *_health_rows(results), ""]
     if results.get("sync"):
         lines += ["## sync-all, 3 hosts + laptop", "", *_pair_rows(results["sync"], "scenario", "scenario"), ""]
+    if results.get("jobs"):
+        lines += ["## Jobs: `run` and `jobs`, 3 hosts, 50 ms RTT", "", *_pair_rows(results["jobs"], "step", "step"), ""]
     if results.get("rsync"):
         lines += ["## rsync, 2,000-file tree", "", *_pair_rows(results["rsync"], "scenario", "scenario"), ""]
     cold = results.get("cold_start")

@@ -11,9 +11,12 @@ and max:
    on) and pyinfra `exec`;
 2. sync-all on 3 hosts (no change; one commit to spread) against the same
    steps as a sequential plain-ssh script;
-3. rsync of a 2,000-file tree (no change; one file changed) through agentsync
+3. `run` (start a job on one host; cold, warm, first contact) and `jobs` (list
+   3 hosts) behind the proxy against `ssh host 'setsid nohup … &'` and 3
+   sequential `ssh host 'cat exit_code; tail -1 log'` (bench_jobs.py);
+4. rsync of a 2,000-file tree (no change; one file changed) through agentsync
    against plain `rsync -e ssh` (when the transfer feature is installed);
-4. cold start: `agentsync --help`, `inv --list`, and an import-time profile.
+5. cold start: `agentsync --help`, `inv --list`, and an import-time profile.
 
 Writes bench/results/latest.md, latest.json and latest.png.
 """
@@ -101,6 +104,21 @@ def bench_rsync(rounds: int) -> tuple[list[dict], str]:
     return rows, cause(summary, costs)
 
 
+def bench_jobs(fleet: BenchFleet, rounds: int) -> list[dict]:
+    """`run` and `jobs` on 3 hosts behind the proxy against the same steps typed as plain ssh (bench_jobs.py)."""
+    from bench_jobs import HOSTS, commands, disconnect_before_cold
+
+    rows = []
+    for step, tools in commands(fleet, "wan50").items():
+        series = alternate(tools, rounds, disconnect_before_cold(fleet.inventory("wan50", HOSTS)))
+        names = list(series)  # agentsync's variants first, the plain-ssh peer last: shown peer second
+        ordered = {names[0]: series[names[0]], names[-1]: series[names[-1]], **{n: series[n] for n in names[1:-1]}}
+        for name, s in ordered.items():
+            print(f"  {step:30} {name:38} {s.median:.3f}s", flush=True)
+        rows.append({"step": step, "link": "wan50", "series": {n: s.to_dict() for n, s in ordered.items()}})
+    return rows
+
+
 def bench_cold_start(rounds: int) -> dict:
     commands = {
         "agentsync --help": lambda: run_ok([AGENTSYNC, "--help"]),
@@ -126,7 +144,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", default="1,5,20,50")
     parser.add_argument("--tools", default=",".join(PEERS))
-    parser.add_argument("--only", default="health,sync,rsync,cold", help="sections to run")
+    parser.add_argument("--only", default="health,sync,jobs,rsync,cold", help="sections to run")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -138,6 +156,8 @@ def main() -> int:
                                  "kernel": platform.release(), "load_before": os.getloadavg(),
                                  "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))}}
     root = Path(tempfile.mkdtemp(prefix="agentsync-bench-"))
+    # agentsync's journal, ssh sockets and cache for this bench only, never the user's own
+    os.environ.update(AGENTSYNC_STATE_DIR=str(root / "state"), XDG_CACHE_HOME=str(root / "cache"))
     fleet = BenchFleet(root, max(sizes + [3])).up()
     try:
         if "health" in sections:
@@ -146,6 +166,9 @@ def main() -> int:
         if "sync" in sections:
             print("sync-all, 3 hosts:", flush=True)
             results["sync"] = bench_sync(fleet, args.rounds)
+        if "jobs" in sections:
+            print("jobs: run and jobs, 3 hosts, 50 ms RTT:", flush=True)
+            results["jobs"] = bench_jobs(fleet, args.rounds)
     finally:
         fleet.down()
         shutil.rmtree(root, ignore_errors=True)

@@ -83,6 +83,8 @@ def pytest_configure(config) -> None:
     # The laptop is a local host: its per-user job records (${XDG_STATE_HOME:-~/.local/state}/agentsync/jobs)
     # would otherwise be the real user's. Tests that look at them name their own with monkeypatch.
     os.environ["XDG_STATE_HOME"] = os.path.join(state, "xdg-state")
+    # What the controller caches (how it reached each host, to begin the next `run`'s connection early) too.
+    os.environ["XDG_CACHE_HOME"] = os.path.join(state, "xdg-cache")
 
 
 def pytest_unconfigure(config) -> None:

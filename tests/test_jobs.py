@@ -119,6 +119,8 @@ def test_cancel_ends_the_job_and_every_child_and_shows_how_it_was_killed(jobs_fl
     assert data["outcome"] == "done" and data["signal"] == "SIGTERM"
     assert data["job"]["label"] == "killed (SIGTERM)"
     wait_until(lambda: not group_members(fleet, "cloud", job["pgid"]), what="every process of the job gone")
+    cancelled = as_json(fleet.agentsync("history", "--json", "--task", "cancel", inventory=inv))["runs"][0]
+    assert cancelled["status"] == "ok" and cancelled["hosts"] == {"cloud": "ok"}  # ended as asked: not a failure
 
     stubborn = start(fleet, inv, "gpu", "trap '' TERM; sleep 300", "--name", "stubborn")
     result = fleet.agentsync("cancel", stubborn["id"], "--grace", "1", inventory=inv)
@@ -149,6 +151,27 @@ def test_a_vanished_job_is_lost_and_a_process_that_reuses_its_pid_is_never_signa
     assert jobs_by_id(fleet, inv)[job["id"]]["label"] == "lost"
     again = fleet.agentsync("run", "gpu", "true", "--name", "victim", inventory=inv)  # a lost job holds no name
     assert again.returncode == 0, again.stderr
+
+
+def test_a_job_records_its_repo_as_it_was_and_never_takes_a_tmux_session_it_did_not_make(jobs_fleet):
+    fleet = jobs_fleet
+    (fleet.repo("gpu") / "notes.txt").write_text("untracked\n")
+    fleet.sandbox.ssh("gpu", "tmux new-session -d -s train sleep 600")  # the user's own session, named like the job
+    inv = fleet.inventory({"gpu": {"gpu": True}, "cloud": {"repo": f"{MOUNT_POINT}/fresh"},
+                           "nocli": {"repo": f"{MOUNT_POINT}/plain"}})
+    job = start(fleet, inv, "gpu", GATED, "--name", "train")
+    assert job["head"] == fleet.head("gpu") and job["dirty"] is True
+    assert job["tmux"] == f"train-{job['id']}" and job["state"] == "running"
+    fleet.sandbox.ssh("gpu", f"tmux has-session -t =train-{job['id']}")
+    assert "sleep 600" in fleet.sandbox.ssh("gpu", "tmux list-panes -t =train -F '#{pane_current_command} "
+                                                   "#{pane_start_command}'")
+
+    fleet.sandbox.ssh("cloud", f"git init -q {MOUNT_POINT}/fresh && touch {MOUNT_POINT}/fresh/a")
+    unborn = start(fleet, inv, "cloud", "true")  # a repo with no commit yet
+    assert unborn["head"] == "" and unborn["dirty"] is True
+    fleet.sandbox.ssh("nocli", f"mkdir -p {MOUNT_POINT}/plain")
+    plain = start(fleet, inv, "nocli", "true")  # no repo at all
+    assert plain["head"] == "" and plain["dirty"] is None
 
 
 def test_a_second_job_of_the_same_name_is_refused_while_the_first_runs(jobs_fleet):

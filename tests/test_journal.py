@@ -295,3 +295,31 @@ def test_history_stats_and_export_cover_every_run(fleet):
     exported = json.loads(out.read_text())
     assert [r["task"] for r in exported["runs"]] == ["sync-all", "health", "health"]  # oldest first
     assert exported["runs"][0]["steps"] and exported["runs"][0]["hosts"]
+
+
+OPEN_AT_ONCE = """
+import os, sys
+from agentsync_fleet.journal.store import Journal, JournalError
+ready, go, state = sys.argv[1:4]
+open(ready, "w").close()
+while not os.path.exists(go):
+    pass
+try:
+    Journal.in_dir(state).close()
+except JournalError as exc:
+    print(exc.message)
+    sys.exit(1)
+"""
+
+
+def test_processes_creating_the_journal_at_the_same_moment_all_open_it(tmp_path):
+    """Two commands run for the first time at once (an agent and its operator): neither loses its journal."""
+    for attempt in range(10):  # the race is narrow: before the fix about one round in three lost a journal
+        state, go = tmp_path / f"state-{attempt}", tmp_path / f"go-{attempt}"
+        readies = [tmp_path / f"ready-{attempt}-{i}" for i in range(12)]
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(r), str(go), str(state)],
+                                  stdout=subprocess.PIPE, text=True) for r in readies]
+        wait_for(lambda readies=readies: all(r.exists() for r in readies), what="every process at the start line")
+        go.touch()
+        outcomes = [(p.wait(timeout=60), p.stdout.read()) for p in procs]
+        assert all(code == 0 for code, _ in outcomes), outcomes

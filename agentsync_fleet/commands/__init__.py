@@ -19,6 +19,7 @@ class FleetArgs:
     json: bool = False
     workers: str | int | None = None
     recorder: Any = field(default_factory=lambda: _unrecorded())  # the run's journal recorder, from the CLI
+    early: tuple = ()  # ssh masters begun before the command line was parsed (launch.py): the Connector adopts them
 
     def load(self):
         """The validated inventory (raises InventoryError with every problem).

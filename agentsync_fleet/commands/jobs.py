@@ -29,7 +29,7 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
                       literal=literal, protect=tuple(protect or ()))
     if then_results or spec.results:
         _check_results(inv, target)
-    with _connector(inv) as connector:
+    with _connector(inv, args.early) as connector:
         _connect_ahead(connector, target)  # the SSH handshake goes on while the rest of `run` is imported
         job = _start(args, connector, target, spec, allow_busy)
         if not (then_results or spec.results):
@@ -198,7 +198,7 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
     now = after[0] if after else found
     if outcome == "done":
         _looks(inv).first_end(now)
-        journal_job_end(args.recorder, now)
+        journal_job_end(args.recorder, now, cancelled=True)
     _show(args, {"job": now, "outcome": outcome, "signal": sent}, lambda out: out.render_cancel(now, outcome, sent))
     return 0 if outcome in ("done", "ended") else 1
 
@@ -209,10 +209,11 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
 class _connector:
     """A Connector closed on the way out, whatever happens."""
 
-    def __init__(self, inv):
+    def __init__(self, inv, early: tuple | None = None):
+        """`early`: connections begun for `run` (None for the other commands, which do not begin any)."""
         from ..remote import Connector
 
-        self.connector = Connector(inv)
+        self.connector = Connector(inv, early=early or (), remember=early is not None)
 
     def __enter__(self):
         return self.connector

@@ -92,12 +92,14 @@ def journal_job_start(recorder, host: str, spec, job, duration_s: float, refused
                                    message=f"started job {spec.id}"))
 
 
-def journal_job_end(recorder, job, outcome: bool = True) -> None:
+def journal_job_end(recorder, job, outcome: bool = True, cancelled: bool = False) -> None:
     """How the job ended, as a step with its exit status and last line; with `outcome` (`wait`, `cancel`:
-    the job's end is the run's result) also as the host's outcome, not for `jobs`/`health`, which only saw it."""
+    the job's end is the run's result) also as the host's outcome, not for `jobs`/`health`, which only saw it.
+    `cancelled`: `cancel` ended it, as asked: for that run, an end is a success whatever status it left."""
     from ..records import CommandRecord, HostOutcome, StepRecord
 
-    status = "ok" if job.state == "exited" and job.exit_code == 0 else "failed"
+    ended_well = job.state == "exited" and job.exit_code == 0 or cancelled and not job.running
+    status = "ok" if ended_well else "failed"
     recorder.step_done(job.host, StepRecord("jobs", f"job {job.name} ({job.id}) {job.label}", status,
                                             job.runtime_s or 0.0, "" if status == "ok" else job.label,
                                             [CommandRecord(job.command, job.status_code, job.runtime_s or 0.0,

@@ -37,7 +37,7 @@ import json
 import re
 import shlex
 
-from ..guardprobe import PROC_FUNCTIONS
+from ..guardprobe import PROC_FUNCTIONS, PROC_HELPERS
 from ..probes import GPU_QUERY
 from ..shell import quote_path, script, section, split_sections
 from .model import GpuUse, Job, JobSpec, Window, state_of
@@ -45,11 +45,26 @@ from .model import GpuUse, Job, JobSpec, Window, state_of
 BASE = '"${XDG_STATE_HOME:-$HOME/.local/state}/agentsync/jobs"'
 START_WAIT_S = 10  # how long the start script waits for the wrapper to record the job's pid
 CLAIM_WAIT_S = START_WAIT_S + 20  # how long it waits for another `run` on the host to finish starting its job
-
+SPINS = 200  # checks in a tight loop before a wait falls back to sleeping (`wait_until`)
+SHORT_SLEEPS = 50  # then checks 2 ms apart (a `sleep` process each), then every 10 ms
 
 
 def job_dir(job_id: str) -> str:
     return f'{BASE}/{shlex.quote(job_id)}'
+
+
+def wait_until(test: str, limit_s: float) -> str:
+    """A loop that waits until `test` (builtins only) holds, at most about `limit_s` seconds.
+
+    What `run` waits for on the host (a setsid, the wrapper recording the
+    job's pid) usually takes a few milliseconds: polling with `sleep 0.01`
+    from the start made every start pay a 10 ms step or two. The first
+    SPINS checks run back to back (a stat each, no fork); then every 10 ms.
+    """
+    short = SPINS + SHORT_SLEEPS
+    return (f'n=0; until {test}; do n=$((n + 1)); [ "$n" -le {SPINS} ] && continue; '
+            f'if [ "$n" -le {short} ]; then sleep 0.002; continue; fi; '
+            f'[ "$n" -le {short + int(limit_s * 100)} ] || break; sleep 0.01; done')
 
 
 def wrapper_text(spec: JobSpec) -> str:
@@ -65,18 +80,19 @@ def wrapper_text(spec: JobSpec) -> str:
         'pid=',
         "trap '[ -n \"$pid\" ] && kill -INT \"-$pid\" 2>/dev/null' INT",
         "trap ':' HUP",
-        *PROC_FUNCTIONS,
+        *PROC_HELPERS,
+        '_m=; read -r _m < "$d/machine"; machine=$_m',  # as the start script found it (no fork here)
         'stat_in $$; set -- $_st; shift 19; ws=$1; printf \'%s %s\\n\' "$$" "$ws" > "$d/wrapper"',
         f"cd {quote_path(spec.cwd)} || {{ printf '126 %s\\n' \"$(date +%s)\" > \"$d/exit\"; exit 0; }}",
-        f'setsid env{env} "${{SHELL:-/bin/sh}}" -c "$(cat "$d/command")" </dev/null >>"$d/log" 2>&1 &',
+        # the command as typed, quoted once (the `command` file holds the same bytes, for people and `jobs`)
+        f'setsid env{env} "${{SHELL:-/bin/sh}}" -c {shlex.quote(spec.command)} </dev/null >>"$d/log" 2>&1 &',
         'pid=$!',
-        # setsid() runs in the child just after the fork: wait until it is its own process group
-        'n=0; while :; do stat_in "$pid" || break; set -- $_st; [ "$3" = "$pid" ] && break; '
-        'n=$((n + 1)); [ "$n" -gt 500 ] && break; sleep 0.01; done',
+        # setsid() runs in the child just after the fork: wait until it is its own process group (or gone)
+        wait_until('{ ! stat_in "$pid" || { set -- $_st; [ "$3" = "$pid" ]; }; }', 5),
         'stat_in "$pid" && { set -- $_st; pg=$3; shift 19; st=$1; } || { pg=$pid; st=; }',
         # the guard's view of running jobs (guardprobe.RUNNING_DIR, beside the jobs' directories), before the pid
         f'r=${{d%/*/*}}/running/{shlex.quote(spec.id)}',
-        'mkdir -p "${r%/*}" && printf \'%s\\n\' "$machine" "$pid $st $$ $ws" '
+        '{ [ -d "${r%/*}" ] || mkdir -p "${r%/*}"; } && printf \'%s\\n\' "$machine" "$pid $st $$ $ws" '
         f'{shlex.quote(spec.id + " " + spec.name)}{protect} > "$r.tmp" && mv -f "$r.tmp" "$r"',
         'printf \'%s %s %s\\n\' "$pid" "$pg" "$st" > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"',
         'tpid=',
@@ -115,7 +131,7 @@ def _claim() -> list[str]:
     """
     return [
         "command -v flock >/dev/null 2>&1 || { printf 'noflock\\t\\n'; exit 0; }",
-        f"mkdir -p {BASE} || {{ printf 'nodir\\t%s\\n' {BASE}; exit 0; }}",
+        f"[ -d {BASE} ] || mkdir -p {BASE} || {{ printf 'nodir\\t%s\\n' {BASE}; exit 0; }}",
         f'exec 9>>{BASE}/.start.lock || {{ printf \'nodir\\t%s\\n\' {BASE}; exit 0; }}',
         f"flock -w {CLAIM_WAIT_S} 9 || {{ printf 'claimed\\t\\n'; exit 0; }}",
     ]
@@ -145,18 +161,37 @@ def _gpu_check() -> list[str]:
     ]
 
 
+def _repo_facts(repo: str) -> list[str]:
+    """`head` (the commit, or - when there is none) and `dirty` (1, 0, or - without a repo), from one `git`.
+
+    `status --porcelain=v2 --branch` prints `# branch.oid <commit>` (or
+    `(initial)`), then a line per change, none of which starts with `#`.
+    """
+    return [
+        f"head=-; dirty=-; if _g=$(git -C {quote_path(repo)} status --porcelain=v2 --branch --no-ahead-behind "
+        "2>/dev/null); then",
+        '  head=${_g#*"# branch.oid "}; head=${head%%[!0-9a-f]*}; [ -n "$head" ] || head=-',
+        '  case "',
+        '$_g" in *"',
+        '"[!#]*) dirty=1 ;; *) dirty=0 ;; esac',
+        'fi',
+    ]
+
+
 def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = True) -> str:
     """Check, then start the job detached, and wait (briefly) until it has recorded its pid."""
     d = job_dir(spec.id)
     record = json.dumps(spec.record(), separators=(",", ":"))  # ASCII: one line whatever the command holds
     launch_tmux = [  # tmux >= 3.0 passes the arguments on as they are (no shell in between)
         f"  s={shlex.quote(spec.name)}",
-        f'  tmux has-session -t "=$s" 2>/dev/null && s="$s-{spec.id}"',
-        '  if tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&-; then',
-        '    printf \'%s\\n\' "$s" > "$d/tmux"',
+        # the job's name, or (a session of that name exists) name-id; no `has-session` first: one tmux less
+        '  if tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&-; then :',
+        f'  elif s="$s-{spec.id}"; tmux new-session -d -s "$s" sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&-; '
+        'then :',
         '  else',
-        '    setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
+        '    s=; setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
         '  fi',
+        '  [ -z "$s" ] || printf \'%s\\n\' "$s" > "$d/tmux"',
     ]
     return script([
         "umask 077",
@@ -168,15 +203,13 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         *_running_with_name(spec.name),
         *(_gpu_check() if check_gpu else []),
         f"mkdir {d} || {{ printf 'nodir\\t%s\\n' {d}; exit 0; }}",
-        f"d=$(cd {d} && pwd)",
+        f"d={d}; case $d in /*) ;; *) d=$(cd \"$d\" && pwd) ;; esac",  # absolute (no subshell when it is)
         'printf \'%s\\n\' "$machine" > "$d/machine"',
         f"printf '%s' {shlex.quote(spec.command)} > \"$d/command\"",
         f"printf '%s\\n' {shlex.quote(spec.name)} > \"$d/name\"",
         f"printf '%s\\n' {shlex.quote(record)} > \"$d/job.json\"",
         f"printf '%s' {shlex.quote(wrapper_text(spec))} > \"$d/wrapper.sh\"",
-        f"head=$(git -C {quote_path(repo)} rev-parse HEAD 2>/dev/null) || head=-",
-        f"dirty=-; if [ \"$head\" != - ]; then dirty=$(git -C {quote_path(repo)} status --porcelain 2>/dev/null | "
-        "head -n 1); [ -n \"$dirty\" ] && dirty=1 || dirty=0; fi",
+        *_repo_facts(repo),
         'printf \'%s %s %s\\n\' "$(date +%s)" "$head" "$dirty" > "$d/facts"',
         ": > \"$d/log\"",
         f"if {'command -v tmux >/dev/null 2>&1' if use_tmux else 'false'}; then",
@@ -184,8 +217,7 @@ def start_script(spec: JobSpec, repo: str, *, check_gpu: bool, use_tmux: bool = 
         "else",
         '  setsid sh "$d/wrapper.sh" </dev/null >/dev/null 2>&1 9>&- &',
         "fi",
-        f"n=0; while [ ! -f \"$d/pid\" ] && [ ! -f \"$d/exit\" ] && [ \"$n\" -lt {START_WAIT_S * 100} ]; do "
-        "sleep 0.01; n=$((n + 1)); done",
+        wait_until('{ [ -f "$d/pid" ] || [ -f "$d/exit" ]; }', START_WAIT_S),
         section("job"),
         *_emit_job('"$d"', last_line=False),  # just started: its log's last line is `jobs`' business
     ])

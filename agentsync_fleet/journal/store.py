@@ -131,14 +131,27 @@ class Journal:
             self._db = sqlite3.connect(str(path), timeout=TIMEOUTS.journal_busy, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(TIMEOUTS.journal_busy * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against a killed process
-            self._db.executescript(SCHEMA)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._set_up(time.monotonic() + TIMEOUTS.journal_busy)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open the run journal {path}: {exc}",
                                hint="set state_dir in the inventory or $AGENTSYNC_STATE_DIR to a writable "
                                     "directory") from None
+
+    def _set_up(self, deadline: float) -> None:
+        """WAL mode and the schema. Two processes creating the file at once (a first run of two commands)
+        get SQLITE_BUSY from the switch to WAL without the busy handler ever waiting: try again until
+        the other is done, within the same journal_busy."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against a killed process
+                self._db.executescript(SCHEMA)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @classmethod
     def in_dir(cls, state_dir: str | os.PathLike) -> Journal:

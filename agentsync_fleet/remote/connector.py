@@ -21,19 +21,20 @@ import os
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import HostKeyError, HostUnreachable
 from ..models import Host, Inventory
 from ..settings import control_persist, state_dir
+from . import early
 from .control import control_dir, persist_arg, socket_name
 from .diagnose import SshFailure, classify, ssh_lines
 from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
-from .master import master_alive, start_master
-from .resolve import Resolution, Target, resolve, split_jump
-from .session import SSH_ENV, LocalSession, OpenSSHSession, Session
+from .master import SSH_ENV, MasterAttempt, StartLock, master_alive, start_master
+from .resolve import Resolution, Target, resolve, resolve_argv, split_jump
+from .session import LocalSession, OpenSSHSession, Session
 
 MAX_HOPS = 8
 DEADLINE_GRACE = 1.0  # seconds past connect_timeout before the process group is killed
@@ -42,8 +43,12 @@ DEADLINE_GRACE = 1.0  # seconds past connect_timeout before the process group is
 class Connector:
     """Opens and caches one session per host (and per jump hop) for a run."""
 
-    def __init__(self, inventory: Inventory, *, state: str | None = None):
+    def __init__(self, inventory: Inventory, *, state: str | None = None, early: Iterable[MasterAttempt] = (),
+                 remember: bool = False):
         self.inventory = inventory
+        self._early = {_control_path(a.argv): a for a in early}  # begun before the program loaded (early.py)
+        self._remember = remember  # write down how hosts were reached, for the next run to begin early
+        self._attempts: list[MasterAttempt] = []
         self.config = str(inventory.ssh_config) if inventory.ssh_config else None
         self.persist = control_persist(inventory)
         self._state = state or state_dir(inventory)
@@ -179,15 +184,40 @@ class Connector:
 
     def _ensure_master(self, session: OpenSSHSession, res: Resolution, timeout: float) -> None:
         sock = _control_path(session.prefix)
-        if master_alive(sock):
-            return
         argv = [*session.prefix, "-o", "ControlMaster=yes", "-o", f"ControlPersist={persist_arg(self.persist)}",
                 "-N", "-f", *session.target]
-        code, stderr = start_master(argv, timeout + DEADLINE_GRACE, {**os.environ, **SSH_ENV})
-        if code == 0:
-            self._started.append(sock)
-            return
-        raise self._failure(session, res, code, stderr, timeout)
+        attempt = self._adopt(sock, argv)
+        if attempt is None:
+            if master_alive(sock):
+                return
+            lock = StartLock(sock)  # another run opening this very master: wait for it, then use its master
+            if not lock.acquire(timeout + DEADLINE_GRACE):
+                raise self._failure(session, res, None, "", timeout)
+            if master_alive(sock):
+                lock.release()
+                return
+            attempt = MasterAttempt(argv, {**os.environ, **SSH_ENV}, start_lock=lock)
+        with self._guard:
+            self._attempts.append(attempt)
+        code, stderr = attempt.result(timeout + DEADLINE_GRACE)
+        if code != 0:
+            raise self._failure(session, res, code, stderr, timeout)
+        self._started.append(sock)
+        if self._remember and not session.hop and not res.proxy_jump:  # the next run may begin it early
+            early.remember(self.inventory.path, self.inventory.sha256, session.name,
+                           resolve_argv=resolve_argv(res.target, self.config), resolved=res.text,
+                           master_argv=argv, sock=sock)
+
+    def _adopt(self, sock: str, argv: list[str]) -> MasterAttempt | None:
+        """The attempt begun early for this socket, if it runs exactly `argv`; any other is abandoned."""
+        with self._guard:
+            attempt = self._early.pop(sock, None)
+        if attempt is not None and attempt.argv != argv:
+            attempt.abandon()
+            if attempt.succeeded:  # a master made with other options than ours: never used, closed
+                close_master(sock)
+            return None
+        return attempt
 
     def _failure(self, session: OpenSSHSession, res: Resolution, code: int | None, stderr: str,
                  timeout: float) -> HostUnreachable:
@@ -210,7 +240,10 @@ class Connector:
     # ---------------------------------------------------------------- end of run
 
     def close_all(self) -> None:
-        """End of the run: masters stay for ControlPersist (the next run is warm), unless persistence is off."""
+        """End of the run: masters stay for ControlPersist (the next run is warm), unless persistence is off.
+        A master still being opened (the run was interrupted) is given up: no handshake outlives the run."""
+        for attempt in self._attempts:
+            attempt.abandon()
         if self.persist <= 0:
             for sock in self._started:
                 close_master(sock)

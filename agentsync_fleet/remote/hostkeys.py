@@ -21,9 +21,9 @@ from pathlib import Path
 from ..errors import HostKeyError, HostUnreachable
 from ..models import Host
 from .diagnose import SshFailure, classify
-from .master import start_master
+from .master import SSH_ENV, start_master
 from .resolve import Resolution
-from .session import SSH_ENV, OpenSSHSession
+from .session import OpenSSHSession
 
 AFTER_HOST_KEY = ("auth", "second factor", "too many auth failures")  # ssh checked the key before these
 SCAN_OPTIONS = ("StrictHostKeyChecking=accept-new", "GlobalKnownHostsFile=/dev/null", "KnownHostsCommand=none",

@@ -9,13 +9,14 @@ host's ssh) can ever prompt on the user's tty, and at the deadline one
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from .deadline import kill_pgid, wait_with_deadline
 
 OutputFn = Callable[[bytes], None]  # receives a command's stdout as it arrives
 
@@ -74,39 +75,9 @@ def run_process(argv: list[str], *, timeout: float, stdin: bytes | BinaryIO | No
     return Finished(code, bytes(out), bytes(err), time.monotonic() - start, first[0] if first else None)
 
 
-def wait_with_deadline(proc: subprocess.Popen, timeout: float) -> int | None:
-    """The child's exit status, or None if it was still running at the deadline (its group is then killed).
-
-    A blocking wait with a timer, not `Popen.wait(timeout)`: that one polls
-    with sleeps of up to 50 ms, which every short ssh command would pay.
-    """
-    expired = threading.Event()
-
-    def expire() -> None:
-        if proc.returncode is None:  # not reaped yet: its pid (and group) are still its own
-            expired.set()
-            _kill(proc.pid)
-
-    timer = threading.Timer(timeout, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        code = proc.wait()
-    finally:
-        timer.cancel()
-    return None if expired.is_set() else code
-
-
-def _kill(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the child's whole process group (ssh, its ProxyCommand, a jump chain) and reap the child."""
-    _kill(proc.pid)
+    kill_pgid(proc.pid)
     proc.wait()
 
 

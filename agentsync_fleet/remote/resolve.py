@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import HostUnreachable
 
@@ -73,6 +73,7 @@ class Resolution:
     target: Target
     values: dict[str, str] = field(default_factory=dict)
     lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    text: str = ""  # the answer as ssh printed it (a later run compares it whole: remote/early.py)
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
@@ -149,9 +150,13 @@ def parse_ssh_g(text: str, target: Target) -> Resolution:
     return Resolution(target, values, {k: tuple(v) for k, v in lists.items()})
 
 
+def resolve_argv(target: Target, config: str | None) -> list[str]:
+    return ["ssh", *(["-F", config] if config else []), "-G", *target.argv(), "--", target.host]
+
+
 def resolve(target: Target, config: str | None, name: str) -> Resolution:
     """Ask the user's ssh how it will treat `target` (no connection is made)."""
-    argv = ["ssh", *(["-F", config] if config else []), "-G", *target.argv(), "--", target.host]
+    argv = resolve_argv(target, config)
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT,
                               stdin=subprocess.DEVNULL, errors="replace")
@@ -165,4 +170,4 @@ def resolve(target: Target, config: str | None, name: str) -> Resolution:
         detail = " ".join(proc.stderr.split())[-400:] or f"exit {proc.returncode}"
         raise HostUnreachable(f"ssh cannot read its config for '{target}': {detail}", reason="config", host=name,
                               hint=f"check {config or '~/.ssh/config'}; `ssh -G {target}` shows the same error")
-    return parse_ssh_g(proc.stdout, target)
+    return replace(parse_ssh_g(proc.stdout, target), text=proc.stdout)

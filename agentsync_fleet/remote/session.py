@@ -29,10 +29,10 @@ from ..models import CommandResult
 from ..settings import TIMEOUTS
 from ..shell import Framing
 from .diagnose import SSH_FAILED, classify
+from .master import SSH_ENV
 from .process import Finished, OutputFn, kill_group, run_process
 
 ARG_SCRIPT_LIMIT = 85_000  # bytes; Linux refuses one argument over 128 KiB, and base64 (shell.Framing) adds 1/3
-SSH_ENV = {"SSH_ASKPASS_REQUIRE": "never"}  # with BatchMode and no tty: never any prompt, not even askpass
 
 
 def _short(command: str, limit: int = 160) -> str:
