@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -13,6 +15,28 @@ MODERN = ["KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256",
           "Ciphers chacha20-poly1305@openssh.com", "MACs hmac-sha2-256-etm@openssh.com",
           "HostKeyAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com"]
 MX_REPO = f"{MOUNT_POINT}/mxrepo"
+
+
+class ModuleHosts:
+    """A test module's own sshd hosts and ssh-agent: started by `start`, stopped by `close` (module fixtures)."""
+
+    def start(self, sandbox, hosts: dict, root: Path, agent_keys: list[Path]) -> None:
+        """Start `hosts` (added to `sandbox` already) and an agent on root/agent.sock holding `agent_keys`, in order."""
+        self.sandbox, self.hosts = sandbox, hosts
+        for name in hosts:
+            sandbox.start(name)
+        self.agent_sock = root / "agent.sock"
+        started = subprocess.run(["ssh-agent", "-a", str(self.agent_sock), "-s"], capture_output=True, text=True,
+                                 check=True)
+        self.agent_pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+        for key in agent_keys:
+            subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(self.agent_sock)},
+                           check=True, capture_output=True)
+
+    def close(self) -> None:
+        os.kill(self.agent_pid, signal.SIGTERM)  # the agent this module started
+        for name in self.hosts:
+            self.sandbox.stop(name)
 
 
 def keygen(path: Path, *extra: str) -> Path:

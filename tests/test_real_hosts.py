@@ -86,6 +86,18 @@ def critical_change(fleet) -> str:
     return fleet.commit("laptop", RUNTIME, "# v7.1\n", "Update the runtime")
 
 
+def assert_sync_all_refuses_the_critical_file(fleet, name: str, inv: Path) -> None:
+    """A commit changing the guard's critical file: sync-all leaves `name` guarded, its file as it was, while the
+    test process (which the guard must see) still runs."""
+    before = (fleet.repo(name) / RUNTIME).read_text()
+    critical_change(fleet)
+    code, result = run_json(fleet, "sync-all", inv)
+    assert running_test_processes(fleet, name), "the test process is gone: the guard had nothing to see"
+    assert code == 1 and result[name]["status"] == "guarded", result[name]
+    assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
+    assert (fleet.repo(name) / RUNTIME).read_text() == before
+
+
 @pytest.mark.parametrize("name", ["slim", "bbox"])
 def test_without_procps_the_guard_still_sees_the_process_and_sync_all_refuses_the_critical_file(hosts, name):
     fleet = hosts
@@ -96,13 +108,7 @@ def test_without_procps_the_guard_still_sees_the_process_and_sync_all_refuses_th
     assert [p["pattern"] for p in health[name]["processes"]] == ["v7_runtime"], health[name]
     assert TOKEN in health[name]["processes"][0]["command"] and health[name]["guard"]["method"] == "proc"
 
-    before = (fleet.repo(name) / RUNTIME).read_text()
-    critical_change(fleet)
-    code, result = run_json(fleet, "sync-all", inv)
-    assert running_test_processes(fleet, name), "the test process is gone: the guard had nothing to see"
-    assert code == 1 and result[name]["status"] == "guarded", result[name]
-    assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
-    assert (fleet.repo(name) / RUNTIME).read_text() == before
+    assert_sync_all_refuses_the_critical_file(fleet, name, inv)
 
 
 @pytest.mark.parametrize("name, method", [("psonly", "ps"), ("bbonly", "busybox-ps")])
@@ -121,13 +127,7 @@ def test_where_no_proc_can_be_read_ps_then_busybox_ps_find_the_process_and_sync_
         assert TOKEN in found["command"] and found["pid"] == pid_on_host(fleet, name)
         assert (found["uptime_s"] is not None) == (method == "ps")  # busybox's ps knows no elapsed time
 
-        before = (fleet.repo(name) / RUNTIME).read_text()
-        critical_change(fleet)
-        code, result = run_json(fleet, "sync-all", inv)
-        assert running_test_processes(fleet, name), "the test process is gone: the guard had nothing to see"
-        assert code == 1 and result[name]["status"] == "guarded", result[name]
-        assert "v7_runtime" in result[name]["message"] and RUNTIME in result[name]["message"]
-        assert (fleet.repo(name) / RUNTIME).read_text() == before
+        assert_sync_all_refuses_the_critical_file(fleet, name, inv)
     finally:
         kill_test_processes(fleet)
 

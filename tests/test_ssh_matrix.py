@@ -11,13 +11,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from ssh_support import MODERN, MX_REPO, append, assert_same_verdict, block, health, keygen, results, sign, ssh_verdict
+from ssh_support import (
+    MODERN,
+    MX_REPO,
+    ModuleHosts,
+    append,
+    assert_same_verdict,
+    block,
+    health,
+    keygen,
+    results,
+    sign,
+    ssh_verdict,
+)
 
 from agentsync_fleet.errors import FleetError
 from agentsync_fleet.inventory import load
@@ -25,17 +36,17 @@ from agentsync_fleet.remote import Connector
 from agentsync_fleet.sandbox import MOUNT_POINT
 
 
-class Matrix:
+class Matrix(ModuleHosts):
     """The extra hosts and credentials the matrix needs, made once per module."""
 
     def __init__(self, sandbox, root: Path):
-        self.sandbox, self.root = sandbox, root
+        self.root = root
         self.host_ca = keygen(root / "host_ca")
         self.user_ca = keygen(root / "user_ca")
         self.user_key = keygen(root / "user_key")  # not authorized anywhere: only its certificate is
         self.user_cert = sign(self.user_ca, self.user_key.with_suffix(".pub"), "-n", "root")
         cert_etc = Path(sandbox.root) / "hosts" / "mx-cert" / "etc"
-        self.hosts = {
+        hosts = {
             "mx-modern": sandbox.add_host("mx-modern", sshd_extra=MODERN),
             "mx-cert": sandbox.add_host("mx-cert", sshd_extra=[
                 f"HostCertificate {cert_etc / 'ssh_host_ed25519_key-cert.pub'}",
@@ -43,24 +54,12 @@ class Matrix:
             "mx-2fa": sandbox.add_host("mx-2fa", sshd_extra=["AuthenticationMethods publickey,password",
                                                               "PasswordAuthentication yes"]),
         }
-        cert = self.hosts["mx-cert"]
+        cert = hosts["mx-cert"]
         sign(self.host_ca, cert_etc / "ssh_host_ed25519_key.pub", "-h", "-n", f"{cert.address},mx-cert")
-        for name in self.hosts:
-            sandbox.start(name)
-        self.agent_sock = root / "agent.sock"
-        started = subprocess.run(["ssh-agent", "-a", str(self.agent_sock), "-s"], capture_output=True, text=True,
-                                 check=True)
-        self.agent_pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
-        subprocess.run(["ssh-add", "-q", str(sandbox.client_key)], env={**os.environ,
-                       "SSH_AUTH_SOCK": str(self.agent_sock)}, check=True, capture_output=True)
+        self.start(sandbox, hosts, root, [sandbox.client_key])
         self.agent_pub = root / "agent_only" / "client.pub"  # the public half alone: the private one is in the agent
         self.agent_pub.parent.mkdir()
         shutil.copy(f"{sandbox.client_key}.pub", self.agent_pub)
-
-    def close(self) -> None:
-        os.kill(self.agent_pid, signal.SIGTERM)  # the agent this module started
-        for name in self.hosts:
-            self.sandbox.stop(name)
 
 
 @pytest.fixture(scope="module")

@@ -10,45 +10,34 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from ssh_support import append, assert_same_verdict, block, keygen, results, sign
+from ssh_support import ModuleHosts, append, assert_same_verdict, block, keygen, results, sign
 
 NARROW = ["KexAlgorithms curve25519-sha256", "Ciphers aes256-ctr",
           "MACs hmac-sha2-256-etm@openssh.com", "HostKeyAlgorithms ssh-ed25519"]
 PROXY_WORDS = "bastion.example: no route to host (is the VPN up?)"
 
 
-class Servers:
+class Servers(ModuleHosts):
     """The module's own sshd hosts, a host CA and an agent holding two unauthorized keys before the right one."""
 
     def __init__(self, sandbox, root: Path):
-        self.sandbox = sandbox
         cloud = sandbox.hosts["cloud"]
         self.bind_address = cloud.address.rsplit(".", 1)[0] + ".250"  # loopback, in this run's subnet
         self.host_ca = keygen(root / "host_ca")
         signed_etc = Path(sandbox.root) / "hosts" / "sv-signed" / "etc"
-        self.hosts = {
+        hosts = {
             "sv-narrow": sandbox.add_host("sv-narrow", sshd_extra=NARROW),
             "sv-maxauth": sandbox.add_host("sv-maxauth", sshd_extra=["MaxAuthTries 1"]),
             "sv-bind": sandbox.add_host("sv-bind", sshd_extra=[f"AllowUsers root@{self.bind_address}"]),
             "sv-signed": sandbox.add_host("sv-signed", sshd_extra=[
                 f"HostCertificate {signed_etc / 'ssh_host_ed25519_key-cert.pub'}"]),
         }
-        signed = self.hosts["sv-signed"]
+        signed = hosts["sv-signed"]
         sign(self.host_ca, signed_etc / "ssh_host_ed25519_key.pub", "-h", "-n", f"{signed.address},sv-signed")
-        for name in self.hosts:
-            sandbox.start(name)
-        self.agent_sock = root / "agent.sock"
-        started = subprocess.run(["ssh-agent", "-a", str(self.agent_sock), "-s"], capture_output=True, text=True,
-                                 check=True)
-        self.agent_pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
-        for key in (keygen(root / "wrong_1"), keygen(root / "wrong_2"), sandbox.client_key):
-            subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(self.agent_sock)},
-                           check=True, capture_output=True)
+        self.start(sandbox, hosts, root, [keygen(root / "wrong_1"), keygen(root / "wrong_2"), sandbox.client_key])
 
     def known(self, fleet, name: str) -> Path:
         """A known_hosts file holding exactly this host's key."""
@@ -56,11 +45,6 @@ class Servers:
         path = fleet.root / f"kh-{name}"
         path.write_text(f"[{host.address}]:{host.port} {self.sandbox.host_public_key(name)}\n")
         return path
-
-    def close(self) -> None:
-        os.kill(self.agent_pid, signal.SIGTERM)  # the agent this module started
-        for name in self.hosts:
-            self.sandbox.stop(name)
 
 
 @pytest.fixture(scope="module")
