@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from test_move_interrupts import wait_for
@@ -59,18 +60,25 @@ def test_disk_full_mid_update_puts_the_checkout_back_exactly_and_says_why(fleet,
     assert hosts["cloud"]["status"] == "ok" and fleet.head("cloud") == fleet.origin_head()
 
 
-def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet, small_disk):
-    push_to_origin(fleet, {"README.md": "upstream README\n", "big/new.txt": "cannot land\n"}, "Upstream")
-    fleet.git("laptop", "fetch", "-q")
-    repo = fleet.repo("laptop")
-    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")
-    subprocess.run(["chattr", "+i", str(small_disk)], check=True)  # even root cannot create files in it
+def sync_with_a_directory_nobody_can_write(fleet, directory: Path) -> tuple[dict, int, dict, dict]:
+    """sync-all of the laptop while `directory` is immutable (even root cannot create files in it):
+    (snapshot before, exit code, hosts, snapshot after)."""
+    subprocess.run(["chattr", "+i", str(directory)], check=True)
     try:
         before = full_snapshot(fleet, "laptop")
         code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
         after = full_snapshot(fleet, "laptop")
     finally:
-        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+    return before, code, hosts, after
+
+
+def test_an_unwritable_directory_mid_update_puts_the_checkout_back_exactly(fleet, small_disk):
+    push_to_origin(fleet, {"README.md": "upstream README\n", "big/new.txt": "cannot land\n"}, "Upstream")
+    fleet.git("laptop", "fetch", "-q")
+    repo = fleet.repo("laptop")
+    (repo / "strategies" / "momentum.py").write_text("WINDOW = 5\n")
+    before, code, hosts, after = sync_with_a_directory_nobody_can_write(fleet, small_disk)
 
     assert code == 1 and hosts["laptop"]["status"] == "failed"
     assert "put back as it was" in hosts["laptop"]["message"] and "big/new.txt" in hosts["laptop"]["message"]
@@ -83,13 +91,7 @@ def test_a_failed_update_puts_back_the_untracked_file_it_was_replacing_by_the_sa
     repo = fleet.repo("laptop")
     (repo / "tools").mkdir()
     (repo / "tools" / "run.sh").write_text("#!/bin/sh\necho run\n")  # the incoming bytes, untracked here
-    subprocess.run(["chattr", "+i", str(small_disk)], check=True)
-    try:
-        before = full_snapshot(fleet, "laptop")
-        code, hosts = sync(fleet, fleet.inventory({"laptop": {}}))
-        after = full_snapshot(fleet, "laptop")
-    finally:
-        subprocess.run(["chattr", "-i", str(small_disk)], check=True)
+    before, code, hosts, after = sync_with_a_directory_nobody_can_write(fleet, small_disk)
 
     assert code == 1 and "put back as it was" in hosts["laptop"]["message"], hosts["laptop"]
     assert after == before and "?? tools/run.sh" in after["status"]
