@@ -26,8 +26,6 @@ from .schema import HOST_KEYS, HOST_NAME, TOP_KEYS, Field
 from .secrets import SECRET_PATTERNS, secret_patterns
 from .settings import TIMEOUTS
 
-DEFAULT_PATH = DEFAULT_INVENTORY
-ENV_VAR = INVENTORY_ENV
 BUILTIN_DEFAULTS = {"branch": "main", "remote": "origin", "connect_timeout": TIMEOUTS.connect,
                     "command_timeout": TIMEOUTS.command}
 
@@ -111,7 +109,7 @@ def _read(file: Path) -> bytes:
     except FileNotFoundError:
         raise InventoryError(
             f"{file}: inventory not found",
-            hint=f"pass --inventory PATH, set ${ENV_VAR}, or copy inventory/example.yaml to {DEFAULT_PATH}; "
+            hint=f"pass --inventory PATH, set ${INVENTORY_ENV}, or copy inventory/example.yaml to {DEFAULT_INVENTORY}; "
                  "`agentsync sandbox.up` writes one for a local practice fleet") from None
     except OSError as exc:
         raise InventoryError(f"{file}: cannot read inventory: {exc.strerror}") from None

@@ -29,7 +29,7 @@ def run(args: FleetArgs, host: str, command: str, *, name: str | None = None, cw
                       literal=literal, protect=tuple(protect or ()))
     if then_results or spec.results:
         _check_results(inv, target)
-    with _connector(inv, args.early) as connector:
+    with _connector(inv, early=args.early, remember=True) as connector:
         _connect_ahead(connector, target)  # the SSH handshake goes on while the rest of `run` is imported
         job = _start(args, connector, target, spec, allow_busy)
         if not (then_results or spec.results):
@@ -209,11 +209,11 @@ def cancel(args: FleetArgs, job: str, *, grace: str | float | None = None, host:
 class _connector:
     """A Connector closed on the way out, whatever happens."""
 
-    def __init__(self, inv, early: tuple | None = None):
-        """`early`: connections begun for `run` (None for the other commands, which do not begin any)."""
+    def __init__(self, inv, early: tuple = (), remember: bool = False):
+        """`early`, `remember`: for `run`, the one command that begins its connection early (remote/early.py)."""
         from ..remote import Connector
 
-        self.connector = Connector(inv, early=early or (), remember=early is not None)
+        self.connector = Connector(inv, early=early, remember=remember)
 
     def __enter__(self):
         return self.connector

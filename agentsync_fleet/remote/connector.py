@@ -32,7 +32,7 @@ from . import early
 from .control import control_dir, persist_arg, socket_name
 from .diagnose import SshFailure, classify, ssh_lines
 from .hostkeys import refusal  # host-key refusals need a scan for the fingerprint
-from .master import SSH_ENV, MasterAttempt, StartLock, master_alive, start_master
+from .master import SSH_ENV, MasterAttempt, StartLockBusy, begin_master, start_master
 from .resolve import Resolution, Target, resolve, resolve_argv, split_jump
 from .session import LocalSession, OpenSSHSession, Session
 
@@ -188,15 +188,12 @@ class Connector:
                 "-N", "-f", *session.target]
         attempt = self._adopt(sock, argv)
         if attempt is None:
-            if master_alive(sock):
+            try:  # another run opening this very master: wait for it, then use its master
+                attempt = begin_master(argv, sock, {**os.environ, **SSH_ENV}, timeout + DEADLINE_GRACE)
+            except StartLockBusy:
+                raise self._failure(session, res, None, "", timeout) from None
+            if attempt is None:
                 return
-            lock = StartLock(sock)  # another run opening this very master: wait for it, then use its master
-            if not lock.acquire(timeout + DEADLINE_GRACE):
-                raise self._failure(session, res, None, "", timeout)
-            if master_alive(sock):
-                lock.release()
-                return
-            attempt = MasterAttempt(argv, {**os.environ, **SSH_ENV}, start_lock=lock)
         with self._guard:
             self._attempts.append(attempt)
         code, stderr = attempt.result(timeout + DEADLINE_GRACE)

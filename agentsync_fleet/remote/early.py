@@ -32,7 +32,7 @@ import os
 import stat
 import subprocess
 
-from .master import SSH_ENV, MasterAttempt, StartLock, master_alive
+from .master import SSH_ENV, MasterAttempt, StartLockBusy, begin_master, master_alive
 
 VERSION = 1
 RESOLVE_TIMEOUT = 5.0  # an `ssh -G` slower than this (a slow `Match exec`) is not worth beginning early
@@ -87,19 +87,17 @@ def begin(inventory: str | os.PathLike, host: str) -> MasterAttempt | None:
         if not _well_formed(entry) or data["inventory_sha"] != _sha256(inventory):
             return None
         if master_alive(entry["sock"]):
-            return None  # warm: nothing to begin
+            return None  # warm: nothing to begin (and no `ssh -G` to ask)
         answer = subprocess.run(entry["resolve"], capture_output=True, text=True, timeout=RESOLVE_TIMEOUT,
                                 stdin=subprocess.DEVNULL, errors="replace")
         if answer.returncode != 0 or answer.stdout != entry["resolved"]:
             return None
-        lock = StartLock(entry["sock"])
-        if not lock.acquire(0):  # another run is opening it: this run waits for that one, later
-            return None
-        if master_alive(entry["sock"]):
-            lock.release()
-            return None
-        attempt = MasterAttempt(entry["master"], {**os.environ, **SSH_ENV}, start_lock=lock)
+        attempt = begin_master(entry["master"], entry["sock"], {**os.environ, **SSH_ENV}, wait=0)
+    except StartLockBusy:  # another run is opening it: this run waits for that one, later
+        return None
     except (OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError):
+        return None
+    if attempt is None:
         return None
     atexit.register(attempt.abandon)
     return attempt

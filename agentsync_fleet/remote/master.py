@@ -118,10 +118,6 @@ class MasterAttempt:
         if self._start_lock is not None:
             self._start_lock.release()
 
-    @property
-    def in_flight(self) -> bool:
-        return self._outcome is None and self._proc.poll() is None
-
     def result(self, timeout: float) -> tuple[int | None, str]:
         """Wait until ssh has authenticated (exit 0) or failed; (exit code or None on timeout, stderr)."""
         try:
@@ -132,7 +128,7 @@ class MasterAttempt:
         with self._lock:
             if self._outcome is None:
                 if code is not None and code != 0:
-                    _kill_group(self._proc.pid)  # its proxies, if any are left
+                    kill_pgid(self._proc.pid)  # its proxies, if any are left
                 self._err.seek(0)
                 self._outcome = (code, self._err.read().decode(errors="replace"))
                 self._ended()
@@ -147,7 +143,7 @@ class MasterAttempt:
         """Kill the attempt if it is still under way (a master it already made stays: it is a normal one)."""
         killed = False
         if self._outcome is None and self._proc.poll() is None:
-            _kill_group(self._proc.pid)
+            kill_pgid(self._proc.pid)
             self._proc.wait()
             killed = True
         with self._lock:
@@ -156,13 +152,27 @@ class MasterAttempt:
                 self._ended()
 
 
+class StartLockBusy(Exception):
+    """Another process kept a socket's start lock past the wait it was given."""
+
+
+def begin_master(argv: list[str], sock: str, env: dict[str, str], wait: float) -> MasterAttempt | None:
+    """Begin `ssh -M` (`argv`) for `sock` under its start lock, waiting `wait` seconds for the lock; None when a
+    master already answers there (made by another run, maybe while this one waited). Raises StartLockBusy."""
+    if master_alive(sock):
+        return None
+    lock = StartLock(sock)
+    if not lock.acquire(wait):
+        raise StartLockBusy(sock)
+    if master_alive(sock):
+        lock.release()
+        return None
+    return MasterAttempt(argv, env, start_lock=lock)
+
+
 def start_master(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, str]:
     """Run `ssh -M -N -f …` until it has authenticated (exit 0) or failed; (exit code or None on timeout, stderr)."""
     return MasterAttempt(argv, env).result(timeout)
-
-
-def _kill_group(pgid: int) -> None:
-    kill_pgid(pgid)
 
 
 def _scratch_file():
