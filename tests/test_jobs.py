@@ -353,3 +353,17 @@ def test_hosts_sharing_one_home_each_see_and_signal_only_their_own_jobs(jobs_fle
     assert fleet.agentsync("cancel", "same", "--host", "cloud", inventory=inv).returncode == 0
     states = {j["host"]: j["label"] for j in jobs_by_id(fleet, inv).values()}
     assert states == {"cloud": "killed (SIGTERM)", "gpu": "running"}
+
+
+@pytest.mark.parametrize("host", ["noisy", "sh-fish", "sh-tcsh", "sh-ash"])
+def test_run_and_wait_work_alike_under_any_login_shell_and_a_chatty_bashrc(fleet, host):
+    """The start script, the wrapper and the early start on hosts whose login shell is not sh, or greets."""
+    fleet.prepare(host)
+    inv = fleet.inventory({"laptop": {}, host: {}})
+    job = start(fleet, inv, host, "echo 'a;b' \"$HOME\"; exit 3", "--name", "t")
+    assert job["pid"] and job["head"] == fleet.head(host) and job["dirty"] is False, job
+    waited = fleet.agentsync("wait", "t", "--json", inventory=inv)
+    assert waited.returncode == 3, waited.stderr
+    assert as_json(waited)["job"]["last_line"].startswith("a;b /"), waited.stdout
+    assert fleet.agentsync("disconnect", inventory=inv).returncode == 0
+    assert start(fleet, inv, host, "true", "--name", "u")["pid"]  # cold: its connection begun early
